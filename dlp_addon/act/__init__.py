@@ -1,0 +1,1 @@
+"""Acting on a verdict: the audit trail, metrics, and what the blocked user sees."""

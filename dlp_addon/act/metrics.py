@@ -1,0 +1,129 @@
+"""Prometheus metrics on their own registry, served on an explicit address.
+
+Label values come from bounded sets only: destination and rule names from the policy (or
+``other``), channels, detector ids, actions, stages, unscannable kinds. Never a user, a URL,
+a host outside the policy or a matched value.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from dlp_addon import __version__
+from dlp_addon.decide.policy import Policy
+
+logger = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class Metrics:
+    """Every metric the proxy exports."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "dlp_requests_inspected_total",
+            "HTTP requests to allowed destinations that were inspected",
+            ["destination", "channel"],
+            registry=r,
+        )
+        self.ws_messages = Counter(
+            "dlp_websocket_messages_inspected_total",
+            "WebSocket messages from clients that were inspected",
+            ["destination"],
+            registry=r,
+        )
+        self.bytes = Counter(
+            "dlp_inspected_bytes_total",
+            "Bytes of request bodies and messages inspected (as sent)",
+            ["channel"],
+            registry=r,
+        )
+        self.findings = Counter(
+            "dlp_findings_total",
+            "Distinct identifiers found, by detector",
+            ["detector"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "dlp_decisions_total",
+            "Decisions other than a plain allow: block, log, would_block "
+            "(monitor mode), refuse (host not allowed)",
+            ["action", "rule", "destination"],
+            registry=r,
+        )
+        self.unscannable = Counter(
+            "dlp_unscannable_total",
+            "Content that could not be inspected, by kind",
+            ["reason"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "dlp_inspection_errors_total",
+            "Inspections that failed (and so were given the error action)",
+            ["stage"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "dlp_inspection_seconds",
+            "Time spent inspecting one request or message",
+            ["channel"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.policy_info = Gauge(
+            "dlp_policy_info", "The policy in force (value 1)", ["version", "mode"], registry=r
+        )
+        build = Gauge("dlp_build_info", "Version of the proxy (value 1)", ["version"], registry=r)
+        build.labels(__version__).set(1)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def set_policy(self, policy: Policy) -> None:
+        """Publish the policy version and pre-create the series rules will move."""
+        self.policy_info.clear()
+        self.policy_info.labels(policy.version, policy.mode).set(1)
+        names = [d.name for d in policy.destinations]
+        for rule in policy.rules:
+            action = rule.action if policy.enforcing or rule.action != "block" else "would_block"
+            for dest in sorted(rule.destinations or names):
+                self.decisions.labels(action, rule.name, dest)
+        for det in policy.detectors.detectors:
+            self.findings.labels(det.id)
+        for dest in names:
+            self.ws_messages.labels(dest)
+            for channel in ("http", "upload"):
+                self.requests.labels(dest, channel)
+
+    def serve(self, host: str, port: int) -> None:
+        """Start ``/metrics`` on ``host:port`` in a daemon thread."""
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        logger.info("metrics on http://%s:%d/metrics", host, port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

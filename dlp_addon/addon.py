@@ -1,0 +1,366 @@
+"""The mitmproxy edge: hooks only. Parsing, detection and decisions live in the core.
+
+Load with ``dlp-proxy`` (mitmdump with this addon) or ``mitmdump -s dlp_addon/addon.py``.
+Every hook that inspects catches its own failures and turns them into the policy's error action:
+mitmproxy itself would log an addon's exception and let the flow through (fail open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http, tcp, udp
+
+from dlp_addon.act.audit import AuditLog, decision_event, new_incident_id
+from dlp_addon.act.metrics import Metrics
+from dlp_addon.act.pages import block_body, wants_json, ws_notice
+from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, load_policy
+from dlp_addon.decide.verdict import ALLOW, BLOCK, Verdict, error_verdict, unlisted_verdict
+from dlp_addon.errors import PolicyError
+from dlp_addon.extract.message import HttpInput
+from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
+
+logger = logging.getLogger(__name__)
+
+_DEST_KEY = "dlp_destination"
+OTHER = "other"
+
+
+def _headers(h: http.Headers) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in h.fields:
+        key = name.decode("latin-1").lower()
+        val = value.decode("latin-1")
+        out[key] = f"{out[key]}, {val}" if key in out else val
+    return out
+
+
+def _host_only(authority: str) -> str:
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")] if "]" in authority else authority
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+class DlpAddon:
+    """Refuse hosts off the allow-list; inspect requests and client WebSocket messages to the
+    allowed ones; block or log by policy; audit and count every decision."""
+
+    def __init__(self) -> None:
+        self.policy: Policy | None = None
+        self.metrics = Metrics()
+        self.audit = AuditLog("dlp-audit.jsonl")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "dlp_policy",
+            str,
+            str(DEFAULT_POLICY),
+            "Policy file (YAML). The proxy refuses to start if it is invalid.",
+        )
+        loader.add_option(
+            "dlp_metrics_host",
+            str,
+            "127.0.0.1",
+            "Address the Prometheus /metrics endpoint binds to.",
+        )
+        loader.add_option(
+            "dlp_metrics_port",
+            int,
+            9464,
+            "Port of the Prometheus /metrics endpoint; 0 turns it off.",
+        )
+        loader.add_option(
+            "dlp_audit_log",
+            str,
+            "dlp-audit.jsonl",
+            "Audit log, one JSON line per decision that is not a plain allow; "
+            "'-' writes to stderr.",
+        )
+        loader.add_option(
+            "dlp_inline_max_bytes",
+            int,
+            65536,
+            "Bodies up to this size are inspected on the event loop; larger ones "
+            "in a worker thread under the policy's timeout.",
+        )
+        loader.add_option(
+            "dlp_raw_flow_log",
+            bool,
+            False,
+            "Let mitmproxy print each flow (flow_detail > 0). Off by default: "
+            "those lines carry full URLs with query values.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "dlp_policy" in updated:
+            self.policy = self._load_policy(ctx.options.dlp_policy)
+        if "dlp_audit_log" in updated:
+            self.audit.close()
+            self.audit = AuditLog(ctx.options.dlp_audit_log)
+        if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
+            raise exceptions.OptionsError(
+                "stream_large_bodies must stay unset with the DLP addon: a streamed request "
+                "reaches the server before it can be inspected or blocked"
+            )
+        if {"flow_detail", "dlp_raw_flow_log"} & updated:
+            self._quiet_flow_log()
+        if "dlp_metrics_port" in updated and not 0 <= ctx.options.dlp_metrics_port <= 65535:
+            raise exceptions.OptionsError("dlp_metrics_port must be 0 (off) or a TCP port")
+
+    @staticmethod
+    def _quiet_flow_log() -> None:
+        """mitmdump prints every URL with its query values: off unless the admin insists."""
+        if ctx.options.flow_detail > 0 and not ctx.options.dlp_raw_flow_log:
+            ctx.options.update(flow_detail=0)
+
+    def ensure_policy(self) -> None:
+        """Load the configured policy if no option change has done so yet."""
+        if self.policy is None:
+            self.policy = self._load_policy(ctx.options.dlp_policy)
+
+    def _load_policy(self, path: str) -> Policy:
+        try:
+            policy = load_policy(Path(path))
+        except PolicyError as e:
+            raise exceptions.OptionsError(
+                f"invalid policy {path}:\n" + "\n".join(e.problems)
+            ) from e
+        self.metrics.set_policy(policy)
+        logger.info(
+            "policy %s loaded: version %s, mode %s, %d destinations, %d rules",
+            path,
+            policy.version,
+            policy.mode,
+            len(policy.destinations),
+            len(policy.rules),
+        )
+        return policy
+
+    def running(self) -> None:
+        self.ensure_policy()
+        self._quiet_flow_log()
+        if ctx.options.dlp_metrics_port:
+            self.metrics.serve(ctx.options.dlp_metrics_host, ctx.options.dlp_metrics_port)
+
+    def done(self) -> None:
+        self.metrics.stop()
+        self.audit.close()
+
+    # -- egress allow-list -----------------------------------------------------------------
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        self._check_destination(flow, [flow.request.host])
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        hosts = [flow.request.host]
+        if flow.request.host_header:
+            hosts.append(_host_only(flow.request.host_header))
+        self._check_destination(flow, hosts)
+
+    def _check_destination(self, flow: http.HTTPFlow, hosts: list[str]) -> None:
+        """Record the destination; refuse the flow when any host it names is not allowed."""
+        policy = self.policy
+        if policy is None:
+            self._refuse(flow, None)
+            return
+        names = [policy.destination_for(h) for h in hosts]
+        if all(names):
+            flow.metadata[_DEST_KEY] = names[0]
+        elif policy.refuse_unlisted:
+            self._refuse(flow, policy)
+        else:
+            flow.metadata[_DEST_KEY] = OTHER
+
+    def _refuse(self, flow: http.HTTPFlow, policy: Policy | None) -> None:
+        if policy is None:  # no policy loaded: nothing is allowed
+            flow.response = http.Response.make(503, b"DLP policy not loaded\n")
+            return
+        verdict = unlisted_verdict()
+        incident = new_incident_id()
+        self.metrics.decisions.labels(verdict.action, verdict.rule or "", OTHER).inc()
+        self._audit(flow, verdict, incident, OTHER, "http", policy)
+        body, ctype = block_body(
+            verdict,
+            incident,
+            policy.contact,
+            as_json=wants_json(_headers(flow.request.headers)),
+            refused=True,
+        )
+        flow.response = http.Response.make(
+            403,
+            body,
+            {
+                "Content-Type": ctype,
+                "X-DLP-Incident": incident,
+                "X-DLP-Refused": "not-allowed",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    # -- inspection ------------------------------------------------------------------------
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        policy = self.policy
+        destination = flow.metadata.get(_DEST_KEY)
+        if policy is None or destination is None:
+            self._refuse(flow, policy)
+            return
+        try:
+            inspection = await self._inspect_request(flow, policy, destination)
+        except Exception as e:  # last resort: fail closed, never let mitmproxy pass it on
+            logger.error("request inspection crashed: %s", type(e).__name__)
+            inspection = Inspection(error_verdict(policy, "addon"), "http", 0, "addon", 0.0)
+        self._record(inspection, destination, len(flow.request.raw_content or b""))
+        verdict = inspection.verdict
+        if verdict.action == ALLOW:
+            return
+        incident = new_incident_id()
+        self._audit(flow, verdict, incident, destination, inspection.channel, policy)
+        if verdict.blocks:
+            body, ctype = block_body(
+                verdict,
+                incident,
+                policy.contact,
+                as_json=wants_json(_headers(flow.request.headers)),
+            )
+            flow.response = http.Response.make(
+                403,
+                body,
+                {"Content-Type": ctype, "X-DLP-Incident": incident, "Cache-Control": "no-store"},
+            )
+
+    async def _inspect_request(
+        self, flow: http.HTTPFlow, policy: Policy, destination: str
+    ) -> Inspection:
+        raw = flow.request.raw_content
+        if raw is None:  # streamed: the body already left, nothing to inspect
+            return Inspection(error_verdict(policy, "streamed"), "http", 0, "streamed", 0.0)
+        req = HttpInput(
+            method=flow.request.method,
+            path=flow.request.path,
+            headers=_headers(flow.request.headers),
+            body=raw,
+        )
+        deadline = time.monotonic() + policy.timeout_seconds
+        if len(raw) <= ctx.options.dlp_inline_max_bytes:
+            return inspect_http(policy, req, destination, deadline)
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(inspect_http, policy, req, destination, deadline),
+                timeout=policy.timeout_seconds,
+            )
+        except TimeoutError:
+            return Inspection(
+                error_verdict(policy, "timeout"), "http", 0, "timeout", policy.timeout_seconds
+            )
+
+    async def websocket_message(self, flow: http.HTTPFlow) -> None:
+        if not flow.live or flow.websocket is None:
+            return
+        messages = flow.websocket.messages
+        message = messages[-1]
+        # mitmproxy keeps every message for the life of the connection; keep only this one.
+        del messages[:-1]
+        if not message.from_client or message.injected:
+            return
+        policy = self.policy
+        destination = flow.metadata.get(_DEST_KEY)
+        if policy is None or destination is None:
+            message.drop()
+            return
+        try:
+            inspection = inspect_ws(policy, message.content, message.is_text, destination)
+        except Exception as e:
+            logger.error("websocket inspection crashed: %s", type(e).__name__)
+            inspection = Inspection(error_verdict(policy, "addon"), "websocket", 0, "addon", 0.0)
+        self._record(inspection, destination, len(message.content))
+        verdict = inspection.verdict
+        if verdict.action == ALLOW:
+            return
+        incident = new_incident_id()
+        self._audit(flow, verdict, incident, destination, "websocket", policy)
+        if verdict.blocks:
+            message.drop()
+            notice = ws_notice(verdict, incident, policy.contact)
+            ctx.master.commands.call("inject.websocket", flow, True, notice.encode(), True)
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        """Raw TCP through the proxy cannot be inspected: it never reaches a platform."""
+        self.metrics.unscannable.labels("raw_tcp").inc()
+        flow.kill()
+
+    def udp_start(self, flow: udp.UDPFlow) -> None:
+        self.metrics.unscannable.labels("raw_udp").inc()
+        flow.kill()
+
+    # -- acting ----------------------------------------------------------------------------
+
+    def _record(self, ins: Inspection, destination: str, size: int) -> None:
+        m = self.metrics
+        v = ins.verdict
+        if ins.channel == "websocket":
+            m.ws_messages.labels(destination).inc()
+        else:
+            m.requests.labels(destination, ins.channel).inc()
+        m.bytes.labels(ins.channel).inc(size)
+        m.latency.labels(ins.channel).observe(ins.seconds)
+        for detector, n in v.counts.items():
+            m.findings.labels(detector).inc(n)
+        if ins.error_stage:
+            m.errors.labels(ins.error_stage).inc()
+        if v.reason.startswith("unscannable:"):
+            for kind in v.reason.removeprefix("unscannable:").split(","):
+                m.unscannable.labels(kind).inc()
+        if v.action != ALLOW:
+            action = v.action if v.enforced or v.action != BLOCK else "would_block"
+            m.decisions.labels(action, v.rule or "", destination).inc()
+
+    def _audit(
+        self,
+        flow: http.HTTPFlow,
+        verdict: Verdict,
+        incident: str,
+        destination: str,
+        channel: str,
+        policy: Policy,
+    ) -> None:
+        event = decision_event(
+            verdict,
+            incident_id=incident,
+            client=flow.client_conn.peername[0] if flow.client_conn.peername else "",
+            destination=destination,
+            host=flow.request.host,
+            method=flow.request.method,
+            path=flow.request.path,
+            channel=channel,
+            policy_version=policy.version,
+        )
+        try:
+            self.audit.write(event)
+        except OSError as e:
+            logger.error("cannot write audit log %s: %s", self.audit.path, e.strerror)
+        logger.warning(
+            "%s%s rule=%s destination=%s channel=%s incident=%s counts=%s",
+            verdict.action,
+            "" if verdict.enforced else " (monitor: not enforced)",
+            verdict.rule,
+            destination,
+            channel,
+            incident,
+            verdict.counts,
+        )
+
+
+addons = [DlpAddon()]

@@ -1,0 +1,190 @@
+"""The admin's policy: loaded with a safe YAML loader, checked against
+``patterns/policy.schema.json`` and then for meaning (detector names, host globs, duplicate
+names). Every problem is reported as ``file:line: message``; a policy with any problem is
+refused whole."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dlp_addon.decide.hosts import HostMatcher, glob_problem
+from dlp_addon.detect.definitions import (
+    DEFAULT_DETECTORS,
+    PATTERNS_DIR,
+    DetectorSet,
+    load_detectors,
+)
+from dlp_addon.detect.scanner import Scanner
+from dlp_addon.errors import PolicyError
+from dlp_addon.sourcefile import load_schema, load_yaml, schema_problems
+
+DEFAULT_POLICY = PATTERNS_DIR / "policy.yaml"
+_SCHEMA = PATTERNS_DIR / "policy.schema.json"
+DEFAULT_CONTACT = "信息安全部 / the information security team"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """An allowed platform: a name (used in rules, audit and metrics) and its host globs."""
+
+    name: str
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Condition:
+    detector: str
+    min_distinct: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Block or log when every condition holds, for the listed destinations and channels."""
+
+    name: str
+    action: str
+    when: tuple[Condition, ...]
+    description_zh: str
+    description_en: str
+    destinations: frozenset[str] | None = None
+    channels: frozenset[str] | None = None
+
+    def applies_to(self, destination: str, channel: str) -> bool:
+        return (self.destinations is None or destination in self.destinations) and (
+            self.channels is None or channel in self.channels
+        )
+
+    def holds(self, counts: dict[str, int]) -> bool:
+        return all(counts.get(c.detector, 0) >= c.min_distinct for c in self.when)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A complete, checked policy. Immutable: a reload builds a new one."""
+
+    source: Path
+    version: str
+    mode: str
+    refuse_unlisted: bool
+    contact: str
+    on_error: str
+    on_unscannable: str
+    timeout_seconds: float
+    max_decoded_bytes: int
+    destinations: tuple[Destination, ...]
+    rules: tuple[Rule, ...]
+    detectors: DetectorSet = field(repr=False)
+    scanner: Scanner = field(repr=False)
+    hosts: HostMatcher = field(repr=False)
+
+    @property
+    def enforcing(self) -> bool:
+        return self.mode == "enforce"
+
+    def destination_for(self, host: str) -> str | None:
+        """Name of the destination listing ``host``, or ``None`` when it is not allowed."""
+        return self.hosts.match(host)
+
+
+def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
+    """Load, check and compile ``path``; raise ``PolicyError`` listing every problem."""
+    doc = load_yaml(path)
+    problems = schema_problems(doc, load_schema(_SCHEMA))
+    if problems:
+        raise PolicyError(problems)
+    data = doc.data
+    det_path = (path.parent / data["detectors"]) if "detectors" in data else DEFAULT_DETECTORS
+    try:
+        detectors = load_detectors(det_path)
+    except PolicyError as e:
+        if "detectors" in data:
+            problems.append(
+                doc.at(["detectors"], f"detector file '{data['detectors']}' is invalid")
+            )
+        problems.extend(e.problems)
+        raise PolicyError(problems) from e
+    known = detectors.by_id()
+
+    destinations: list[Destination] = []
+    host_entries: list[tuple[str, str]] = []
+    seen_hosts: dict[str, str] = {}
+    names: set[str] = set()
+    for i, raw in enumerate(data["destinations"]):
+        if raw["name"] in names:
+            problems.append(
+                doc.at(["destinations", i, "name"], f"duplicate destination '{raw['name']}'")
+            )
+        names.add(raw["name"])
+        for j, glob in enumerate(raw["hosts"]):
+            why = glob_problem(glob)
+            if why:
+                problems.append(doc.at(["destinations", i, "hosts", j], why))
+                continue
+            key = glob.strip().lower().rstrip(".")
+            if key in seen_hosts and seen_hosts[key] != raw["name"]:
+                problems.append(
+                    doc.at(
+                        ["destinations", i, "hosts", j],
+                        f"host '{glob}' is already listed under '{seen_hosts[key]}'",
+                    )
+                )
+            seen_hosts[key] = raw["name"]
+            host_entries.append((glob, raw["name"]))
+        destinations.append(Destination(raw["name"], tuple(raw["hosts"])))
+
+    rules: list[Rule] = []
+    rule_names: set[str] = set()
+    for i, raw in enumerate(data["rules"]):
+        where: list[str | int] = ["rules", i]
+        if raw["name"] in rule_names:
+            problems.append(doc.at([*where, "name"], f"duplicate rule name '{raw['name']}'"))
+        rule_names.add(raw["name"])
+        for j, cond in enumerate(raw["when"]):
+            if cond["detector"] not in known:
+                problems.append(
+                    doc.at(
+                        [*where, "when", j, "detector"],
+                        f"unknown detector '{cond['detector']}' "
+                        f"(known: {', '.join(sorted(known))})",
+                    )
+                )
+        for j, dest in enumerate(raw.get("destinations", [])):
+            if dest not in names:
+                problems.append(
+                    doc.at([*where, "destinations", j], f"unknown destination '{dest}'")
+                )
+        desc = raw.get("description", {})
+        rules.append(
+            Rule(
+                name=raw["name"],
+                action=raw["action"],
+                when=tuple(Condition(c["detector"], c["min_distinct"]) for c in raw["when"]),
+                description_zh=desc.get("zh", raw["name"]),
+                description_en=desc.get("en", raw["name"]),
+                destinations=frozenset(raw["destinations"]) if "destinations" in raw else None,
+                channels=frozenset(raw["channels"]) if "channels" in raw else None,
+            )
+        )
+    if problems:
+        raise PolicyError(problems)
+
+    inspection = data.get("inspection", {})
+    digest = hashlib.sha256(doc.raw + b"\0" + detectors.sha256.encode()).hexdigest()
+    return Policy(
+        source=path,
+        version=digest[:12],
+        mode=data.get("mode", "enforce"),
+        refuse_unlisted=data.get("egress", {}).get("refuse_unlisted", True),
+        contact=data.get("contact", DEFAULT_CONTACT),
+        on_error=inspection.get("on_error", "block"),
+        on_unscannable=inspection.get("on_unscannable", "block"),
+        timeout_seconds=float(inspection.get("timeout_seconds", 5)),
+        max_decoded_bytes=int(inspection.get("max_decoded_bytes", 64 * 1024 * 1024)),
+        destinations=tuple(destinations),
+        rules=tuple(rules),
+        detectors=detectors,
+        scanner=Scanner(detectors),
+        hosts=HostMatcher(host_entries),
+    )

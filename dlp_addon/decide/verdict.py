@@ -1,0 +1,122 @@
+"""Turn what one request or message carried into a verdict under a policy.
+
+Counting is on *distinct* canonical values per detector: the same ID pasted twice is one
+identifier. The strongest action of the rules that hold wins (block over log); within one
+action the first rule in the file names the decision. Unreadable content and inspection errors
+get the policy's ``on_unscannable`` / ``on_error`` action, block unless the admin said log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dlp_addon.decide.policy import Policy
+from dlp_addon.detect.scanner import Finding
+
+ALLOW, LOG, BLOCK, REFUSE = "allow", "log", "block", "refuse"
+_STRENGTH = {ALLOW: 0, LOG: 1, BLOCK: 2, REFUSE: 2}
+SAMPLES_PER_DETECTOR = 3
+
+RULE_UNSCANNABLE = "unscannable-content"
+RULE_ERROR = "inspection-error"
+RULE_UNLISTED = "egress-allowlist"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What happens to one request or message, and every fact the audit and the user see.
+
+    ``counts`` and ``samples`` hold distinct counts and masked values only: a verdict may be
+    logged, audited and shown, so nothing raw is in it.
+    """
+
+    action: str
+    enforced: bool
+    rule: str | None = None
+    reason: str = "clean"
+    description_zh: str = ""
+    description_en: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> bool:
+        """True when the request must not reach the platform."""
+        return self.action in (BLOCK, REFUSE) and self.enforced
+
+
+def _summarise(findings: Iterable[Finding]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    distinct: dict[str, dict[str, str]] = {}
+    for f in findings:
+        distinct.setdefault(f.detector, {}).setdefault(f.value, f.masked)
+    counts = {det: len(values) for det, values in distinct.items()}
+    samples = {
+        det: list(values.values())[:SAMPLES_PER_DETECTOR] for det, values in distinct.items()
+    }
+    return counts, samples
+
+
+def decide(
+    policy: Policy,
+    findings: Iterable[Finding],
+    *,
+    destination: str,
+    channel: str,
+    unscannable: Iterable[str] = (),
+) -> Verdict:
+    """The verdict for one request or message bound for ``destination`` over ``channel``."""
+    counts, samples = _summarise(findings)
+    unreadable = sorted(set(unscannable))
+    best: Verdict | None = None
+    for rule in policy.rules:
+        if not rule.applies_to(destination, channel) or not rule.holds(counts):
+            continue
+        if best is None or _STRENGTH[rule.action] > _STRENGTH[best.action]:
+            best = Verdict(
+                action=rule.action,
+                enforced=policy.enforcing,
+                rule=rule.name,
+                reason="findings",
+                description_zh=rule.description_zh,
+                description_en=rule.description_en,
+                counts=counts,
+                samples=samples,
+            )
+    if unreadable and (best is None or _STRENGTH[policy.on_unscannable] > _STRENGTH[best.action]):
+        best = Verdict(
+            action=policy.on_unscannable,
+            enforced=policy.enforcing,
+            rule=RULE_UNSCANNABLE,
+            reason="unscannable:" + ",".join(unreadable),
+            description_zh="内容无法检查（加密、压缩或无法识别的格式），按规定不予发送",
+            description_en="The content could not be inspected (encrypted, compressed or "
+            "unreadable), so it is not sent",
+            counts=counts,
+            samples=samples,
+        )
+    return best or Verdict(action=ALLOW, enforced=policy.enforcing, counts=counts)
+
+
+def error_verdict(policy: Policy, stage: str) -> Verdict:
+    """Fail closed: inspection failed at ``stage`` (``extract``, ``detect``, ``timeout``...)."""
+    return Verdict(
+        action=policy.on_error,
+        enforced=policy.enforcing,
+        rule=RULE_ERROR,
+        reason="error:" + stage,
+        description_zh="检查过程出错，为防止数据外泄，本次发送已被拦截",
+        description_en="Inspection failed; to prevent a leak the message was not sent",
+    )
+
+
+def unlisted_verdict() -> Verdict:
+    """The host is not on the allow-list: refused whatever the mode."""
+    return Verdict(
+        action=REFUSE,
+        enforced=True,
+        rule=RULE_UNLISTED,
+        reason="unlisted",
+        description_zh="该网站不在公司允许访问的范围内",
+        description_en="This site is not on the company's list of allowed sites",
+    )

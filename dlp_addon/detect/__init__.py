@@ -1,0 +1,11 @@
+"""Detection: text parts -> validated findings.
+
+``normalize`` folds the disguises people use (full-width digits, zero-width characters, odd
+dashes); ``validators`` holds the checksum and date checks a detector can name; ``definitions``
+loads detectors from ``patterns/detectors.yaml``; ``scanner`` runs them all in one pass.
+"""
+
+from dlp_addon.detect.definitions import Detector, load_detectors
+from dlp_addon.detect.scanner import Finding, Scanner
+
+__all__ = ["Detector", "Finding", "Scanner", "load_detectors"]

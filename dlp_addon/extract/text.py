@@ -1,0 +1,93 @@
+"""Bytes -> text: charset from the header or a BOM, else UTF-8, else GB18030; and a verdict
+on bytes that are not text at all (image, archive, opaque binary)."""
+
+from __future__ import annotations
+
+import codecs
+import math
+import re
+from collections import Counter
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+# Magic numbers of content that is not text. Images are "type only": there is nothing in them
+# the scanner reads, and a product photo must go through. Everything else listed here is a
+# container this version cannot open yet, so it is unscannable.
+_IMAGES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+_CONTAINERS = (
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),
+    (b"\x1f\x8b", "gzip"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"Rar!\x1a\x07", "rar"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "ole"),
+    (b"%PDF-", "pdf"),
+)
+_OPAQUE_MIN_BYTES = 256
+_OPAQUE_ENTROPY_BITS = 7.2
+_TEXT_RUN = re.compile(
+    rb"(?:[\x20-\x7e\t\r\n]|[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
+    rb"|[\xf0-\xf4][\x80-\xbf]{3}){4,}"
+)
+
+
+def bom_charset(data: bytes) -> str | None:
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return name
+    return None
+
+
+def decode_text(data: bytes, charset: str | None = None) -> str | None:
+    """Text of ``data`` if it is text in a charset we know, else ``None``."""
+    candidates = [bom_charset(data), charset, "utf-8", "gb18030"]
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            codecs.lookup(name)
+            text = data.decode(name)
+        except (LookupError, UnicodeDecodeError):
+            continue
+        if _looks_like_text(text):
+            return text
+    return None
+
+
+def _looks_like_text(text: str) -> bool:
+    if not text:
+        return True
+    controls = sum(1 for c in text[:4096] if ord(c) < 32 and c not in "\t\r\n\f")
+    return controls * 100 <= len(text[:4096])
+
+
+def binary_kind(data: bytes) -> str:
+    """``image``, a container name (``zip``, ``pdf``, ...), ``opaque`` or ``binary``."""
+    if data.startswith(_IMAGES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return "image"
+    for magic, name in _CONTAINERS:
+        if data.startswith(magic):
+            return name
+    if len(data) >= _OPAQUE_MIN_BYTES and _entropy(data) > _OPAQUE_ENTROPY_BITS:
+        return "opaque"
+    return "binary"
+
+
+def text_runs(data: bytes) -> str:
+    """Readable UTF-8 runs of a binary frame (protobuf chat frames carry their text this way)."""
+    return "\n".join(m.group().decode("utf-8", "replace") for m in _TEXT_RUN.finditer(data))
+
+
+def _entropy(data: bytes) -> float:
+    sample = data[: 64 * 1024]
+    n = len(sample)
+    return -sum(c / n * math.log2(c / n) for c in Counter(sample).values())

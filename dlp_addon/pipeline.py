@@ -1,0 +1,103 @@
+"""The whole sans-proxy pipeline for one request or message: extract -> detect -> decide.
+
+Used by the mitmproxy addon and by offline tools alike. Each stage's failure becomes the
+policy's error verdict, naming the stage; nothing here raises for bad input. Exception messages
+are not kept: they can quote the content (``int('110105...')``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dlp_addon.decide.policy import Policy
+from dlp_addon.decide.verdict import Verdict, decide, error_verdict
+from dlp_addon.errors import ExtractError
+from dlp_addon.extract.message import Extraction, HttpInput, extract_http, extract_ws
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """A verdict plus what it took: for metrics, never for the user."""
+
+    verdict: Verdict
+    channel: str
+    text_chars: int
+    error_stage: str | None
+    seconds: float
+
+
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+
+
+def _run(
+    policy: Policy,
+    destination: str,
+    default_channel: str,
+    extract: Callable[[], Extraction],
+    deadline: float,
+) -> Inspection:
+    started = time.monotonic()
+    stage = "extract"
+    channel = default_channel
+    try:
+        extraction = extract()
+        if default_channel == "http" and extraction.files:
+            channel = "upload"
+        stage = "detect"
+        findings = policy.scanner.scan_all(extraction.parts, deadline)
+        stage = "decide"
+        verdict = decide(
+            policy,
+            findings,
+            destination=destination,
+            channel=channel,
+            unscannable=extraction.unscannable,
+        )
+        return Inspection(
+            verdict, channel, extraction.bytes_of_text, None, time.monotonic() - started
+        )
+    except ExtractError as e:
+        verdict = decide(
+            policy, (), destination=destination, channel=channel, unscannable=[e.reason]
+        )
+        return Inspection(verdict, channel, 0, None, time.monotonic() - started)
+    except TimeoutError:
+        return Inspection(
+            error_verdict(policy, "timeout"), channel, 0, "timeout", time.monotonic() - started
+        )
+    except Exception as e:  # fail closed on anything else, and say where
+        logger.error("inspection failed at stage %s: %s at %s", stage, type(e).__name__, _where(e))
+        return Inspection(
+            error_verdict(policy, stage), channel, 0, stage, time.monotonic() - started
+        )
+
+
+def inspect_http(
+    policy: Policy, req: HttpInput, destination: str, deadline: float | None = None
+) -> Inspection:
+    """Inspect one HTTP request bound for ``destination``."""
+    if deadline is None:
+        deadline = time.monotonic() + policy.timeout_seconds
+    return _run(
+        policy, destination, "http", lambda: extract_http(req, policy.max_decoded_bytes), deadline
+    )
+
+
+def inspect_ws(
+    policy: Policy, content: bytes, is_text: bool, destination: str, deadline: float | None = None
+) -> Inspection:
+    """Inspect one WebSocket message from the client."""
+    if deadline is None:
+        deadline = time.monotonic() + policy.timeout_seconds
+    return _run(policy, destination, "websocket", lambda: extract_ws(content, is_text), deadline)
