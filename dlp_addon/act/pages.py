@@ -21,12 +21,14 @@ h1{{font-size:1.4em;color:#b00020}} .en{{color:#555}} code{{background:#f3f3f3;p
 </style></head><body>
 <h1>{title_zh}</h1>
 <p>{reason_zh}</p>
+<p>规则：<code>{rule}</code></p>
 <p>事件编号：<code id="incident-id">{incident}</code></p>
 <p>如有疑问或确属工作需要，请联系：{contact}，并提供上述事件编号。</p>
 <hr>
 <div class="en" lang="en">
 <h2>{title_en}</h2>
 <p>{reason_en}</p>
+<p>Rule: <code>{rule}</code></p>
 <p>Incident id: <code>{incident}</code></p>
 <p>If this is part of your work, contact {contact} and quote the incident id.</p>
 </div></body></html>
@@ -68,6 +70,7 @@ def block_body(
         reason_zh=html.escape(verdict.description_zh),
         reason_en=html.escape(verdict.description_en),
         incident=html.escape(incident_id),
+        rule=html.escape(verdict.rule or ""),
         contact=html.escape(contact),
     )
     return page.encode(), "text/html; charset=utf-8"

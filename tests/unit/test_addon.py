@@ -1,0 +1,178 @@
+"""The mitmproxy edge at unit level (taddons/tflow): options, allow-list, fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow, tutils
+
+from dlp_addon import addon as addon_module
+from dlp_addon import pipeline
+from dlp_addon.addon import DlpAddon
+
+POLICY = """\
+version: 1
+destinations:
+  - {name: shop, hosts: [shop.example]}
+rules:
+  - name: ids
+    action: block
+    when: [{detector: cn_resident_id, min_distinct: 1}]
+"""
+ID = "11010519491231002X"
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    p = tmp_path / "policy.yaml"
+    p.write_text(POLICY, encoding="utf-8")
+    return p
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def _flow(host: str, body: bytes) -> Any:
+    req = tutils.treq(
+        host=host, port=443, scheme=b"https", method=b"POST", path=b"/chat", content=body
+    )
+    req.headers["host"] = host
+    return tflow.tflow(req=req)
+
+
+async def _configured(a: DlpAddon, tctx: Any, policy_file: Path, tmp_path: Path) -> None:
+    tctx.configure(
+        a,
+        dlp_policy=str(policy_file),
+        dlp_metrics_port=0,
+        dlp_audit_log=str(tmp_path / "audit.jsonl"),
+    )
+
+
+def test_invalid_policy_is_an_options_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(POLICY.replace("action: block", "action: explode"), encoding="utf-8")
+
+    async def go() -> None:
+        a = DlpAddon()
+        with taddons.context(a) as tctx, pytest.raises(exceptions.OptionsError) as e:
+            tctx.configure(a, dlp_policy=str(bad))
+        assert f"{bad}:6: rules.0.action" in str(e.value)
+
+    run(go())
+
+
+def test_stream_large_bodies_is_refused(policy_file: Path, tmp_path: Path) -> None:
+    async def go() -> None:
+        from mitmproxy.addons import proxyserver
+
+        a = DlpAddon()
+        with taddons.context(proxyserver.Proxyserver(), a) as tctx:
+            await _configured(a, tctx, policy_file, tmp_path)
+            with pytest.raises(exceptions.OptionsError):
+                tctx.configure(a, stream_large_bodies="1m")
+
+    run(go())
+
+
+def test_flow_log_is_silenced(policy_file: Path, tmp_path: Path) -> None:
+    async def go() -> None:
+        from mitmproxy.addons import dumper
+
+        a = DlpAddon()
+        with taddons.context(dumper.Dumper(), a) as tctx:
+            await _configured(a, tctx, policy_file, tmp_path)
+            tctx.configure(a, flow_detail=2)
+            assert tctx.options.flow_detail == 0
+            tctx.configure(a, dlp_raw_flow_log=True, flow_detail=2)
+            assert tctx.options.flow_detail == 2
+
+    run(go())
+
+
+def test_unlisted_host_and_domain_fronting_are_refused(policy_file: Path, tmp_path: Path) -> None:
+    async def go() -> None:
+        a = DlpAddon()
+        with taddons.context(a) as tctx:
+            await _configured(a, tctx, policy_file, tmp_path)
+            f = _flow("evil.example", b"hi")
+            a.requestheaders(f)
+            assert f.response is not None and f.response.status_code == 403
+            fronted = _flow("shop.example", b"hi")
+            fronted.request.headers["host"] = "evil.example"
+            a.requestheaders(fronted)
+            assert fronted.response is not None and fronted.response.status_code == 403
+            ok = _flow("shop.example", b"hi")
+            a.requestheaders(ok)
+            await a.request(ok)
+            assert ok.response is None
+
+    run(go())
+
+
+def test_inspection_crash_fails_closed_without_leaking(
+    policy_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def explode(*_: Any, **__: Any) -> Any:
+        raise ValueError(f"invalid literal {ID}")
+
+    monkeypatch.setattr(pipeline, "extract_http", explode)
+
+    async def go() -> None:
+        a = DlpAddon()
+        with taddons.context(a) as tctx:
+            await _configured(a, tctx, policy_file, tmp_path)
+            f = _flow("shop.example", b"harmless")
+            a.requestheaders(f)
+            with caplog.at_level(logging.DEBUG):
+                await a.request(f)
+            assert f.response is not None and f.response.status_code == 403
+            assert b"inspection-error" in f.response.content
+            assert a.metrics.errors.labels("extract")._value.get() == 1
+
+    run(go())
+    assert "ValueError" in caplog.text and ID not in caplog.text
+
+
+def test_addon_crash_outside_the_pipeline_fails_closed(
+    policy_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(addon_module, "inspect_http", explode)
+
+    async def go() -> None:
+        a = DlpAddon()
+        with taddons.context(a) as tctx:
+            await _configured(a, tctx, policy_file, tmp_path)
+            f = _flow("shop.example", b"harmless")
+            a.requestheaders(f)
+            await a.request(f)
+            assert f.response is not None and f.response.status_code == 403
+
+    run(go())
+
+
+def test_large_body_inspected_off_loop_with_deadline(policy_file: Path, tmp_path: Path) -> None:
+    async def go() -> None:
+        a = DlpAddon()
+        with taddons.context(a) as tctx:
+            await _configured(a, tctx, policy_file, tmp_path)
+            tctx.configure(a, dlp_inline_max_bytes=10)
+            f = _flow("shop.example", (f"客户 {ID} ".encode()) * 1000)
+            a.requestheaders(f)
+            await a.request(f)
+            assert f.response is not None and f.response.status_code == 403
+            assert f.response.headers["X-DLP-Incident"].startswith("DLP-")
+
+    run(go())
