@@ -162,6 +162,12 @@ class DlpAddon:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
+        if (
+            ctx.options.onboarding
+            and flow.request.scheme == "http"
+            and flow.request.pretty_host == ctx.options.onboarding_host
+        ):
+            return  # http://mitm.it, served by mitmproxy itself: the CA for employees
         hosts = [flow.request.host]
         if flow.request.host_header:
             hosts.append(_host_only(flow.request.host_header))
