@@ -163,7 +163,8 @@ class DlpAddon:
         if flow.response or flow.error or not flow.live:
             return
         if (
-            ctx.options.onboarding
+            "onboarding" in ctx.options
+            and ctx.options.onboarding
             and flow.request.scheme == "http"
             and flow.request.pretty_host == ctx.options.onboarding_host
         ):
