@@ -176,3 +176,24 @@ def test_large_body_inspected_off_loop_with_deadline(policy_file: Path, tmp_path
             assert f.response.headers["X-DLP-Incident"].startswith("DLP-")
 
     run(go())
+
+
+def test_unlisted_hosts_are_inspected_when_not_refused(tmp_path: Path) -> None:
+    open_policy = tmp_path / "open.yaml"
+    open_policy.write_text(POLICY + "egress: {refuse_unlisted: false}\n", encoding="utf-8")
+
+    async def go() -> None:
+        a = DlpAddon()
+        with taddons.context(a) as tctx:
+            await _configured(a, tctx, open_policy, tmp_path)
+            clean = _flow("elsewhere.example", b"hello")
+            a.requestheaders(clean)
+            await a.request(clean)
+            assert clean.response is None
+            leak = _flow("elsewhere.example", f"客户 {ID}".encode())
+            a.requestheaders(leak)
+            await a.request(leak)
+            assert leak.response is not None and leak.response.status_code == 403
+            assert a.metrics.decisions.labels("block", "ids", "other")._value.get() == 1
+
+    run(go())
