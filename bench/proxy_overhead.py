@@ -39,8 +39,10 @@ rules:
     when: [{detector: cn_mobile, min_distinct: 10}]
 """
 
-CHAT = ("亲，请问这款行李箱还有 24 寸的吗？订单号 2024112812345678901，什么时候发货？"
-        "快递单号 SF1234567890123，价格 ¥329.00，优惠券 COUPON-2024。")
+CHAT = (
+    "亲，请问这款行李箱还有 24 寸的吗？订单号 2024112812345678901，什么时候发货？"
+    "快递单号 SF1234567890123，价格 ¥329.00，优惠券 COUPON-2024。"
+)
 
 
 def free_port() -> int:
@@ -56,17 +58,20 @@ def chat_body(rng: random.Random) -> bytes:
     return json.dumps({"type": "text", "content": text[:680]}, ensure_ascii=False).encode()
 
 
+def content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
 async def upstream(port: int) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
+                await reader.readexactly(content_length(head))
+                writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"ok":true}')
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
@@ -77,16 +82,14 @@ async def upstream(port: int) -> asyncio.Server:
 async def client(proxy_port: int, target: int, bodies: list[bytes], lat: list[float]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
     for body in bodies:
-        req = (f"POST http://127.0.0.1:{target}/chat HTTP/1.1\r\nHost: 127.0.0.1:{target}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        req = (
+            f"POST http://127.0.0.1:{target}/chat HTTP/1.1\r\nHost: 127.0.0.1:{target}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
         t = time.perf_counter()
         writer.write(req + body)
         head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        await reader.readexactly(length)
+        await reader.readexactly(content_length(head))
         lat.append(time.perf_counter() - t)
         assert head.startswith(b"HTTP/1.1 200"), head[:40]
     writer.close()
@@ -113,14 +116,20 @@ async def measure(cmd: list[str], port: int, target: int, n: int, conns: int) ->
         lat: list[float] = []
         cpu0, c0, t0 = cpu_seconds(proc.pid), time.process_time(), time.perf_counter()
         per = n // conns
-        await asyncio.gather(*(client(port, target, bodies[i * per:(i + 1) * per], lat)
-                               for i in range(conns)))
+        await asyncio.gather(
+            *(client(port, target, bodies[i * per : (i + 1) * per], lat) for i in range(conns))
+        )
         wall = time.perf_counter() - t0
         cpu = cpu_seconds(proc.pid) - cpu0
         q = statistics.quantiles(lat, n=100)
-        return {"rps": len(lat) / wall, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
-                "proxy_cpu_ms_per_req": cpu / len(lat) * 1000,
-                "client_cpu_s": time.process_time() - c0, "wall_s": wall}
+        return {
+            "rps": len(lat) / wall,
+            "p50_ms": q[49] * 1000,
+            "p99_ms": q[98] * 1000,
+            "proxy_cpu_ms_per_req": cpu / len(lat) * 1000,
+            "client_cpu_s": time.process_time() - c0,
+            "wall_s": wall,
+        }
     finally:
         proc.terminate()
         proc.wait(10)
@@ -140,21 +149,37 @@ async def main() -> None:
         results = {}
         for name, cmd in (
             ("mitmdump (baseline)", [str(BIN / "mitmdump"), *common]),
-            ("dlp-proxy", [str(BIN / "dlp-proxy"), *common, "--set", f"dlp_policy={policy}",
-                           "--set", "dlp_metrics_port=0", "--set", f"dlp_audit_log={tmp}/a.jsonl"]),
+            (
+                "dlp-proxy",
+                [
+                    str(BIN / "dlp-proxy"),
+                    *common,
+                    "--set",
+                    f"dlp_policy={policy}",
+                    "--set",
+                    "dlp_metrics_port=0",
+                    "--set",
+                    f"dlp_audit_log={tmp}/a.jsonl",
+                ],
+            ),
         ):
             port = free_port()
-            results[name] = await measure([*cmd, "-p", str(port)], port, target,
-                                          args.requests, args.connections)
+            results[name] = await measure(
+                [*cmd, "-p", str(port)], port, target, args.requests, args.connections
+            )
     server.close()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; {args.requests} requests of ~2 KB JSON chat, "
-          f"{args.connections} keep-alive connections, HTTP/1.1 on loopback\n")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; {args.requests} requests of ~2 KB JSON chat, "
+        f"{args.connections} keep-alive connections, HTTP/1.1 on loopback\n"
+    )
     print("| proxy | requests/s | p50 ms | p99 ms | proxy CPU ms/request | client CPU s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
-        print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-              f"{r['proxy_cpu_ms_per_req']:.2f} | {r['client_cpu_s']:.1f} |")
+        print(
+            f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['proxy_cpu_ms_per_req']:.2f} | {r['client_cpu_s']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

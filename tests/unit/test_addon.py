@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +48,19 @@ def _flow(host: str, body: bytes) -> Any:
     return tflow.tflow(req=req)
 
 
-async def _configured(a: DlpAddon, tctx: Any, policy_file: Path, tmp_path: Path) -> None:
-    tctx.configure(
-        a,
-        dlp_policy=str(policy_file),
-        dlp_metrics_port=0,
-        dlp_audit_log=str(tmp_path / "audit.jsonl"),
-    )
+@contextlib.contextmanager
+def addon_in(policy_file: Path, tmp_path: Path, *others: Any) -> Iterator[tuple[DlpAddon, Any]]:
+    """The addon in a test master (with ``others`` before it), configured with ``policy_file``.
+    Must be entered inside a running event loop."""
+    a = DlpAddon()
+    with taddons.context(*others, a) as tctx:
+        tctx.configure(
+            a,
+            dlp_policy=str(policy_file),
+            dlp_metrics_port=0,
+            dlp_audit_log=str(tmp_path / "audit.jsonl"),
+        )
+        yield a, tctx
 
 
 def test_invalid_policy_is_an_options_error(tmp_path: Path) -> None:
@@ -72,11 +80,11 @@ def test_stream_large_bodies_is_refused(policy_file: Path, tmp_path: Path) -> No
     async def go() -> None:
         from mitmproxy.addons import proxyserver
 
-        a = DlpAddon()
-        with taddons.context(proxyserver.Proxyserver(), a) as tctx:
-            await _configured(a, tctx, policy_file, tmp_path)
-            with pytest.raises(exceptions.OptionsError):
-                tctx.configure(a, stream_large_bodies="1m")
+        with (
+            addon_in(policy_file, tmp_path, proxyserver.Proxyserver()) as (a, tctx),
+            pytest.raises(exceptions.OptionsError),
+        ):
+            tctx.configure(a, stream_large_bodies="1m")
 
     run(go())
 
@@ -85,9 +93,7 @@ def test_flow_log_is_silenced(policy_file: Path, tmp_path: Path) -> None:
     async def go() -> None:
         from mitmproxy.addons import dumper
 
-        a = DlpAddon()
-        with taddons.context(dumper.Dumper(), a) as tctx:
-            await _configured(a, tctx, policy_file, tmp_path)
+        with addon_in(policy_file, tmp_path, dumper.Dumper()) as (a, tctx):
             tctx.configure(a, flow_detail=2)
             assert tctx.options.flow_detail == 0
             tctx.configure(a, dlp_raw_flow_log=True, flow_detail=2)
@@ -98,9 +104,7 @@ def test_flow_log_is_silenced(policy_file: Path, tmp_path: Path) -> None:
 
 def test_unlisted_host_and_domain_fronting_are_refused(policy_file: Path, tmp_path: Path) -> None:
     async def go() -> None:
-        a = DlpAddon()
-        with taddons.context(a) as tctx:
-            await _configured(a, tctx, policy_file, tmp_path)
+        with addon_in(policy_file, tmp_path) as (a, _tctx):
             f = _flow("evil.example", b"hi")
             a.requestheaders(f)
             assert f.response is not None and f.response.status_code == 403
@@ -128,9 +132,7 @@ def test_inspection_crash_fails_closed_without_leaking(
     monkeypatch.setattr(pipeline, "extract_http", explode)
 
     async def go() -> None:
-        a = DlpAddon()
-        with taddons.context(a) as tctx:
-            await _configured(a, tctx, policy_file, tmp_path)
+        with addon_in(policy_file, tmp_path) as (a, _tctx):
             f = _flow("shop.example", b"harmless")
             a.requestheaders(f)
             with caplog.at_level(logging.DEBUG):
@@ -152,9 +154,7 @@ def test_addon_crash_outside_the_pipeline_fails_closed(
     monkeypatch.setattr(addon_module, "inspect_http", explode)
 
     async def go() -> None:
-        a = DlpAddon()
-        with taddons.context(a) as tctx:
-            await _configured(a, tctx, policy_file, tmp_path)
+        with addon_in(policy_file, tmp_path) as (a, _tctx):
             f = _flow("shop.example", b"harmless")
             a.requestheaders(f)
             await a.request(f)
@@ -165,9 +165,7 @@ def test_addon_crash_outside_the_pipeline_fails_closed(
 
 def test_large_body_inspected_off_loop_with_deadline(policy_file: Path, tmp_path: Path) -> None:
     async def go() -> None:
-        a = DlpAddon()
-        with taddons.context(a) as tctx:
-            await _configured(a, tctx, policy_file, tmp_path)
+        with addon_in(policy_file, tmp_path) as (a, tctx):
             tctx.configure(a, dlp_inline_max_bytes=10)
             f = _flow("shop.example", (f"客户 {ID} ".encode()) * 1000)
             a.requestheaders(f)
@@ -183,9 +181,7 @@ def test_unlisted_hosts_are_inspected_when_not_refused(tmp_path: Path) -> None:
     open_policy.write_text(POLICY + "egress: {refuse_unlisted: false}\n", encoding="utf-8")
 
     async def go() -> None:
-        a = DlpAddon()
-        with taddons.context(a) as tctx:
-            await _configured(a, tctx, open_policy, tmp_path)
+        with addon_in(open_policy, tmp_path) as (a, _tctx):
             clean = _flow("elsewhere.example", b"hello")
             a.requestheaders(clean)
             await a.request(clean)
