@@ -109,6 +109,7 @@ def decision_event(
         "enforced": verdict.enforced,
         "reason": verdict.reason,
         "counts": verdict.counts,
+        "records": verdict.records,
         "samples": verdict.samples,
         "policy_version": policy_version,
     }

@@ -6,19 +6,25 @@ refused whole."""
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dlp_addon.decide.hosts import HostMatcher, glob_problem
+from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.definitions import (
     DEFAULT_DETECTORS,
     PATTERNS_DIR,
+    Detector,
     DetectorSet,
+    build_detector,
     load_detectors,
 )
+from dlp_addon.detect.definitions import SCHEMA as DETECTOR_SCHEMA
 from dlp_addon.detect.scanner import Scanner
 from dlp_addon.errors import PolicyError
-from dlp_addon.sourcefile import load_schema, load_yaml, schema_problems
+from dlp_addon.sourcefile import SourceDoc, load_schema, load_yaml, schema_problems
 
 DEFAULT_POLICY = PATTERNS_DIR / "policy.yaml"
 _SCHEMA = PATTERNS_DIR / "policy.schema.json"
@@ -35,8 +41,15 @@ class Destination:
 
 @dataclass(frozen=True)
 class Condition:
-    detector: str
-    min_distinct: int
+    """``min_distinct`` identifiers of one detector, or ``min_records`` records (lines, rows,
+    JSON objects) holding a personal identifier, optionally of one legal category; only
+    findings of ``min_confidence`` or more count."""
+
+    detector: str | None = None
+    min_distinct: int = 0
+    legal_category: str | None = None
+    min_records: int = 0
+    min_confidence: str = "medium"
 
 
 @dataclass(frozen=True)
@@ -56,8 +69,8 @@ class Rule:
             self.channels is None or channel in self.channels
         )
 
-    def holds(self, counts: dict[str, int]) -> bool:
-        return all(counts.get(c.detector, 0) >= c.min_distinct for c in self.when)
+    def holds(self, tally: Tally) -> bool:
+        return all(tally.satisfies(c) for c in self.when)
 
 
 @dataclass(frozen=True)
@@ -88,10 +101,24 @@ class Policy:
         return self.hosts.match(host)
 
 
-def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
-    """Load, check and compile ``path``; raise ``PolicyError`` listing every problem."""
+# One key per process unless the admin provides one: hashes then differ across restarts.
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
+def _schema() -> dict[str, Any]:
+    """The policy schema, with the detector definition it shares with detectors.yaml."""
+    schema = load_schema(_SCHEMA)
+    schema["$defs"] = load_schema(DETECTOR_SCHEMA)["$defs"]
+    return schema
+
+
+def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -> Policy:
+    """Load, check and compile ``path``; raise ``PolicyError`` listing every problem.
+
+    ``hmac_key`` keys the hashes that stand for identifiers (distinct counting, audit); a
+    random per-process key is used when none is given."""
     doc = load_yaml(path)
-    problems = schema_problems(doc, load_schema(_SCHEMA))
+    problems = schema_problems(doc, _schema())
     if problems:
         raise PolicyError(problems)
     data = doc.data
@@ -105,7 +132,17 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
             )
         problems.extend(e.problems)
         raise PolicyError(problems) from e
-    known = detectors.by_id()
+    custom: list[Detector] = []
+    for i, raw in enumerate(data.get("custom_detectors", [])):
+        where_d: list[str | int] = ["custom_detectors", i]
+        if raw["id"] in detectors.by_id() or any(c.id == raw["id"] for c in custom):
+            problems.append(doc.at([*where_d, "id"], f"duplicate detector id '{raw['id']}'"))
+            continue
+        det = build_detector(doc, where_d, raw, detectors.legal_categories, problems)
+        if det is not None:
+            custom.append(det)
+    if custom:
+        detectors = detectors.with_custom(tuple(custom), hashlib.sha256(doc.raw).hexdigest())
 
     destinations: list[Destination] = []
     host_entries: list[tuple[str, str]] = []
@@ -141,15 +178,11 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
         if raw["name"] in rule_names:
             problems.append(doc.at([*where, "name"], f"duplicate rule name '{raw['name']}'"))
         rule_names.add(raw["name"])
+        conditions: list[Condition] = []
         for j, cond in enumerate(raw["when"]):
-            if cond["detector"] not in known:
-                problems.append(
-                    doc.at(
-                        [*where, "when", j, "detector"],
-                        f"unknown detector '{cond['detector']}' "
-                        f"(known: {', '.join(sorted(known))})",
-                    )
-                )
+            made = _condition(doc, [*where, "when", j], cond, detectors, problems)
+            if made is not None:
+                conditions.append(made)
         for j, dest in enumerate(raw.get("destinations", [])):
             if dest not in names:
                 problems.append(
@@ -160,7 +193,7 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
             Rule(
                 name=raw["name"],
                 action=raw["action"],
-                when=tuple(Condition(c["detector"], c["min_distinct"]) for c in raw["when"]),
+                when=tuple(conditions),
                 description_zh=desc.get("zh", raw["name"]),
                 description_en=desc.get("en", raw["name"]),
                 destinations=frozenset(raw["destinations"]) if "destinations" in raw else None,
@@ -185,6 +218,57 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
         destinations=tuple(destinations),
         rules=tuple(rules),
         detectors=detectors,
-        scanner=Scanner(detectors),
+        scanner=Scanner(detectors, _PROCESS_KEY if hmac_key is None else hmac_key),
         hosts=HostMatcher(host_entries),
+    )
+
+
+def _condition(
+    doc: SourceDoc,
+    where: list[str | int],
+    cond: dict[str, Any],
+    detectors: DetectorSet,
+    problems: list[str],
+) -> Condition | None:
+    """A checked condition: one count (``min_distinct``, ``min_records`` or ``threshold``)."""
+    known = detectors.by_id()
+    counts = [k for k in ("min_distinct", "min_records", "threshold") if k in cond]
+    if len(counts) != 1:
+        problems.append(doc.at(where, "give exactly one of min_distinct, min_records, threshold"))
+        return None
+    detector = cond.get("detector")
+    if detector is not None and detector not in known:
+        problems.append(
+            doc.at(
+                [*where, "detector"],
+                f"unknown detector '{detector}' (known: {', '.join(sorted(known))})",
+            )
+        )
+        return None
+    if "min_distinct" in cond and detector is None:
+        problems.append(doc.at(where, "min_distinct needs a detector"))
+        return None
+    category = cond.get("legal_category")
+    legal = detectors.legal_categories
+    if category is not None and category not in legal:
+        problems.append(
+            doc.at(
+                [*where, "legal_category"],
+                f"unknown legal category '{category}' (known: {', '.join(sorted(legal))})",
+            )
+        )
+        return None
+    min_records = cond.get("min_records", 0)
+    if "threshold" in cond:
+        if category is None:
+            problems.append(doc.at([*where, "threshold"], "threshold needs a legal_category"))
+            return None
+        tier = legal[category]
+        min_records = tier.serious if cond["threshold"] == "serious" else tier.insider_serious
+    return Condition(
+        detector=detector,
+        min_distinct=cond.get("min_distinct", 0),
+        legal_category=category,
+        min_records=min_records,
+        min_confidence=cond.get("min_confidence", "medium"),
     )

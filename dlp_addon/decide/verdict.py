@@ -1,9 +1,9 @@
 """Turn what one request or message carried into a verdict under a policy.
 
-Counting is on *distinct* canonical values per detector: the same ID pasted twice is one
-identifier. The strongest action of the rules that hold wins (block over log); within one
-action the first rule in the file names the decision. Unreadable content and inspection errors
-get the policy's ``on_unscannable`` / ``on_error`` action, block unless the admin said log.
+Counting (``tally``) is on distinct identifiers per detector and on distinct records. The
+strongest action of the rules that hold wins (block over log); within one action the first rule
+in the file names the decision. Unreadable content and inspection errors get the policy's
+``on_unscannable`` / ``on_error`` action, block unless the admin said log.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dlp_addon.decide.policy import Policy
+from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.scanner import Finding
 
 ALLOW, LOG, BLOCK, REFUSE = "allow", "log", "block", "refuse"
 _STRENGTH = {ALLOW: 0, LOG: 1, BLOCK: 2, REFUSE: 2}
-SAMPLES_PER_DETECTOR = 3
 
 RULE_UNSCANNABLE = "unscannable-content"
 RULE_ERROR = "inspection-error"
@@ -39,22 +39,12 @@ class Verdict:
     description_en: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[str]] = field(default_factory=dict)
+    records: int = 0
 
     @property
     def blocks(self) -> bool:
         """True when the request must not reach the platform."""
         return self.action in (BLOCK, REFUSE) and self.enforced
-
-
-def _summarise(findings: Iterable[Finding]) -> tuple[dict[str, int], dict[str, list[str]]]:
-    distinct: dict[str, dict[str, str]] = {}
-    for f in findings:
-        distinct.setdefault(f.detector, {}).setdefault(f.value, f.masked)
-    counts = {det: len(values) for det, values in distinct.items()}
-    samples = {
-        det: list(values.values())[:SAMPLES_PER_DETECTOR] for det, values in distinct.items()
-    }
-    return counts, samples
 
 
 def decide(
@@ -66,11 +56,12 @@ def decide(
     unscannable: Iterable[str] = (),
 ) -> Verdict:
     """The verdict for one request or message bound for ``destination`` over ``channel``."""
-    counts, samples = _summarise(findings)
+    tally = Tally(findings, policy.detectors)
+    counts, samples, records = tally.counts(), tally.samples(), tally.records()
     unreadable = sorted(set(unscannable))
     best: Verdict | None = None
     for rule in policy.rules:
-        if not rule.applies_to(destination, channel) or not rule.holds(counts):
+        if not rule.applies_to(destination, channel) or not rule.holds(tally):
             continue
         if best is None or _STRENGTH[rule.action] > _STRENGTH[best.action]:
             best = Verdict(
@@ -82,6 +73,7 @@ def decide(
                 description_en=rule.description_en,
                 counts=counts,
                 samples=samples,
+                records=records,
             )
     if unreadable and (best is None or _STRENGTH[policy.on_unscannable] > _STRENGTH[best.action]):
         best = Verdict(
@@ -94,8 +86,9 @@ def decide(
             "unreadable), so it is not sent",
             counts=counts,
             samples=samples,
+            records=records,
         )
-    return best or Verdict(action=ALLOW, enforced=policy.enforcing, counts=counts)
+    return best or Verdict(action=ALLOW, enforced=policy.enforcing, counts=counts, records=records)
 
 
 def error_verdict(policy: Policy, stage: str) -> Verdict:

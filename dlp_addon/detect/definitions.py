@@ -1,8 +1,25 @@
-"""Detector definitions, loaded from ``patterns/detectors.yaml`` and checked before use."""
+"""Detector definitions, loaded from ``patterns/detectors.yaml`` (or a policy's own
+``custom_detectors``) and checked before use.
+
+A detector is one of three kinds:
+
+- ``numeric``: numbers such as ID, mobile and card numbers. They are not matched by a regex over
+  the text: the scanner finds runs of digits (with single spaces, dashes, dots or slashes
+  between groups) once for all numeric detectors, joins adjacent groups into candidates of the
+  detector's ``lengths`` and full-matches ``pattern`` against each candidate.
+- ``regex``: anything else with a shape (e-mail, licence plate, passport). The regex runs over
+  the text (``regex`` module, with a timeout) only when its ``prefilter`` occurred.
+- ``words``: keyword dictionaries (column headers, insurance terms), inline or from a plain text
+  file with one word per line, all matched in the scanner's single keyword pass.
+
+``scope: record`` restricts a regex detector to lines that already hold a personal identifier
+(names, addresses: common words alone, personal data next to an ID).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +28,32 @@ import regex
 
 from dlp_addon.detect.validators import VALIDATORS, Validator
 from dlp_addon.errors import PolicyError
-from dlp_addon.sourcefile import load_schema, load_yaml, schema_problems
+from dlp_addon.sourcefile import SourceDoc, load_schema, load_yaml, schema_problems
 
 PATTERNS_DIR = Path(__file__).resolve().parent.parent.parent / "patterns"
 DEFAULT_DETECTORS = PATTERNS_DIR / "detectors.yaml"
-_SCHEMA = PATTERNS_DIR / "detectors.schema.json"
+SCHEMA = PATTERNS_DIR / "detectors.schema.json"
+CONFIDENCE = ("low", "medium", "high")
+
+# Catastrophic-backtracking probes for admin-written regexes: each must finish in time.
+_PROBES = ("1" * 3000, "a" * 3000, "1 " * 1500, "a1" * 1500, "-" * 3000, "中文" * 1500)
+_PROBE_TIMEOUT = 0.2
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*]\)[+*{]")
+
+
+@dataclass(frozen=True)
+class LegalCategory:
+    """A class of personal information in the 2017 judicial interpretation (法释〔2017〕10号)."""
+
+    id: str
+    name_zh: str
+    name_en: str
+    serious: int
+
+    @property
+    def insider_serious(self) -> int:
+        """Half the threshold for data obtained through one's work (Art. 6)."""
+        return self.serious // 2
 
 
 @dataclass(frozen=True)
@@ -25,17 +63,31 @@ class Detector:
     id: str
     name_zh: str
     name_en: str
+    kind: str  # numeric | regex | words
     category: str
-    pattern: Any = field(repr=False)  # compiled ``regex`` pattern
+    legal_category: str | None  # None: not personal data (a company's code)
+    confidence: str  # low | medium: context words raise it one level
     validate: Validator = field(repr=False)
-    mask_keep: tuple[int, int]
-    keywords: tuple[str, ...]
-    context: tuple[str, ...]
-    samples_match: tuple[str, ...] = field(repr=False)
-    samples_no_match: tuple[str, ...] = field(repr=False)
+    mask_keep: tuple[int, int] | None  # None: shown as is (keywords)
+    lengths: frozenset[int] = frozenset()
+    numeric: Any = field(default=None, repr=False)  # re.Pattern[bytes], full-matched
+    pattern: Any = field(default=None, repr=False)  # regex.Pattern[str]
+    prefilter: str | None = None  # hyperscan/re expression gating a regex detector
+    record_scope: bool = False
+    words: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+    samples_match: tuple[str, ...] = field(default=(), repr=False)
+    samples_no_match: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def personal(self) -> bool:
+        return self.legal_category is not None
 
     def mask(self, value: str) -> str:
         """``value`` with its middle starred: ``110105********123X``, ``138****8000``."""
+        if self.mask_keep is None:
+            return value
         start, end = self.mask_keep
         if len(value) <= start + end:
             return "*" * len(value)
@@ -44,9 +96,10 @@ class Detector:
 
 @dataclass(frozen=True)
 class DetectorSet:
-    """All detectors of one definitions file, plus the shared context window."""
+    """All detectors of one definitions file (plus a policy's own), and shared settings."""
 
     detectors: tuple[Detector, ...]
+    legal_categories: dict[str, LegalCategory]
     context_window: int
     source: Path
     sha256: str
@@ -54,13 +107,125 @@ class DetectorSet:
     def by_id(self) -> dict[str, Detector]:
         return {d.id: d for d in self.detectors}
 
+    def with_custom(self, custom: tuple[Detector, ...], digest: str) -> DetectorSet:
+        return DetectorSet(
+            detectors=self.detectors + custom,
+            legal_categories=self.legal_categories,
+            context_window=self.context_window,
+            source=self.source,
+            sha256=hashlib.sha256((self.sha256 + digest).encode()).hexdigest(),
+        )
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why an admin-written regex cannot be used: invalid, or catastrophic on probe inputs."""
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as e:
+        return f"invalid regex: {e}"
+    if _NESTED_QUANTIFIER.search(pattern):
+        return "regex has a nested quantifier such as (a+)+, which can backtrack catastrophically"
+    for probe in _PROBES:
+        try:
+            compiled.search(probe + "!", timeout=_PROBE_TIMEOUT)
+        except TimeoutError:
+            return "regex backtracks catastrophically (a probe input took longer than 0.2 s)"
+    return None
+
+
+def build_detector(
+    doc: SourceDoc,
+    where: list[str | int],
+    raw: dict[str, Any],
+    legal: dict[str, LegalCategory],
+    problems: list[str],
+) -> Detector | None:
+    """A checked ``Detector`` from one YAML entry; problems are appended with their lines."""
+    before = len(problems)
+    validate = VALIDATORS.get(raw.get("validator", "none"))
+    if validate is None:
+        known = ", ".join(sorted(VALIDATORS))
+        problems.append(
+            doc.at(
+                [*where, "validator"], f"unknown validator '{raw['validator']}' (known: {known})"
+            )
+        )
+    legal_category = raw.get("legal_category", "other")
+    if legal_category is not None and legal_category not in legal:
+        problems.append(
+            doc.at([*where, "legal_category"], f"unknown legal category '{legal_category}'")
+        )
+    numeric = pattern = None
+    lengths: frozenset[int] = frozenset()
+    words: tuple[str, ...] = ()
+    if "numeric" in raw:
+        kind = "numeric"
+        lengths = frozenset(raw["numeric"]["lengths"])
+        try:
+            numeric = re.compile(raw["numeric"]["pattern"].encode())
+        except re.error as e:
+            problems.append(doc.at([*where, "numeric", "pattern"], f"invalid regex: {e}"))
+    elif "regex" in raw:
+        kind = "regex"
+        why = regex_problem(raw["regex"])
+        if why:
+            problems.append(doc.at([*where, "regex"], why))
+        else:
+            pattern = regex.compile(raw["regex"])
+    else:
+        kind = "words"
+        words = tuple(w.lower() for w in raw.get("words", []))
+        if "words_file" in raw:
+            path = doc.path.parent / raw["words_file"]
+            try:
+                lines = path.read_text(encoding="utf-8-sig").splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                problems.append(
+                    doc.at(
+                        [*where, "words_file"],
+                        f"cannot read keyword list {path}: {type(e).__name__}",
+                    )
+                )
+                lines = []
+            words += tuple(
+                w.strip().lower() for w in lines if w.strip() and not w.lstrip().startswith("#")
+            )
+    if len(problems) > before or validate is None:
+        return None
+    mask = raw.get("mask")
+    return Detector(
+        id=raw["id"],
+        name_zh=raw["name"]["zh"],
+        name_en=raw["name"]["en"],
+        kind=kind,
+        category=raw.get("category", "other"),
+        legal_category=legal_category,
+        confidence=raw.get("confidence", "medium"),
+        validate=validate,
+        mask_keep=(mask[0], mask[1]) if mask else None,
+        lengths=lengths,
+        numeric=numeric,
+        pattern=pattern,
+        prefilter=raw.get("prefilter"),
+        record_scope=raw.get("scope") == "record",
+        words=words,
+        keywords=tuple(k.lower() for k in raw.get("keywords", [])),
+        context=tuple(k.lower() for k in raw.get("context", [])),
+        samples_match=tuple(raw["samples"]["match"]),
+        samples_no_match=tuple(raw["samples"]["no_match"]),
+    )
+
 
 def load_detectors(path: Path = DEFAULT_DETECTORS) -> DetectorSet:
     """Load and check every detector; all problems are reported together as ``PolicyError``."""
     doc = load_yaml(path)
-    problems = schema_problems(doc, load_schema(_SCHEMA))
+    problems = schema_problems(doc, load_schema(SCHEMA))
     if problems:
         raise PolicyError(problems)
+    legal = {
+        key: LegalCategory(key, v["name"]["zh"], v["name"]["en"], v["serious"])
+        for key, v in doc.data["legal_categories"].items()
+    }
     detectors: list[Detector] = []
     seen: set[str] = set()
     for i, raw in enumerate(doc.data["detectors"]):
@@ -68,39 +233,18 @@ def load_detectors(path: Path = DEFAULT_DETECTORS) -> DetectorSet:
         if raw["id"] in seen:
             problems.append(doc.at([*where, "id"], f"duplicate detector id '{raw['id']}'"))
         seen.add(raw["id"])
-        validate = VALIDATORS.get(raw["validator"])
-        if validate is None:
-            known = ", ".join(sorted(VALIDATORS))
-            problems.append(
-                doc.at([*where, "validator"], f"unknown validator '{raw['validator']}' ({known})")
-            )
-        try:
-            pattern = regex.compile(raw["regex"])
-        except regex.error as e:
-            problems.append(doc.at([*where, "regex"], f"invalid regex: {e}"))
-            continue
-        if validate is None:
-            continue
-        detectors.append(
-            Detector(
-                id=raw["id"],
-                name_zh=raw["name"]["zh"],
-                name_en=raw["name"]["en"],
-                category=raw.get("category", "other"),
-                pattern=pattern,
-                validate=validate,
-                mask_keep=(raw["mask"][0], raw["mask"][1]),
-                keywords=tuple(k.lower() for k in raw.get("keywords", [])),
-                context=tuple(k.lower() for k in raw.get("context", [])),
-                samples_match=tuple(raw["samples"]["match"]),
-                samples_no_match=tuple(raw["samples"]["no_match"]),
-            )
-        )
+        det = build_detector(doc, where, raw, legal, problems)
+        if det is not None:
+            detectors.append(det)
     if problems:
         raise PolicyError(problems)
     return DetectorSet(
         detectors=tuple(detectors),
+        legal_categories=legal,
         context_window=int(doc.data.get("context_window", 300)),
         source=path,
-        sha256=hashlib.sha256(doc.raw).hexdigest(),
+        # Keyword lists are part of what the detectors are: a changed list is a new version.
+        sha256=hashlib.sha256(
+            doc.raw + "\n".join(w for d in detectors for w in d.words).encode()
+        ).hexdigest(),
     )

@@ -1,10 +1,10 @@
 """Fold text to the form detectors match: ASCII digits, no invisible characters, plain dashes.
 
-A translation table, used only when the text holds one of its characters, turns full-width
-digits and letters (``１３８``, ``Ｘ``), odd spaces and the dash family into ASCII and drops the
-zero-width characters people slip between digits. Only when other non-ASCII decimal digits
-remain (mathematical bold, Arabic-Indic, ...) does the slower NFKC pass run. Pure-ASCII text is
-returned as it is.
+One translation table turns full-width digits and letters (``１３８``, ``Ｘ``), every other
+script's decimal digits (mathematical bold, Arabic-Indic, ...), odd spaces and the dash family
+into ASCII, and drops the zero-width characters people slip between digits. ``TRIGGERS`` lists
+every character that makes a difference, so a scanner can tell in its single pass whether a
+text needs folding at all; common Chinese full-width punctuation (，？！：) is not among them.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ import unicodedata
 import regex
 
 _DROP = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"
-_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63"
 _SPACES = (
     "\u00a0\u3000\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f"
 )
-
-# Full-width digits, letters, "+" and "-". Full-width punctuation (，？！：) is everywhere in
-# Chinese chat and means nothing to a detector, so it is left alone and costs nothing.
+# Full-width digits, letters, "+", "-", "." and "/".
 _FULLWIDTH = (
     "".join(chr(cp) for cp in range(0xFF10, 0xFF1A))
-    + "\uff0b\uff0d"
+    + "\uff0b\uff0d\uff0e\uff0f"
     + "".join(chr(cp) for cp in [*range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B)])
 )
 _TABLE: dict[int, str | None] = {ord(c): chr(ord(c) - 0xFEE0) for c in _FULLWIDTH}
@@ -31,16 +29,25 @@ _TABLE |= {ord(c): None for c in _DROP}
 _TABLE |= {ord(c): "-" for c in _DASHES}
 _TABLE |= {ord(c): " " for c in _SPACES}
 
-_OTHER_DIGITS = regex.compile(r"[^\P{Nd}0-9]")
-_NEEDS_TABLE = regex.compile("[" + regex.escape("".join(map(chr, _TABLE))) + "]")
+_RANGES = (range(0x80, 0x10000), range(0x1D7CE, 0x1D800), range(0x1FBF0, 0x1FBFA))
+_TABLE |= {
+    cp: str(unicodedata.decimal(chr(cp)))
+    for r in _RANGES
+    for cp in r
+    if cp not in _TABLE and unicodedata.category(chr(cp)) == "Nd"
+}
+TRIGGERS = "".join(sorted(map(chr, _TABLE)))
+
+_NEEDS = regex.compile("[" + regex.escape(TRIGGERS) + "]")
+
+
+def needs_folding(text: str) -> bool:
+    """True when ``normalize`` would change something a detector sees."""
+    return not text.isascii() and _NEEDS.search(text) is not None
 
 
 def normalize(text: str) -> str:
     """Return ``text`` folded for matching; offsets may shift, meaning does not."""
-    if text.isascii():
+    if not needs_folding(text):
         return text
-    if _NEEDS_TABLE.search(text):
-        text = text.translate(_TABLE)
-    if _OTHER_DIGITS.search(text):
-        text = unicodedata.normalize("NFKC", text)
-    return text
+    return text.translate(_TABLE)

@@ -8,8 +8,9 @@ here because they cannot be data.
 from __future__ import annotations
 
 import datetime as _dt
+import operator
+import re
 from collections.abc import Callable
-from functools import lru_cache
 
 import phonenumbers
 
@@ -25,49 +26,56 @@ _PROVINCES = frozenset(
     | {50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83}
 )
 _EARLIEST_BIRTH_YEAR = 1880
+_SAFE_PAST_YEAR = _dt.date.today().year - 1  # births before it are in the past, however long we run
+
+
+_NOT_DIGIT_OR_X = re.compile(r"[^0-9Xx]")
 
 
 def _digits(text: str) -> str:
-    return "".join(c for c in text if c.isascii() and (c.isdigit() or c in "Xx")).upper()
+    """ASCII digits (and X) of ``text``, upper-cased; scanner candidates are already clean."""
+    if not (text.isascii() and text.isalnum()):
+        text = _NOT_DIGIT_OR_X.sub("", text)
+    return text.upper()
 
 
 def gb11643_check_char(first17: str) -> str:
     """The GB 11643-1999 check character for the first 17 digits."""
-    total = sum(int(d) * w for d, w in zip(first17, _GB11643_WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(int, first17), _GB11643_WEIGHTS))
     return _GB11643_CHECK[total % 11]
 
 
 def gb11643(text: str) -> str | None:
-    """18-character resident ID: province, a real birth date not in the future, check char."""
+    """18-character resident ID: province, check char, a real birth date not in the future."""
     value = _digits(text)
     if len(value) != 18 or not value[:17].isdigit() or int(value[:2]) not in _PROVINCES:
         return None
+    if gb11643_check_char(value[:17]) != value[17]:
+        return None
+    return value if _real_birth_date(value[6:14]) else None
+
+
+def _real_birth_date(yyyymmdd: str) -> bool:
     try:
-        born = _dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+        born = _dt.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
     except ValueError:
-        return None
-    if born.year < _EARLIEST_BIRTH_YEAR or born > _dt.date.today():
-        return None
-    return value if gb11643_check_char(value[:17]) == value[17] else None
-
-
-@lru_cache(maxsize=65536)
-def _mobile_block_valid(first7: str) -> bool:
-    # Allocation is decided by the number block (the first seven digits); phonenumbers'
-    # metadata tracks which blocks are mobile.
-    number = phonenumbers.parse("+86" + first7 + "0000")
-    return bool(
-        phonenumbers.is_valid_number(number)
-        and phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE
+        return False
+    return born.year >= _EARLIEST_BIRTH_YEAR and (
+        born.year < _SAFE_PAST_YEAR or born <= _dt.date.today()
     )
+
+
+# phonenumbers' metadata tracks which number blocks are allocated to mobiles; its pattern is
+# compiled once here instead of parsing every candidate (35 µs a parse).
+_CN_METADATA = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+assert _CN_METADATA is not None and _CN_METADATA.mobile is not None
+_CN_MOBILE = re.compile(str(_CN_METADATA.mobile.national_number_pattern))
 
 
 def cn_mobile(text: str) -> str | None:
     """Mainland mobile in an allocated block; any +86 / 0086 / 86 prefix is dropped."""
     value = _digits(text)[-11:]
-    if len(value) != 11 or value[0] != "1" or not _mobile_block_valid(value[:7]):
-        return None
-    return value
+    return value if len(value) == 11 and _CN_MOBILE.fullmatch(value) else None
 
 
 VALIDATORS: dict[str, Validator] = {

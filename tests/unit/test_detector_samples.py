@@ -7,7 +7,7 @@ import pytest
 from dlp_addon.detect import Scanner, load_detectors
 
 DETECTORS = load_detectors()
-SCANNER = Scanner(DETECTORS)
+SCANNER = Scanner(DETECTORS, b"test-key")
 
 CASES = [
     (det.id, kind, sample)

@@ -1,0 +1,88 @@
+"""What one request or message carried, counted the way the law and the rules count it.
+
+- Distinct identifiers per detector, by keyed hash: the same ID pasted twice is one ID.
+- Records (条): a line of text, a table row or a JSON object holding at least one personal
+  identifier. Records are distinct by the identifiers they hold, so a table pasted twice is
+  still one table's worth of records.
+- Every count can be limited to findings of a minimum confidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from dlp_addon.detect.definitions import CONFIDENCE, DetectorSet
+from dlp_addon.detect.scanner import Finding
+
+SAMPLES_PER_DETECTOR = 3
+_LEVEL = {name: i for i, name in enumerate(CONFIDENCE)}
+
+
+class Countable(Protocol):
+    @property
+    def detector(self) -> str | None: ...
+    @property
+    def min_distinct(self) -> int: ...
+    @property
+    def legal_category(self) -> str | None: ...
+    @property
+    def min_records(self) -> int: ...
+    @property
+    def min_confidence(self) -> str: ...
+
+
+class Tally:
+    """Counts over the findings of one request or message."""
+
+    def __init__(self, findings: Iterable[Finding], detectors: DetectorSet) -> None:
+        by_id = detectors.by_id()
+        # detector -> key -> (best confidence level, masked value)
+        self._best: dict[str, dict[str, tuple[int, str]]] = {}
+        # record -> {(key, legal category, level)}
+        rows: dict[tuple[str, int], set[tuple[str, str, int]]] = {}
+        for f in findings:
+            level = _LEVEL[f.confidence]
+            seen = self._best.setdefault(f.detector, {})
+            if f.key not in seen or seen[f.key][0] < level:
+                seen[f.key] = (level, f.masked)
+            det = by_id[f.detector]
+            if det.legal_category is not None and det.kind != "words":
+                rows.setdefault(f.record, set()).add((f.key, det.legal_category, level))
+        self._rows = list(rows.values())
+
+    def distinct(self, detector: str, min_confidence: str = "medium") -> int:
+        floor = _LEVEL[min_confidence]
+        return sum(1 for level, _ in self._best.get(detector, {}).values() if level >= floor)
+
+    def records(self, legal_category: str | None = None, min_confidence: str = "medium") -> int:
+        """Distinct records holding a personal identifier (of ``legal_category``)."""
+        floor = _LEVEL[min_confidence]
+        distinct = set()
+        for row in self._rows:
+            keys = frozenset(k for k, cat, level in row if level >= floor)
+            if keys and (
+                legal_category is None
+                or any(cat == legal_category and level >= floor for _, cat, level in row)
+            ):
+                distinct.add(keys)
+        return len(distinct)
+
+    def satisfies(self, cond: Countable) -> bool:
+        if cond.detector is not None and cond.min_distinct:
+            return self.distinct(cond.detector, cond.min_confidence) >= cond.min_distinct
+        return self.records(cond.legal_category, cond.min_confidence) >= cond.min_records
+
+    def counts(self, min_confidence: str = "medium") -> dict[str, int]:
+        """Distinct identifiers per detector (those with any at this confidence)."""
+        out = {det: self.distinct(det, min_confidence) for det in self._best}
+        return {det: n for det, n in out.items() if n}
+
+    def samples(self, min_confidence: str = "medium") -> dict[str, list[str]]:
+        floor = _LEVEL[min_confidence]
+        out: dict[str, list[str]] = {}
+        for det, keys in self._best.items():
+            masked = [m for level, m in keys.values() if level >= floor]
+            if masked:
+                out[det] = masked[:SAMPLES_PER_DETECTOR]
+        return out
