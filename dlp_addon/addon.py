@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,13 @@ class DlpAddon:
             "'-' writes to stderr.",
         )
         loader.add_option(
+            "dlp_hmac_key_file",
+            str,
+            "",
+            "File holding the key for the keyed hashes that stand for identifiers in audit "
+            "events (and, later, budgets). Else $DLP_HMAC_KEY; else a random key per process.",
+        )
+        loader.add_option(
             "dlp_inline_max_bytes",
             int,
             65536,
@@ -98,7 +106,7 @@ class DlpAddon:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "dlp_policy" in updated:
+        if "dlp_policy" in updated or "dlp_hmac_key_file" in updated:
             self.policy = self._load_policy(ctx.options.dlp_policy)
         if "dlp_audit_log" in updated:
             self.audit.close()
@@ -124,9 +132,23 @@ class DlpAddon:
         if self.policy is None:
             self.policy = self._load_policy(ctx.options.dlp_policy)
 
+    @staticmethod
+    def _hmac_key() -> bytes | None:
+        """The admin's key: from ``dlp_hmac_key_file``, else ``$DLP_HMAC_KEY``."""
+        if ctx.options.dlp_hmac_key_file:
+            try:
+                key = Path(ctx.options.dlp_hmac_key_file).read_bytes().strip()
+            except OSError as e:
+                raise exceptions.OptionsError(f"cannot read dlp_hmac_key_file: {e.strerror}") from e
+            if len(key) < 16:
+                raise exceptions.OptionsError("dlp_hmac_key_file holds fewer than 16 bytes")
+            return key
+        env = os.environ.get("DLP_HMAC_KEY", "")
+        return env.encode() if env else None
+
     def _load_policy(self, path: str) -> Policy:
         try:
-            policy = load_policy(Path(path))
+            policy = load_policy(Path(path), hmac_key=self._hmac_key())
         except PolicyError as e:
             raise exceptions.OptionsError(
                 f"invalid policy {path}:\n" + "\n".join(e.problems)

@@ -78,7 +78,56 @@ def cn_mobile(text: str) -> str | None:
     return value if len(value) == 11 and _CN_MOBILE.fullmatch(value) else None
 
 
+def none(text: str) -> str | None:
+    """No check: the regex alone decides (keywords, names, an organisation's own formats)."""
+    return text.strip() or None
+
+
+def luhn(text: str) -> str | None:
+    """ISO/IEC 7812 (Luhn) check digit over every digit; the digits are the value."""
+    digits = _NOT_DIGIT_OR_X.sub("", text)
+    if not digits.isdigit() or len(digits) < 2:
+        return None
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return digits if total % 10 == 0 else None
+
+
+def iso7064_mod11_2(text: str) -> str | None:
+    """ISO 7064 MOD 11-2, the check of GB 11643 without its date and province tests."""
+    value = _digits(text)
+    if len(value) < 2 or not value[:-1].isdigit():
+        return None
+    total = 0
+    for d in value[:-1]:
+        total = (total + int(d)) * 2 % 11
+    check = (12 - total) % 11
+    return value if ("X" if check == 10 else str(check)) == value[-1] else None
+
+
+_MOD37 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def iso7064_mod37_36(text: str) -> str | None:
+    """ISO 7064 MOD 37,36 (hybrid) over digits and letters."""
+    value = re.sub(r"[^0-9A-Za-z]", "", text).upper()
+    if len(value) < 2:
+        return None
+    product = 36
+    for ch in value[:-1]:
+        total = (product + _MOD37.index(ch)) % 36 or 36
+        product = total * 2 % 37
+    check = (37 - product) % 36
+    return value if _MOD37[check] == value[-1] else None
+
+
 VALIDATORS: dict[str, Validator] = {
+    "none": none,
+    "luhn": luhn,
+    "iso7064_mod11_2": iso7064_mod11_2,
+    "iso7064_mod37_36": iso7064_mod37_36,
     "gb11643": gb11643,
     "cn_mobile": cn_mobile,
 }

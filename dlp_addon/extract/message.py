@@ -89,25 +89,42 @@ class _Collector:
             doc = json.loads(text)
         except ValueError:
             return False
-        self.parts.append((location + ":json", "\n".join(_json_strings(doc))))
+        self.parts.append((location + ":json", "\n".join(_json_lines(doc))))
         return True
 
 
-def _json_strings(doc: object) -> Iterator[str]:
-    """Every key, string and number of a JSON document, at any depth (iteratively)."""
+def _json_lines(doc: object) -> Iterator[str]:
+    """One line per JSON object (its keys and one-line scalar values), one per scalar in an
+    array; a multi-line string keeps its lines (a table pasted into a chat message). A line is
+    a record. Iterative, so depth costs no recursion."""
     stack = [doc]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
+            line = []
             for k, v in node.items():
-                yield k
-                stack.append(v)
+                line.append(k)
+                if isinstance(v, dict | list) or (isinstance(v, str) and "\n" in v):
+                    stack.append(v)
+                elif (s := _scalar(v)) is not None:
+                    line.append(s)
+            yield " ".join(line)
         elif isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, str):
-            yield node
-        elif isinstance(node, int | float) and not isinstance(node, bool):
-            yield str(node)
+            for item in node:
+                if isinstance(item, dict | list):
+                    stack.append(item)
+                elif (s := _scalar(item)) is not None:
+                    yield s
+        elif (s := _scalar(node)) is not None:
+            yield s
+
+
+def _scalar(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def _content_type(headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:

@@ -1,13 +1,18 @@
-"""Every detector's own samples: each `match` sample yields that detector, no `no_match` does."""
+"""Every detector's own samples, the shipped ones and the shipped policy's custom ones: each
+`match` sample yields that detector, no `no_match` sample does."""
 
 from __future__ import annotations
 
 import pytest
 
-from dlp_addon.detect import Scanner, load_detectors
+from dlp_addon.decide import load_policy
+from dlp_addon.detect import Scanner
 
-DETECTORS = load_detectors()
-SCANNER = Scanner(DETECTORS, b"test-key")
+POLICY = load_policy()
+DETECTORS = POLICY.detectors
+SCANNERS = {
+    engine: Scanner(DETECTORS, b"test-key", engine=engine) for engine in ("hyperscan", "python")
+}
 
 CASES = [
     (det.id, kind, sample)
@@ -17,9 +22,10 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("engine", sorted(SCANNERS))
 @pytest.mark.parametrize(("detector", "kind", "sample"), CASES, ids=lambda v: str(v)[:24])
-def test_sample(detector: str, kind: str, sample: str) -> None:
-    found = [f for f in SCANNER.scan(sample, "sample") if f.detector == detector]
+def test_sample(engine: str, detector: str, kind: str, sample: str) -> None:
+    found = [f for f in SCANNERS[engine].scan(sample, "sample") if f.detector == detector]
     if kind == "match":
         assert found, f"{detector} missed a sample it must match"
     else:
