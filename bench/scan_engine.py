@@ -105,22 +105,30 @@ def main() -> None:
     ]
     for engine in ("hyperscan", "python"):
         scanner = Scanner(detectors, b"bench-key" * 4, engine=engine)
-        engines.append((f"dlp scanner ({engine} prefilter), all detectors",
-                        lambda m, s=scanner: s.scan(m, "bench")))
+        engines.append(
+            (
+                f"dlp scanner ({engine} prefilter), all detectors",
+                lambda m, s=scanner: s.scan(m, "bench"),
+            )
+        )
     rows = []
     for name, fn in engines:
         latency(fn, msgs[:300])  # warm up
         rows.append((name, throughput(fn, chunks), *latency(fn, msgs[:20000])))
     base = rows[0]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores (one used), Python "
-          f"{platform.python_version()}; corpus {mb:.1f} MB, {len(msgs)} messages of ~2 KB "
-          f"({args.decoys:.0%} of lines with decoy numbers), throughput over "
-          f"{args.chunk_kb} KB chunks\n")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores (one used), Python "
+        f"{platform.python_version()}; corpus {mb:.1f} MB, {len(msgs)} messages of ~2 KB "
+        f"({args.decoys:.0%} of lines with decoy numbers), throughput over "
+        f"{args.chunk_kb} KB chunks\n"
+    )
     print("| engine | MB/s | x baseline | 2 KB p50 µs | 2 KB p99 µs | p99 / baseline p99 |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, mbs, p50, p99 in rows:
-        print(f"| {name} | {mbs:.1f} | {mbs / base[1]:.2f} | {p50:.0f} | {p99:.0f} | "
-              f"{p99 / base[3]:.2f} |")
+        print(
+            f"| {name} | {mbs:.1f} | {mbs / base[1]:.2f} | {p50:.0f} | {p99:.0f} | "
+            f"{p99 / base[3]:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -39,13 +39,20 @@ class ReferenceScanner:
 
         for det in self.detectors:
             if det.kind == "numeric":
+                spans: list[tuple[int, int, str]] = []
                 for n in det.lengths:
                     for m in self._numbers[n].finditer(text, overlapped=True):
                         compact = regex.sub(r"[ \-./]", "", m.group()).encode()
                         if det.numeric.fullmatch(compact):
                             value = det.validate(compact.decode())
                             if value is not None:
-                                add(det.id, value, m.start(), det.personal)
+                                spans.append((m.start(), m.end(), value))
+                # A number inside a longer one of the same kind is part of it.
+                for start, end, value in spans:
+                    if not any(
+                        s <= start and end <= e and (s, e) != (start, end) for s, e, _ in spans
+                    ):
+                        add(det.id, value, start, det.personal)
             elif det.kind == "regex" and not det.record_scope:
                 lowered = text.lower()
                 if det.keywords and not any(k in lowered for k in det.keywords):
@@ -63,7 +70,9 @@ class ReferenceScanner:
             if line_no not in lines_with_personal:
                 continue
             for det in self.detectors:
-                if det.record_scope:
+                if det.record_scope and (
+                    not det.keywords or any(k in text.lower() for k in det.keywords)
+                ):
                     for m in det.pattern.finditer(line):
                         value = det.validate(m.group())
                         if value is not None:

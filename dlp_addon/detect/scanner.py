@@ -247,8 +247,9 @@ class Scanner:
             line += data.count(b"\n", counted_to, pos)
             counted_to = pos
             findings.append(self._finding(det, value, pos, base, location, line, context_at))
-        if self._record_scoped:
-            findings += self._in_records(data, findings, location, deadline)
+        scoped = [d for d in self._record_scoped if not d.keywords or self._index[d.id] in gates]
+        if scoped:
+            findings += self._in_records(data, findings, scoped, location, deadline)
         return findings
 
     def scan_all(
@@ -268,23 +269,41 @@ class Scanner:
         self, data: bytes, starts: list[int], found: list[tuple[Detector, str, int, str]]
     ) -> None:
         done_until = -1
-        for start in starts:
+        by_length = self._by_length
+        # The prefilter reports by end offset: a number may be reported after one inside it.
+        for start in sorted(set(starts)):
             if start < done_until:
                 continue
             token = TOKEN.match(data, start)
             if token is None:
                 continue
-            done_until = token.end()
+            end = done_until = token.end()
             glued = (start > 0 and data[start - 1] in _ASCII_LETTER) or (
-                token.end() < len(data) and data[token.end()] in _ASCII_LETTER
+                end < len(data) and data[end] in _ASCII_LETTER
             )
-            for cand in candidates(token.group(), start, self._lengths):
-                for det in self._by_length.get(len(cand.digits), ()):
-                    if det.numeric.fullmatch(cand.digits) is None:
-                        continue
-                    value = det.validate(cand.digits.decode("ascii"))
-                    if value is not None:
-                        found.append((det, value, cand.start, "low" if glued else det.confidence))
+            digits = token.group()
+            base = "low" if glued else None
+            if digits.isalnum():  # one group, the common case: one candidate at most
+                for det in by_length.get(len(digits), ()):
+                    if det.numeric.fullmatch(digits) is not None:
+                        value = det.validate(digits.decode("ascii"))
+                        if value is not None:
+                            found.append((det, value, start, base or det.confidence))
+                continue
+            valid = []
+            for cand in candidates(digits, start, self._lengths):
+                for det in by_length[len(cand.digits)]:
+                    if det.numeric.fullmatch(cand.digits) is not None:
+                        value = det.validate(cand.digits.decode("ascii"))
+                        if value is not None:
+                            valid.append((det, value, cand.start, cand.end))
+            # A number inside a longer one of the same kind is part of it, not another.
+            for det, value, pos, end in valid:
+                if not any(
+                    d is det and p <= pos and end <= e and (p, e) != (pos, end)
+                    for d, _, p, e in valid
+                ):
+                    found.append((det, value, pos, base or det.confidence))
 
     def _regex_matches(
         self,
@@ -330,6 +349,7 @@ class Scanner:
         self,
         data: bytes,
         findings: list[Finding],
+        scoped: list[Detector],
         location: str,
         deadline: float | None,
     ) -> list[Finding]:
@@ -342,7 +362,7 @@ class Scanner:
             if line not in wanted:
                 continue
             text = raw.decode("utf-8", "replace")
-            for det in self._record_scoped:
+            for det in scoped:
                 hits: list[tuple[Detector, str, int, str]] = []
                 self._regex_matches(det, text, hits, deadline)
                 out.extend(

@@ -123,7 +123,88 @@ def iso7064_mod37_36(text: str) -> str | None:
     return value if _MOD37[check] == value[-1] else None
 
 
+def gb11643_15(text: str) -> str | None:
+    """The 15-digit legacy resident ID (before 1999): province and a real 19YY birth date."""
+    value = _digits(text)
+    if len(value) != 15 or not value.isdigit() or int(value[:2]) not in _PROVINCES:
+        return None
+    return value if _real_birth_date("19" + value[6:12]) else None
+
+
+_CN_FIXED = re.compile(str(_CN_METADATA.fixed_line.national_number_pattern))  # type: ignore[union-attr]
+
+
+def cn_landline(text: str) -> str | None:
+    """Trunk 0, area code and subscriber number, in a range phonenumbers lists as fixed line."""
+    value = _digits(text)
+    if value.startswith("0086"):
+        value = "0" + value[4:]
+    elif value.startswith("86") and len(value) > 11:
+        value = "0" + value[2:]
+    if not value.startswith("0") or value.startswith("00"):
+        return None
+    return value if _CN_FIXED.fullmatch(value[1:]) else None
+
+
+def luhn_card(text: str) -> str | None:
+    """A payment card: 16-19 digits passing Luhn. An 18-digit number shaped like a resident ID
+    (province and a real birth date) is an ID, or a mistyped one, not a card."""
+    value = luhn(text)
+    if value is None or not 16 <= len(value) <= 19:
+        return None
+    if len(value) == 18 and int(value[:2]) in _PROVINCES and _real_birth_date(value[6:14]):
+        return None
+    return value
+
+
+def email(text: str) -> str | None:
+    """An e-mail address, lower-cased; ``logo@2x.png``-style file names are not addresses."""
+    value = text.strip().lower()
+    local, _, domain = value.rpartition("@")
+    if not local or "." not in domain:
+        return None
+    if domain.rsplit(".", 1)[1] in _FILE_SUFFIXES or (domain[0].isdigit() and "x." in domain):
+        return None
+    return value
+
+
+_FILE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "css", "js"})
+
+
+def upper(text: str) -> str | None:
+    """Letters and digits only, upper-cased: the canonical form of documents like passports."""
+    value = re.sub(r"[^0-9A-Za-z]", "", text).upper()
+    return value or None
+
+
+def upper_plate(text: str) -> str | None:
+    """A licence plate without separators: 沪A12345."""
+    value = re.sub(r"[ ·.-]", "", text).upper()
+    return value or None
+
+
+_GB32100_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_GB32100_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def gb32100(text: str) -> str | None:
+    """Unified social credit code (GB 32100-2015): 18 characters, mod-31 check character."""
+    value = text.strip().upper()
+    if len(value) != 18 or any(c not in _GB32100_CHARS for c in value):
+        return None
+    total = sum(_GB32100_CHARS.index(c) * w for c, w in zip(value, _GB32100_WEIGHTS, strict=False))
+    check = (31 - total % 31) % 31
+    return value if _GB32100_CHARS[check] == value[17] else None
+
+
 VALIDATORS: dict[str, Validator] = {
+    "gb11643_15": gb11643_15,
+    "cn_landline": cn_landline,
+    "luhn_card": luhn_card,
+    "email": email,
+    "upper": upper,
+    "upper_plate": upper_plate,
+    "gb32100": gb32100,
     "none": none,
     "luhn": luhn,
     "iso7064_mod11_2": iso7064_mod11_2,
