@@ -119,3 +119,56 @@ def test_missing_file() -> None:
     with pytest.raises(PolicyError) as e:
         load_policy(Path("/nonexistent/policy.yaml"))
     assert "cannot read file" in e.value.problems[0]
+
+
+CUSTOM = (
+    GOOD
+    + """\
+custom_detectors:
+  - id: employee_no
+    name: {zh: 工号, en: employee number}
+    regex: 'EMP[0-9]{6}'
+    validator: none
+    mask: [3, 2]
+    samples: {match: [EMP123456], no_match: [EMP12]}
+"""
+)
+
+
+def test_custom_detector_is_usable_in_rules(tmp_path: Path) -> None:
+    text = CUSTOM.replace(
+        "detector: cn_resident_id, min_distinct: 5", "detector: employee_no, min_distinct: 2"
+    )
+    policy = load_policy(_write(tmp_path, text))
+    found = policy.scanner.scan("EMP123456 EMP654321", "t")
+    assert sorted(f.masked for f in found) == ["EMP****21", "EMP****56"]
+
+
+def test_catastrophic_custom_regex_is_refused(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, CUSTOM.replace("'EMP[0-9]{6}'", "'(a+)+b'"))
+    assert problems == [
+        f"{tmp_path / 'policy.yaml'}:13: regex has a nested quantifier such as (a+)+, "
+        "which can backtrack catastrophically"
+    ]
+
+
+def test_custom_detector_mistakes_are_reported(tmp_path: Path) -> None:
+    text = CUSTOM.replace("validator: none", "validator: crc32").replace(
+        "    samples:", "    words_file: missing.txt\n    samples:"
+    )
+    problems = _problems(tmp_path, text)
+    assert any("unknown validator 'crc32'" in p for p in problems)
+
+
+def test_legal_thresholds_resolve_to_record_counts(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "      - {detector: cn_resident_id, min_distinct: 5}",
+        "      - {legal_category: sensitive_50, threshold: insider_serious}",
+    )
+    policy = load_policy(_write(tmp_path, text))
+    assert policy.rules[0].when[0].min_records == 25
+    bad = GOOD.replace(
+        "      - {detector: cn_resident_id, min_distinct: 5}",
+        "      - {threshold: serious}",
+    )
+    assert any("threshold needs a legal_category" in p for p in _problems(tmp_path, bad))
