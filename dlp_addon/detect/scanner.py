@@ -209,7 +209,7 @@ class Scanner:
 
     def key(self, detector: str, value: str) -> str:
         """The keyed hash that stands for ``value`` wherever a value would be stored."""
-        return hmac.new(self._key, f"{detector}:{value}".encode(), "sha256").hexdigest()[:24]
+        return hmac.digest(self._key, f"{detector}:{value}".encode(), "sha256").hex()[:24]
 
     def scan(self, text: str, location: str, deadline: float | None = None) -> list[Finding]:
         """Findings in ``text``; raises ``TimeoutError`` once ``deadline`` (monotonic) passes."""
