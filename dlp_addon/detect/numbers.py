@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 TOKEN = re.compile(rb"[0-9]+(?:[ \-./][0-9]+)*[Xx]?")
+# Where a number of at least seven digits starts (the shortest identifier has seven).
 TOKEN_START = re.compile(rb"(?<![0-9])[0-9](?:[ \-./]?[0-9]){6}")
-MIN_DIGITS = 7
 _SEPARATOR = re.compile(rb"[ \-./]")
 
 
@@ -24,14 +24,13 @@ class Candidate(NamedTuple):
     digits: bytes  # groups joined, separators removed
     start: int  # byte offset of the first digit
     end: int  # byte offset after the last digit
-    whole_token: bool  # the candidate is the entire token
 
 
 def candidates(token: bytes, start: int, lengths: frozenset[int]) -> Iterator[Candidate]:
     """Every group-aligned candidate of ``token`` (found at ``start``) with a wanted length."""
     if token.isalnum():  # one group, the common case: one candidate at most
         if len(token) in lengths:
-            yield Candidate(token, start, start + len(token), True)
+            yield Candidate(token, start, start + len(token))
         return
     groups = _SEPARATOR.split(token)
     offsets = []
@@ -49,7 +48,7 @@ def candidates(token: bytes, start: int, lengths: frozenset[int]) -> Iterator[Ca
                 break
             if total in lengths:
                 end = offsets[j] + len(groups[j])
-                yield Candidate(b"".join(groups[i : j + 1]), offsets[i], end, i == 0 and j == n - 1)
+                yield Candidate(b"".join(groups[i : j + 1]), offsets[i], end)
 
 
 _SEP_OPT = "[ \\-./]?"

@@ -63,10 +63,30 @@ class Finding:
 
 
 class _Hits(NamedTuple):
-    starts: list[int]  # byte offsets where a number of MIN_DIGITS+ digits may start
+    starts: list[int]  # byte offsets where an identifier-shaped number may start
     words: list[tuple[int, int]]  # (word index, byte offset of its start)
-    gates: set[int]  # detector indexes whose prefilter occurred
+    # detector index -> byte spans where its prefilter occurred (None: anywhere, scan it all)
+    gates: dict[int, list[tuple[int, int]] | None]
     needs_folding: bool
+
+
+_WINDOW_MARGIN = 256  # bytes around a prefilter hit that the full regex looks at
+
+
+def _windows(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merged byte windows around prefilter hits, cut on UTF-8 character boundaries."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        lo, hi = max(0, start - _WINDOW_MARGIN), min(len(data), end + _WINDOW_MARGIN)
+        while lo > 0 and 0x80 <= data[lo] < 0xC0:
+            lo -= 1
+        while hi < len(data) and 0x80 <= data[hi] < 0xC0:
+            hi += 1
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 class _Words:
@@ -108,7 +128,7 @@ class _HyperscanPrefilter:
             ids.append(self._WORD0 + i)
         for d_idx, expr in gates.items():
             exprs.append(expr.encode())
-            flags.append(hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8)
+            flags.append(hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_UTF8)
             ids.append(self._GATE0 + d_idx)
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         self._db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
@@ -126,7 +146,7 @@ class _HyperscanPrefilter:
     def scan(self, data: bytes, text: str) -> _Hits:
         starts: list[int] = []
         words: list[tuple[int, int]] = []
-        gates: set[int] = set()
+        gates: dict[int, list[tuple[int, int]] | None] = {}
         fold = False
 
         def on_match(id_: int, start: int, end: int, flags: int, ctx: object) -> None:
@@ -136,7 +156,9 @@ class _HyperscanPrefilter:
                     start += 1
                 starts.append(start)
             elif id_ >= self._GATE0:
-                gates.add(id_ - self._GATE0)
+                spans = gates.setdefault(id_ - self._GATE0, [])
+                if spans is not None:
+                    spans.append((start, end))
             elif id_ >= self._WORD0:
                 words.append((id_ - self._WORD0, start))
             else:
@@ -172,7 +194,9 @@ class _PythonPrefilter:
                 byte_pos += len(lowered[char_pos:char_start].encode("utf-8", "replace"))
                 char_pos = char_start
                 words.append((i, byte_pos))
-        gates = {d for d, rx in self._gates.items() if rx.search(text)}
+        gates: dict[int, list[tuple[int, int]] | None] = {
+            d: None for d, rx in self._gates.items() if rx.search(text)
+        }
         return _Hits(starts, words, gates, needs_folding(text))
 
 
@@ -223,21 +247,28 @@ class Scanner:
             hits = self._pre.scan(data, text)
         found: list[tuple[Detector, str, int, str]] = []  # detector, value, byte offset, base
         self._numbers(data, hits.starts, found)
-        gates = set(hits.gates)
+        gates = dict(hits.gates)
         context_at: dict[int, list[int]] = {}
         for word, pos in hits.words:
             for role, d_idx in self._words.owners[word]:
                 if role == "gate":
-                    gates.add(d_idx)
+                    gates[d_idx] = None  # a keyword gates the whole text
                 elif role == "context":
                     context_at.setdefault(d_idx, []).append(pos)
                 else:
                     det = self.detectors[d_idx]
                     found.append((det, self._words.words[word], pos, det.confidence))
         for d_idx, det in self._regex:
-            if (det.prefilter or det.keywords) and d_idx not in gates:
-                continue
-            self._regex_matches(det, text, found, deadline)
+            if not (det.prefilter or det.keywords):
+                self._regex_matches(det, text, 0, found, deadline)
+            elif d_idx in gates:
+                spans = gates[d_idx]
+                if spans is None:
+                    self._regex_matches(det, text, 0, found, deadline)
+                else:
+                    for start, end in _windows(data, spans):
+                        window = data[start:end].decode("utf-8", "replace")
+                        self._regex_matches(det, window, start, found, deadline)
         if not found:
             return []
         found.sort(key=lambda item: item[2])
@@ -309,15 +340,19 @@ class Scanner:
         self,
         det: Detector,
         text: str,
+        offset: int,
         found: list[tuple[Detector, str, int, str]],
         deadline: float | None,
     ) -> None:
+        """Matches of ``det`` in ``text``, which starts at byte ``offset`` of the scanned data."""
         timeout = None if deadline is None else max(_MIN_REGEX_TIMEOUT, deadline - time.monotonic())
+        char_at, byte_at = 0, offset
         for m in det.pattern.finditer(text, timeout=timeout):
             value = det.validate(m.group())
             if value is not None:
-                pos = len(text[: m.start()].encode("utf-8", "replace"))
-                found.append((det, value, pos, det.confidence))
+                byte_at += len(text[char_at : m.start()].encode("utf-8", "replace"))
+                char_at = m.start()
+                found.append((det, value, byte_at, det.confidence))
 
     def _finding(
         self,
@@ -364,7 +399,7 @@ class Scanner:
             text = raw.decode("utf-8", "replace")
             for det in scoped:
                 hits: list[tuple[Detector, str, int, str]] = []
-                self._regex_matches(det, text, hits, deadline)
+                self._regex_matches(det, text, 0, hits, deadline)
                 out.extend(
                     Finding(d.id, self.key(d.id, v), d.mask(v), location, line, base)
                     for d, v, _, base in hits

@@ -171,15 +171,14 @@ def email(text: str) -> str | None:
 _FILE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "css", "js"})
 
 
-def upper(text: str) -> str | None:
-    """Letters and digits only, upper-cased: the canonical form of documents like passports."""
-    value = re.sub(r"[^0-9A-Za-z]", "", text).upper()
-    return value or None
+_SEPARATORS = re.compile(r"[\s·./-]")
 
 
-def upper_plate(text: str) -> str | None:
-    """A licence plate without separators: 沪A12345."""
-    value = re.sub(r"[ ·.-]", "", text).upper()
+def format_only(text: str) -> str | None:
+    """No checksum exists (passports, permits, plates): the regex decides, and the canonical
+    value is the match upper-cased without separators, so ``粤B·D12345`` and ``粤BD12345`` count
+    as one."""
+    value = _SEPARATORS.sub("", text).upper()
     return value or None
 
 
@@ -202,8 +201,7 @@ VALIDATORS: dict[str, Validator] = {
     "cn_landline": cn_landline,
     "luhn_card": luhn_card,
     "email": email,
-    "upper": upper,
-    "upper_plate": upper_plate,
+    "format_only": format_only,
     "gb32100": gb32100,
     "none": none,
     "luhn": luhn,

@@ -22,7 +22,13 @@ def _messages() -> list[str]:
         " ".join(id_renderings(resident_id(rng)) + mobile_renderings(mobile(rng)))
         for _ in range(100)
     ]
-    return corpus(0.6, seed=5, decoy_share=1.0) + corpus(0.4, seed=6) + tricky
+    filler = "亲，这款行李箱还有货吗？" * 40
+    shaped = [
+        f"{filler}\n张伟 邮箱 zhang.{i}@example.com 车牌 沪A{i:05d} 护照 E{i:08d}\n{filler}"
+        f" 发到 li_{i}@mail.example.cn 港澳通行证 C{i:08d}"
+        for i in range(200)
+    ]
+    return corpus(0.6, seed=5, decoy_share=1.0) + corpus(0.4, seed=6) + tricky + shaped
 
 
 def test_fast_paths_equal_the_reference() -> None:
