@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import regex
 
-from dlp_addon.detect.definitions import DetectorSet
+from dlp_addon.detect.definitions import Detector, DetectorSet
 from dlp_addon.detect.normalize import normalize
 from dlp_addon.detect.scanner import Scanner
 
@@ -21,11 +21,27 @@ class ReferenceScanner:
     def __init__(self, detectors: DetectorSet, key: bytes) -> None:
         self.detectors = detectors.detectors
         self._hash = Scanner(detectors, key, engine="python").key  # same keyed hash
+        self._window = detectors.context_window * 3
         lengths = {n for d in self.detectors if d.kind == "numeric" for n in d.lengths}
         self._numbers = {
             n: regex.compile(rf"(?<![0-9])(?:[0-9][ \-./]?){{{n - 1}}}[0-9Xx](?![0-9Xx])")
             for n in lengths
         }
+
+    def _near_keyword(self, det: Detector, text: str, pos: int) -> bool:
+        """A keyword-gated detector counts a match only within the context window (in UTF-8
+        bytes, three to a Chinese character) of one of its keywords."""
+        if not det.keywords:
+            return True
+        lowered = text.lower()
+        at = len(text[:pos].encode())
+        for word in det.keywords:
+            i = lowered.find(word)
+            while i >= 0:
+                if abs(len(lowered[:i].encode()) - at) <= self._window:
+                    return True
+                i = lowered.find(word, i + 1)
+        return False
 
     def scan(self, text: str) -> Found:
         text = normalize(text)
@@ -59,7 +75,7 @@ class ReferenceScanner:
                     continue
                 for m in det.pattern.finditer(text):
                     value = det.validate(m.group())
-                    if value is not None:
+                    if value is not None and self._near_keyword(det, text, m.start()):
                         add(det.id, value, m.start(), det.personal)
             elif det.kind == "words":
                 lowered = text.lower()

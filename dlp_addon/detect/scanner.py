@@ -89,6 +89,11 @@ def _windows(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, int]]
     return out
 
 
+def _within(sorted_positions: list[int], pos: int, window: int) -> bool:
+    i = bisect.bisect_left(sorted_positions, pos - window)
+    return i < len(sorted_positions) and sorted_positions[i] <= pos + window
+
+
 class _Words:
     """Every keyword of every detector, once, with the roles it plays for whom."""
 
@@ -249,24 +254,35 @@ class Scanner:
         self._numbers(data, hits.starts, found)
         gates = dict(hits.gates)
         context_at: dict[int, list[int]] = {}
+        keyword_at: dict[int, list[int]] = {}
         for word, pos in hits.words:
             for role, d_idx in self._words.owners[word]:
                 if role == "gate":
-                    gates[d_idx] = None  # a keyword gates the whole text
+                    keyword_at.setdefault(d_idx, []).append(pos)
                 elif role == "context":
                     context_at.setdefault(d_idx, []).append(pos)
                 else:
                     det = self.detectors[d_idx]
                     found.append((det, self._words.words[word], pos, det.confidence))
         for d_idx, det in self._regex:
-            if not (det.prefilter or det.keywords):
+            if d_idx in keyword_at:  # only matches within the window of a keyword count
+                near = sorted(keyword_at[d_idx])
+                spans = [(max(0, p - self.window), p + self.window) for p in near]
+                hits_here: list[tuple[Detector, str, int, str]] = []
+                for start, end in _windows(data, spans):
+                    window = data[start:end].decode("utf-8", "replace")
+                    self._regex_matches(det, window, start, hits_here, deadline)
+                found.extend(h for h in hits_here if _within(near, h[2], self.window))
+            elif det.keywords:
+                continue
+            elif not det.prefilter:
                 self._regex_matches(det, text, 0, found, deadline)
             elif d_idx in gates:
-                spans = gates[d_idx]
-                if spans is None:
+                gate_spans = gates[d_idx]
+                if gate_spans is None:
                     self._regex_matches(det, text, 0, found, deadline)
                 else:
-                    for start, end in _windows(data, spans):
+                    for start, end in _windows(data, gate_spans):
                         window = data[start:end].decode("utf-8", "replace")
                         self._regex_matches(det, window, start, found, deadline)
         if not found:
@@ -278,7 +294,9 @@ class Scanner:
             line += data.count(b"\n", counted_to, pos)
             counted_to = pos
             findings.append(self._finding(det, value, pos, base, location, line, context_at))
-        scoped = [d for d in self._record_scoped if not d.keywords or self._index[d.id] in gates]
+        scoped = [
+            d for d in self._record_scoped if not d.keywords or self._index[d.id] in keyword_at
+        ]
         if scoped:
             findings += self._in_records(data, findings, scoped, location, deadline)
         return findings

@@ -25,7 +25,8 @@ def _messages() -> list[str]:
     filler = "亲，这款行李箱还有货吗？" * 40
     shaped = [
         f"{filler}\n张伟 邮箱 zhang.{i}@example.com 车牌 沪A{i:05d} 护照 E{i:08d}\n{filler}"
-        f" 发到 li_{i}@mail.example.cn 港澳通行证 C{i:08d}"
+        f" 发到 li_{i}@mail.example.cn 港澳通行证 C{i:08d} 台胞证 {i + 10**7} 税号 "
+        f"91350100M000100Y43\n{filler} 编号 {i + 2 * 10**7}"
         for i in range(200)
     ]
     return corpus(0.6, seed=5, decoy_share=1.0) + corpus(0.4, seed=6) + tricky + shaped
