@@ -7,7 +7,20 @@ import random
 
 import phonenumbers
 
-from dlp_addon.detect.validators import cn_mobile, gb11643, gb11643_check_char
+from dlp_addon.detect.validators import (
+    cn_landline,
+    cn_mobile,
+    email,
+    format_only,
+    gb11643,
+    gb11643_15,
+    gb11643_check_char,
+    gb32100,
+    luhn,
+    luhn_card,
+)
+
+DIGITS = "0123456789"
 
 
 def _id(region: str, born: dt.date, seq: int) -> str:
@@ -72,3 +85,114 @@ def test_mobile_prefix_forms_are_canonicalised() -> None:
     for form in ("+86 138 0013 8000", "0086-13800138000", "86-138-0013-8000", "13800138000"):
         assert cn_mobile(form) == "13800138000"
     assert cn_mobile("12012345678") is None
+
+
+def test_legacy_15_digit_ids_need_a_province_and_a_real_19yy_date() -> None:
+    rng = random.Random(15)
+    for _ in range(500):
+        born = dt.date(1900, 1, 1) + dt.timedelta(days=rng.randrange(36524))
+        value = f"320106{born:%y%m%d}{rng.randrange(1000):03d}"
+        assert gb11643_15(value) == value
+    assert gb11643_15("310104800229123") is not None  # 1980 was a leap year
+    assert gb11643_15("310104810229123") is None
+    assert gb11643_15("310104000229123") is None  # 1900 was not
+    assert gb11643_15("990104800101123") is None
+    assert gb11643_15("310104801301123") is None
+    assert gb11643_15("3101048001011234") is None
+
+
+def test_landlines_agree_with_phonenumbers_fixed_line() -> None:
+    # For CN, phonenumbers reports landlines as FIXED_LINE (never FIXED_LINE_OR_MOBILE: the
+    # mobile and fixed-line ranges do not overlap); 400 and 800 numbers are SHARED_COST and
+    # TOLL_FREE.
+    rng = random.Random(21)
+    fixed = (
+        phonenumbers.PhoneNumberType.FIXED_LINE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    )
+    found = 0
+    for _ in range(5000):
+        area = rng.choice(["10", "20", "21", "28", str(rng.randrange(300, 1000))])
+        number = "0" + area + "".join(rng.choice(DIGITS) for _ in range(rng.choice((7, 8))))
+        parsed = phonenumbers.parse(number, "CN")
+        expected = (
+            phonenumbers.is_valid_number(parsed) and phonenumbers.number_type(parsed) in fixed
+        )
+        assert (cn_landline(number) is not None) == expected
+        found += expected
+    assert found > 1000
+
+
+def test_landline_prefix_forms_are_canonicalised() -> None:
+    for form in ("010-12345678", "+86 10 1234 5678", "0086-10-12345678", "86 10 12345678"):
+        assert cn_landline(form) == "01012345678"
+    for other in ("4008001234", "020-8888888", "008610123456789", "13800138000"):
+        assert cn_landline(other) is None
+
+
+def _luhn_complete(body: str) -> str:
+    return next(body + c for c in DIGITS if luhn(body + c))
+
+
+def test_generated_unionpay_cards_pass_and_every_single_digit_error_fails() -> None:
+    rng = random.Random(62)
+    for _ in range(300):
+        length = rng.choice((16, 17, 18, 19))
+        card = _luhn_complete("62" + "".join(rng.choice(DIGITS) for _ in range(length - 3)))
+        if len(card) == 18 and gb11643(card) is not None:
+            continue
+        assert luhn_card("-".join((card[:4], card[4:8], card[8:]))) == card
+        for i, right in enumerate(card):
+            for wrong in DIGITS.replace(right, ""):
+                assert luhn_card(card[:i] + wrong + card[i + 1 :]) is None
+
+
+def test_card_lengths_and_resident_ids() -> None:
+    assert luhn_card("6200000000000005") == "6200000000000005"
+    assert luhn_card("79927398713") is None  # Luhn-valid, too short for a card
+    # An 18-digit ID that happens to pass Luhn is an ID, not a card.
+    rng = random.Random(18)
+    checked = 0
+    while checked < 50:
+        born = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(20000))
+        value = _id(rng.choice(["620102", "440105", "411302"]), born, rng.randrange(1000))
+        if luhn(value):
+            assert luhn_card(value) is None
+            checked += 1
+
+
+def _uscc(body: str) -> str:
+    chars = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    weights = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+    total = sum(chars.index(c) * w for c, w in zip(body, weights, strict=True))
+    return body + chars[(31 - total % 31) % 31]
+
+
+def test_generated_credit_codes_pass_and_every_single_character_error_fails() -> None:
+    assert gb32100("91350100M000100Y43") == "91350100M000100Y43"
+    chars = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    rng = random.Random(31)
+    for _ in range(200):
+        code = _uscc(
+            "91" + f"{rng.randrange(110000, 660000)}" + "".join(rng.choice(chars) for _ in range(9))
+        )
+        assert gb32100(code.lower()) == code
+        for i, right in enumerate(code):
+            for wrong in chars.replace(right, ""):
+                assert gb32100(code[:i] + wrong + code[i + 1 :]) is None
+    assert gb32100("91350100M000100Y4") is None
+    assert gb32100("91350100M000100O43") is None  # O, I, S, V, Z are not in the alphabet
+
+
+def test_email_is_lower_cased_and_file_names_are_not_addresses() -> None:
+    assert email("Zhang.San@Example.COM") == "zhang.san@example.com"
+    assert email("user@163.com") == "user@163.com"
+    for name in ("logo@2x.png", "icon@3x.webp", "a@b", "@example.com"):
+        assert email(name) is None
+
+
+def test_format_only_drops_separators_and_upper_cases() -> None:
+    assert format_only("粤B·D12345") == format_only("粤BD12345") == "粤BD12345"
+    assert format_only("ea1234567") == "EA1234567"
+    assert format_only("CA 123-4567") == "CA1234567"
+    assert format_only(" · ") is None
