@@ -63,6 +63,7 @@ def _run(
             destination=destination,
             channel=channel,
             unscannable=extraction.unscannable,
+            attachments=extraction.attachments,
         )
         return Inspection(
             verdict, channel, extraction.bytes_of_text, None, time.monotonic() - started
@@ -89,9 +90,7 @@ def inspect_http(
     """Inspect one HTTP request bound for ``destination``."""
     if deadline is None:
         deadline = time.monotonic() + policy.timeout_seconds
-    return _run(
-        policy, destination, "http", lambda: extract_http(req, policy.max_decoded_bytes), deadline
-    )
+    return _run(policy, destination, "http", lambda: extract_http(req, policy.limits), deadline)
 
 
 def inspect_ws(
@@ -100,4 +99,10 @@ def inspect_ws(
     """Inspect one WebSocket message from the client."""
     if deadline is None:
         deadline = time.monotonic() + policy.timeout_seconds
-    return _run(policy, destination, "websocket", lambda: extract_ws(content, is_text), deadline)
+    return _run(
+        policy,
+        destination,
+        "websocket",
+        lambda: extract_ws(content, is_text, policy.limits),
+        deadline,
+    )

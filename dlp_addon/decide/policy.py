@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from dlp_addon.detect.definitions import (
 from dlp_addon.detect.definitions import SCHEMA as DETECTOR_SCHEMA
 from dlp_addon.detect.scanner import Scanner
 from dlp_addon.errors import PolicyError
+from dlp_addon.extract.limits import Limits
 from dlp_addon.sourcefile import SourceDoc, load_schema, load_yaml, schema_problems
 
 DEFAULT_POLICY = PATTERNS_DIR / "policy.yaml"
@@ -50,6 +51,7 @@ class Condition:
     legal_category: str | None = None
     min_records: int = 0
     min_confidence: str = "medium"
+    attachment: str | None = None  # spreadsheet | archive | document | any
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class Policy:
     on_error: str
     on_unscannable: str
     timeout_seconds: float
-    max_decoded_bytes: int
+    limits: Limits
     destinations: tuple[Destination, ...]
     rules: tuple[Rule, ...]
     detectors: DetectorSet = field(repr=False)
@@ -100,6 +102,8 @@ class Policy:
         """Name of the destination listing ``host``, or ``None`` when it is not allowed."""
         return self.hosts.match(host)
 
+
+_LIMIT_KEYS = frozenset(f.name for f in fields(Limits))
 
 # One key per process unless the admin provides one: hashes then differ across restarts.
 _PROCESS_KEY = secrets.token_bytes(32)
@@ -214,7 +218,7 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
         on_error=inspection.get("on_error", "block"),
         on_unscannable=inspection.get("on_unscannable", "block"),
         timeout_seconds=float(inspection.get("timeout_seconds", 5)),
-        max_decoded_bytes=int(inspection.get("max_decoded_bytes", 64 * 1024 * 1024)),
+        limits=Limits(**{k: v for k, v in inspection.items() if k in _LIMIT_KEYS}),
         destinations=tuple(destinations),
         rules=tuple(rules),
         detectors=detectors,
@@ -233,8 +237,10 @@ def _condition(
     """A checked condition: one count (``min_distinct``, ``min_records`` or ``threshold``)."""
     known = detectors.by_id()
     counts = [k for k in ("min_distinct", "min_records", "threshold") if k in cond]
-    if len(counts) != 1:
-        problems.append(doc.at(where, "give exactly one of min_distinct, min_records, threshold"))
+    if len(counts) > 1 or (not counts and "attachment" not in cond):
+        problems.append(
+            doc.at(where, "give one of min_distinct, min_records, threshold (or an attachment)")
+        )
         return None
     detector = cond.get("detector")
     if detector is not None and detector not in known:
@@ -271,4 +277,5 @@ def _condition(
         legal_category=category,
         min_records=min_records,
         min_confidence=cond.get("min_confidence", "medium"),
+        attachment=cond.get("attachment"),
     )

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from dlp_addon.detect.definitions import CONFIDENCE, DetectorSet
 from dlp_addon.detect.scanner import Finding
+from dlp_addon.extract.message import Attachment
 
 SAMPLES_PER_DETECTOR = 3
 _LEVEL = {name: i for i, name in enumerate(CONFIDENCE)}
@@ -30,17 +31,26 @@ class Countable(Protocol):
     def min_records(self) -> int: ...
     @property
     def min_confidence(self) -> str: ...
+    @property
+    def attachment(self) -> str | None: ...
 
 
 class Tally:
     """Counts over the findings of one request or message."""
 
-    def __init__(self, findings: Iterable[Finding], detectors: DetectorSet) -> None:
+    def __init__(
+        self,
+        findings: Iterable[Finding],
+        detectors: DetectorSet,
+        attachments: Iterable[Attachment] = (),
+    ) -> None:
+        self._attachments = list(attachments)
         by_id = detectors.by_id()
         # detector -> key -> (best confidence level, masked value)
         self._best: dict[str, dict[str, tuple[int, str]]] = {}
         # record -> {(key, legal category, level)}
         rows: dict[tuple[str, int], set[tuple[str, str, int]]] = {}
+        self._row_locations: list[str] = []
         for f in findings:
             level = _LEVEL[f.confidence]
             seen = self._best.setdefault(f.detector, {})
@@ -50,16 +60,25 @@ class Tally:
             if det.legal_category is not None and det.kind != "words":
                 rows.setdefault(f.record, set()).add((f.key, det.legal_category, level))
         self._rows = list(rows.values())
+        self._row_locations = [location for location, _ in rows]
 
     def distinct(self, detector: str, min_confidence: str = "medium") -> int:
         floor = _LEVEL[min_confidence]
         return sum(1 for level, _ in self._best.get(detector, {}).values() if level >= floor)
 
-    def records(self, legal_category: str | None = None, min_confidence: str = "medium") -> int:
-        """Distinct records holding a personal identifier (of ``legal_category``)."""
+    def records(
+        self,
+        legal_category: str | None = None,
+        min_confidence: str = "medium",
+        within: tuple[str, ...] | None = None,
+    ) -> int:
+        """Distinct records holding a personal identifier (of ``legal_category``), only in
+        parts whose location starts with one of ``within`` when it is given."""
         floor = _LEVEL[min_confidence]
         distinct = set()
-        for row in self._rows:
+        for location, row in zip(self._row_locations, self._rows, strict=True):
+            if within is not None and not location.startswith(within):
+                continue
             keys = frozenset(k for k, cat, level in row if level >= floor)
             if keys and (
                 legal_category is None
@@ -68,10 +87,22 @@ class Tally:
                 distinct.add(keys)
         return len(distinct)
 
+    def attachments(self, group: str) -> list[Attachment]:
+        return [a for a in self._attachments if group in ("any", a.group)]
+
     def satisfies(self, cond: Countable) -> bool:
+        within = None
+        if cond.attachment is not None:
+            files = self.attachments(cond.attachment)
+            if not files:
+                return False
+            within = tuple(a.location for a in files)
         if cond.detector is not None and cond.min_distinct:
             return self.distinct(cond.detector, cond.min_confidence) >= cond.min_distinct
-        return self.records(cond.legal_category, cond.min_confidence) >= cond.min_records
+        if not cond.min_records:
+            return True  # an attachment alone
+        records = self.records(cond.legal_category, cond.min_confidence, within)
+        return records >= cond.min_records
 
     def counts(self, min_confidence: str = "medium") -> dict[str, int]:
         """Distinct identifiers per detector (those with any at this confidence)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from dlp_addon.decide.policy import Policy
 from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.scanner import Finding
+from dlp_addon.extract.message import Attachment
 
 ALLOW, LOG, BLOCK, REFUSE = "allow", "log", "block", "refuse"
 _STRENGTH = {ALLOW: 0, LOG: 1, BLOCK: 2, REFUSE: 2}
@@ -54,9 +55,10 @@ def decide(
     destination: str,
     channel: str,
     unscannable: Iterable[str] = (),
+    attachments: Iterable[Attachment] = (),
 ) -> Verdict:
     """The verdict for one request or message bound for ``destination`` over ``channel``."""
-    tally = Tally(findings, policy.detectors)
+    tally = Tally(findings, policy.detectors, attachments)
     counts, samples, records = tally.counts(), tally.samples(), tally.records()
     unreadable = sorted(set(unscannable))
     best: Verdict | None = None

@@ -5,6 +5,14 @@ size bounds, and whatever cannot be read is reported as *unscannable* with a bou
 so that the policy can fail closed on it.
 """
 
-from dlp_addon.extract.message import Extraction, HttpInput, Part, extract_http, extract_ws
+from dlp_addon.extract.limits import Limits
+from dlp_addon.extract.message import (
+    Attachment,
+    Extraction,
+    HttpInput,
+    Part,
+    extract_http,
+    extract_ws,
+)
 
-__all__ = ["Extraction", "HttpInput", "Part", "extract_http", "extract_ws"]
+__all__ = ["Attachment", "Extraction", "HttpInput", "Limits", "Part", "extract_http", "extract_ws"]

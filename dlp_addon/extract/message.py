@@ -6,7 +6,10 @@ Parts are ``(location, text)`` pairs; the location is a short, bounded label (``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, unquote_plus
@@ -14,8 +17,11 @@ from urllib.parse import parse_qsl, unquote, unquote_plus
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dlp_addon.errors import ExtractError
+from dlp_addon.extract import archive, spreadsheet
 from dlp_addon.extract.decode import decode_content
-from dlp_addon.extract.text import binary_kind, decode_text, text_runs
+from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
+from dlp_addon.extract.limits import Budget, Limits
+from dlp_addon.extract.text import decode_text, is_opaque, text_runs
 
 Part = tuple[str, str]
 
@@ -31,66 +37,200 @@ class HttpInput:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file the request carries, as the rules see it: its true kind and its shape."""
+
+    kind: str  # xlsx, xls, ods, csv, text, zip, docx, image, media, pdf, ...
+    location: str
+    sheets: int = 0
+    rows: int = 0
+    columns: int = 0
+
+    @property
+    def group(self) -> str:
+        """``spreadsheet``, ``archive``, ``document`` or ``media``: what rules name."""
+        if self.kind in SPREADSHEETS:
+            return "spreadsheet"
+        if self.kind in ("zip", "gzip", "7z", "rar", "bzip2", "xz", "zstd"):
+            return "archive"
+        if self.kind in ("image", "media"):
+            return "media"
+        return "document"
+
+
+@dataclass(frozen=True)
 class Extraction:
     """Text to scan, plus what could not be read and which files were carried."""
 
     parts: tuple[Part, ...] = field(repr=False)
     unscannable: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()  # content kind of each uploaded file: text, image, zip...
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(a.kind for a in self.attachments)
 
     @property
     def bytes_of_text(self) -> int:
         return sum(len(t) for _, t in self.parts)
 
 
+_BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{24,}={0,2}")
+_U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+_MIN_TABLE_LINES = 2
+
+
 class _Collector:
-    def __init__(self) -> None:
+    """Walks everything a request carries, depth first, spending one budget."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.budget = Budget(limits)
         self.parts: list[Part] = []
         self.unscannable: list[str] = []
-        self.files: list[str] = []
+        self.attachments: list[Attachment] = []
+        self._files = 0
 
     def result(self) -> Extraction:
-        return Extraction(tuple(self.parts), tuple(self.unscannable), tuple(self.files))
+        return Extraction(tuple(self.parts), tuple(self.unscannable), tuple(self.attachments))
 
-    def text(self, location: str, text: str) -> None:
-        if text:
-            self.parts.append((location, text))
-            if "%" in text:
-                decoded = unquote_plus(text)
-                if decoded != text:
-                    self.parts.append((location + ":decoded", decoded))
+    def add(self, location: str, text: str) -> str:
+        """Record a text part under a location unique in this request (records are per part)."""
+        unique = f"{location}#{len(self.parts)}"
+        self.parts.append((unique, text))
+        return unique
 
-    def blob(self, location: str, data: bytes, charset: str | None, *, file: bool) -> None:
-        """Bytes whose type is decided by content: text, JSON, image, container or binary."""
+    def text(self, location: str, text: str, depth: int = 0) -> None:
+        """A text part, plus what it hides: percent-encoding, \\u escapes, base64 runs."""
+        if not text:
+            return
+        self.add(location, text)
+        if depth >= self.budget.limits.max_decode_depth:
+            return
+        if "%" in text:
+            decoded = unquote_plus(text)
+            if decoded != text:
+                self.text(location + ":pct", decoded, depth + 1)
+        if "\\u" in text:
+            unescaped = _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+            if unescaped != text:
+                self.text(location + ":u", unescaped, depth + 1)
+        for run in _BASE64_RUN.findall(text):
+            raw = _b64(run)
+            if raw is not None:
+                self.budget.spend(len(raw))
+                self.blob(location + ":b64", raw, None, file=False, depth=depth + 1)
+
+    def blob(
+        self, location: str, data: bytes, charset: str | None, *, file: bool, depth: int = 0
+    ) -> None:
+        """Bytes whose type is decided by content: text, JSON, a workbook, an archive..."""
         if not data:
             return
+        if file:  # each file gets its own location: its records are its own
+            self._files += 1
+            location = f"{location}@{self._files}"
         text = decode_text(data, charset)
         if text is not None:
+            if self.json_text(location, text, depth):
+                kind = "json"
+            else:
+                kind = _table_kind(text) if file else "text"
+                self.text(location, text, depth)
             if file:
-                self.files.append("text")
-            if not self.json_text(location, text):
-                self.text(location, text)
+                lines = text.count("\n") + 1
+                self.attachments.append(Attachment(kind, location, int(kind == "csv"), lines))
             return
-        kind = binary_kind(data)
+        kind = sniff(data)
+        if kind in (IMAGE, MEDIA):
+            if file:
+                self.attachments.append(Attachment(kind, location))
+            return
+        if kind in ("xlsx", "xls", "ods"):
+            sheets = spreadsheet.read(data, self.budget)
+            self.attachments.append(
+                Attachment(kind, location, sheets.sheets, sheets.rows, sheets.columns)
+            )
+            self.add(f"{location}:{kind}", sheets.text)
+            return
+        if kind in ("zip", "docx", "gzip"):
+            if file or depth:
+                self.attachments.append(Attachment(kind, location))
+            self._container(location, data, kind, depth)
+            return
+        if kind == "binary" and not is_opaque(data):  # e.g. a protobuf frame: read its runs
+            self.text(location + ":strings", text_runs(data), depth)
+            return
         if file:
-            self.files.append(kind)
-        if kind == "image":
-            return
-        if kind == "binary":
-            self.text(location + ":strings", text_runs(data))
-            return
-        self.unscannable.append(kind)
+            self.attachments.append(Attachment(kind, location))
+        self.unscannable.append("opaque" if kind == "binary" else kind)
 
-    def json_text(self, location: str, text: str) -> bool:
+    def _container(self, location: str, data: bytes, kind: str, depth: int) -> None:
+        if depth >= self.budget.limits.max_archive_depth:
+            raise ExtractError("too_deep")
+        if kind == "gzip":
+            inner = decode_content(
+                data, "gzip", self.budget.limits.max_decoded_bytes - self.budget.decoded
+            )
+            self.budget.spend(len(inner))
+            self.blob(location + ":gz", inner, None, file=True, depth=depth + 1)
+            return
+        for name, content in archive.entries(data, self.budget):
+            if kind == "docx":
+                if name == "word/document.xml":
+                    self.add(location + ":docx", _xml_text(content))
+                continue
+            self.blob(location + ":zip", content, None, file=True, depth=depth + 1)
+
+    def json_text(self, location: str, text: str, depth: int = 0) -> bool:
         stripped = text.lstrip()
         if not stripped.startswith(("{", "[")):
             return False
         try:
             doc = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
-        self.parts.append((location + ":json", "\n".join(_json_lines(doc))))
+        self.text(location + ":json", "\n".join(_json_lines(doc)), depth)
         return True
+
+
+def _b64(run: str) -> bytes | None:
+    """Decoded bytes of a base64 (or base64url) run that really is base64, else ``None``."""
+    if len(run.rstrip("=")) % 4 == 1:
+        return None
+    try:
+        raw = base64.b64decode(
+            run + "=" * (-len(run) % 4),
+            altchars=b"-_" if ("-" in run or "_" in run) else None,
+            validate=True,
+        )
+    except (binascii.Error, ValueError):
+        return None
+    # Hex digests, long digit strings and words also match the alphabet: keep only runs that
+    # decode to something readable or to a file we know.
+    if decode_text(raw, None) is not None or sniff(raw) not in ("binary",):
+        return raw
+    return None
+
+
+def _table_kind(text: str) -> str:
+    """``csv`` when the first lines hold the same number of commas or tabs, else ``text``."""
+    lines = [line for line in text.splitlines()[:20] if line.strip()]
+    if len(lines) < _MIN_TABLE_LINES:
+        return "text"
+    for sep in ("\t", ",", "，", ";", "|"):
+        counts = {line.count(sep) for line in lines}
+        if len(counts) == 1 and counts.pop() > 0:
+            return "csv"
+    return "text"
+
+
+_XML_TAG = re.compile(r"<[^>]{0,2000}>")
+
+
+def _xml_text(xml: bytes) -> str:
+    """Text of a Word document's XML, paragraphs as lines; tags dropped, entities not expanded."""
+    text = xml.decode("utf-8", "replace").replace("</w:p>", "\n")
+    return _XML_TAG.sub(" ", text)
 
 
 def _json_lines(doc: object) -> Iterator[str]:
@@ -137,7 +277,7 @@ def _content_type(headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
 
 def _form(col: _Collector, location: str, text: str) -> None:
     pairs = parse_qsl(text, keep_blank_values=True)
-    col.parts.append((location, "\n".join(f"{k}={v}" for k, v in pairs)))
+    col.text(location, "\n".join(f"{k}={v}" for k, v in pairs))
 
 
 def _multipart(col: _Collector, body: bytes, boundary: str) -> None:
@@ -203,23 +343,27 @@ def _multipart(col: _Collector, body: bytes, boundary: str) -> None:
         raise ExtractError("multipart")
 
 
-def extract_http(req: HttpInput, max_decoded_bytes: int) -> Extraction:
+def extract_http(req: HttpInput, limits: Limits | None = None) -> Extraction:
     """Parts of the URL (path, query) and of the body, decoded and parsed by content."""
-    col = _Collector()
+    limits = limits or Limits()
+    col = _Collector(limits)
     path, _, query = req.path.partition("?")
     col.text("path", unquote(path))
     if query:
         _form(col, "query", query)
     if not req.body:
         return col.result()
-    body = decode_content(req.body, req.headers.get("content-encoding", ""), max_decoded_bytes)
-    if len(body) > max_decoded_bytes:
+    if len(req.body) > limits.max_body_bytes:
         raise ExtractError("too_large")
+    body = decode_content(
+        req.body, req.headers.get("content-encoding", ""), limits.max_decoded_bytes
+    )
+    col.budget.spend(len(body))
     ctype, params = _content_type(req.headers)
     charset = params.get("charset")
     if ctype == "multipart/form-data":
         _multipart(col, body, params.get("boundary", ""))
-    elif ctype == "application/x-www-form-urlencoded":
+    elif ctype == "application/x-www-form-urlencoded" or _looks_urlencoded(body):
         text = decode_text(body, charset)
         if text is None:
             raise ExtractError("charset")
@@ -229,9 +373,18 @@ def extract_http(req: HttpInput, max_decoded_bytes: int) -> Extraction:
     return col.result()
 
 
-def extract_ws(content: bytes, is_text: bool) -> Extraction:
+_PAIR = rb"[A-Za-z0-9_.\-\[\]]{1,64}=[^\s&]*"
+_URLENCODED = re.compile(rb"^" + _PAIR + rb"(?:&" + _PAIR + rb")+$")
+
+
+def _looks_urlencoded(body: bytes) -> bool:
+    """A form whatever the Content-Type says: ``a=1&b=%E4...`` (two or more pairs)."""
+    return len(body) < 10 * 1024 * 1024 and _URLENCODED.match(body) is not None
+
+
+def extract_ws(content: bytes, is_text: bool, limits: Limits | None = None) -> Extraction:
     """Parts of one WebSocket message (text, JSON, or a binary frame's readable runs)."""
-    col = _Collector()
+    col = _Collector(limits or Limits())
     if is_text:
         text = content.decode("utf-8", "replace")
         if not col.json_text("ws", text):

@@ -1,5 +1,5 @@
-"""Bytes -> text: charset from the header or a BOM, else UTF-8, else GB18030; and a verdict
-on bytes that are not text at all (image, archive, opaque binary)."""
+"""Bytes -> text: charset from the header or a BOM, else UTF-8, else GB18030; the readable
+runs of a binary frame; and whether unknown bytes are opaque (compressed or encrypted)."""
 
 from __future__ import annotations
 
@@ -16,22 +16,6 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 
-# Magic numbers of content that is not text. Images are "type only": there is nothing in them
-# the scanner reads, and a product photo must go through. Everything else listed here is a
-# container this version cannot open yet, so it is unscannable.
-_IMAGES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
-_CONTAINERS = (
-    (b"PK\x03\x04", "zip"),
-    (b"PK\x05\x06", "zip"),
-    (b"\x1f\x8b", "gzip"),
-    (b"7z\xbc\xaf\x27\x1c", "7z"),
-    (b"Rar!\x1a\x07", "rar"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "ole"),
-    (b"%PDF-", "pdf"),
-)
 _OPAQUE_MIN_BYTES = 256
 _OPAQUE_ENTROPY_BITS = 7.2
 _TEXT_RUN = re.compile(
@@ -70,16 +54,9 @@ def _looks_like_text(text: str) -> bool:
     return controls * 100 <= len(text[:4096])
 
 
-def binary_kind(data: bytes) -> str:
-    """``image``, a container name (``zip``, ``pdf``, ...), ``opaque`` or ``binary``."""
-    if data.startswith(_IMAGES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
-        return "image"
-    for magic, name in _CONTAINERS:
-        if data.startswith(magic):
-            return name
-    if len(data) >= _OPAQUE_MIN_BYTES and _entropy(data) > _OPAQUE_ENTROPY_BITS:
-        return "opaque"
-    return "binary"
+def is_opaque(data: bytes) -> bool:
+    """Compressed or encrypted-looking bytes (high entropy) that no parser here can read."""
+    return len(data) >= _OPAQUE_MIN_BYTES and _entropy(data) > _OPAQUE_ENTROPY_BITS
 
 
 def text_runs(data: bytes) -> str:

@@ -12,15 +12,16 @@ import brotli
 import pytest
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import HttpInput, extract_http, extract_ws
+from dlp_addon.extract import HttpInput, Limits, extract_http, extract_ws
 from dlp_addon.extract.decode import decode_content
 
 ID = "11010519491231002X"
 LIMIT = 1 << 20
+LIMITS = Limits(max_decoded_bytes=LIMIT)
 
 
 def _texts(req: HttpInput) -> str:
-    return "\n".join(text for _, text in extract_http(req, LIMIT).parts)
+    return "\n".join(text for _, text in extract_http(req, LIMITS).parts)
 
 
 def _req(body: bytes, ctype: str = "", path: str = "/send", **headers: str) -> HttpInput:
@@ -73,28 +74,29 @@ def test_multipart_fields_and_text_files() -> None:
             ("f", "list.txt", f"张三,{ID}\r\n".encode("gb18030")),
         ]
     )
-    ex = extract_http(_req(body, ctype), LIMIT)
+    ex = extract_http(_req(body, ctype), LIMITS)
     text = "\n".join(t for _, t in ex.parts)
     assert text.count(ID) == 2
     assert ex.files == ("text",)
     assert not ex.unscannable
 
 
-def test_image_upload_passes_and_archive_is_unscannable() -> None:
+def test_image_upload_passes_and_a_renamed_zip_is_read() -> None:
     jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("c.csv", f"{ID}\n")
+        z.writestr("c.csv", f"name,id\nzs,{ID}\n")
     body, ctype = _multipart([("photo", "p.jpg", jpeg), ("doc", "photo2.jpg", buf.getvalue())])
-    ex = extract_http(_req(body, ctype), LIMIT)
-    assert ex.files == ("image", "zip")
-    assert ex.unscannable == ("zip",)
+    ex = extract_http(_req(body, ctype), LIMITS)
+    assert ex.files == ("image", "zip", "csv")
+    assert not ex.unscannable
+    assert ID in "\n".join(t for _, t in ex.parts)
 
 
 def test_truncated_multipart_is_unreadable() -> None:
     body, ctype = _multipart([("msg", None, b"hello")])
     with pytest.raises(ExtractError) as e:
-        extract_http(_req(body[:-12], ctype), LIMIT)
+        extract_http(_req(body[:-12], ctype), LIMITS)
     assert e.value.reason == "multipart"
 
 

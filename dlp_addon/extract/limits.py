@@ -1,0 +1,46 @@
+"""How much one request may make the proxy read, and the running account of it.
+
+A request's content can expand without bound (archives in archives, compression bombs); every
+layer spends from one ``Budget`` and stops, unscannable, the moment a limit is passed. Limits
+come from the policy's ``inspection`` section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dlp_addon.errors import ExtractError
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Safe defaults; the policy may change each one."""
+
+    max_body_bytes: int = 50 * MiB  # largest body (as sent) that is inspected at all
+    max_decoded_bytes: int = 64 * MiB  # total bytes produced by decoding and unpacking
+    max_archive_depth: int = 3  # zip in zip in zip
+    max_archive_entries: int = 1000  # per archive
+    max_compression_ratio: float = 100.0  # per entry, once it is over 1 MiB
+    max_decode_depth: int = 3  # base64 in JSON in base64 ...
+    max_cells: int = 5_000_000  # spreadsheet cells read per request
+
+
+@dataclass
+class Budget:
+    """What one request has used of its ``Limits``."""
+
+    limits: Limits
+    decoded: int = field(default=0)
+    cells: int = field(default=0)
+
+    def spend(self, nbytes: int) -> None:
+        self.decoded += nbytes
+        if self.decoded > self.limits.max_decoded_bytes:
+            raise ExtractError("too_large")
+
+    def spend_cells(self, n: int) -> None:
+        self.cells += n
+        if self.cells > self.limits.max_cells:
+            raise ExtractError("too_large")
