@@ -337,6 +337,8 @@ def _multipart(col: _Collector, body: bytes, boundary: str) -> None:
     try:
         parser.write(body)
         parser.finalize()
+    except ExtractError:  # from a part's content (a bomb, an encrypted file): keep its reason
+        raise
     except Exception as e:  # the parser raises several types; any of them means unreadable
         raise ExtractError("multipart") from e
     if not state["ended"]:
