@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import archive, spreadsheet
+from dlp_addon.extract import archive, document, spreadsheet
 from dlp_addon.extract.decode import decode_content
 from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
 from dlp_addon.extract.limits import Budget, Limits
@@ -129,7 +129,9 @@ class _Collector:
         if file:  # each file gets its own location: its records are its own
             self._files += 1
             location = f"{location}@{self._files}"
-        text = decode_text(data, charset)
+        # Magic numbers first: an uncompressed PDF or a tar also decodes as "text".
+        kind = sniff(data)
+        text = decode_text(data, charset) if kind == "binary" else None
         if text is not None:
             if self.json_text(location, text, depth):
                 kind = "json"
@@ -140,7 +142,6 @@ class _Collector:
                 lines = text.count("\n") + 1
                 self.attachments.append(Attachment(kind, location, int(kind == "csv"), lines))
             return
-        kind = sniff(data)
         if kind in (IMAGE, MEDIA):
             if file:
                 self.attachments.append(Attachment(kind, location))
@@ -151,6 +152,11 @@ class _Collector:
                 Attachment(kind, location, sheets.sheets, sheets.rows, sheets.columns)
             )
             self.add(f"{location}:{kind}", sheets.text)
+            return
+        if kind == "pdf":
+            if file:
+                self.attachments.append(Attachment(kind, location))
+            self.add(location + ":pdf", document.pdf_text(data, self.budget))
             return
         if kind in ("zip", "docx", "gzip"):
             if file or depth:
@@ -177,7 +183,7 @@ class _Collector:
         for name, content in archive.entries(data, self.budget):
             if kind == "docx":
                 if name == "word/document.xml":
-                    self.add(location + ":docx", _xml_text(content))
+                    self.add(location + ":docx", document.docx_text(content))
                 continue
             self.blob(location + ":zip", content, None, file=True, depth=depth + 1)
 
@@ -222,15 +228,6 @@ def _table_kind(text: str) -> str:
         if len(counts) == 1 and counts.pop() > 0:
             return "csv"
     return "text"
-
-
-_XML_TAG = re.compile(r"<[^>]{0,2000}>")
-
-
-def _xml_text(xml: bytes) -> str:
-    """Text of a Word document's XML, paragraphs as lines; tags dropped, entities not expanded."""
-    text = xml.decode("utf-8", "replace").replace("</w:p>", "\n")
-    return _XML_TAG.sub(" ", text)
 
 
 def _json_lines(doc: object) -> Iterator[str]:
