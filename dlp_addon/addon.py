@@ -291,8 +291,13 @@ class DlpAddon:
                 timeout=policy.timeout_seconds,
             )
         except TimeoutError:
+            channel = (
+                "upload"
+                if req.headers.get("content-type", "").startswith("multipart/form-data")
+                else "http"
+            )
             return Inspection(
-                error_verdict(policy, "timeout"), "http", 0, "timeout", policy.timeout_seconds
+                error_verdict(policy, "timeout"), channel, 0, "timeout", policy.timeout_seconds
             )
 
     async def websocket_message(self, flow: http.HTTPFlow) -> None:

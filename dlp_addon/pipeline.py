@@ -77,7 +77,9 @@ def _run(
         return Inspection(
             error_verdict(policy, "timeout"), channel, 0, "timeout", time.monotonic() - started
         )
-    except Exception as e:  # fail closed on anything else, and say where
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:  # fail closed on anything else (a native panic too), say where
         logger.error("inspection failed at stage %s: %s at %s", stage, type(e).__name__, _where(e))
         return Inspection(
             error_verdict(policy, stage), channel, 0, stage, time.monotonic() - started
@@ -90,7 +92,9 @@ def inspect_http(
     """Inspect one HTTP request bound for ``destination``."""
     if deadline is None:
         deadline = time.monotonic() + policy.timeout_seconds
-    return _run(policy, destination, "http", lambda: extract_http(req, policy.limits), deadline)
+    return _run(
+        policy, destination, "http", lambda: extract_http(req, policy.limits, deadline), deadline
+    )
 
 
 def inspect_ws(
@@ -103,6 +107,6 @@ def inspect_ws(
         policy,
         destination,
         "websocket",
-        lambda: extract_ws(content, is_text, policy.limits),
+        lambda: extract_ws(content, is_text, policy.limits, deadline),
         deadline,
     )

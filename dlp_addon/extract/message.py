@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import archive, document, spreadsheet
+from dlp_addon.extract import archive, document, sandbox
 from dlp_addon.extract.decode import decode_content
 from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
 from dlp_addon.extract.limits import Budget, Limits
@@ -83,8 +83,9 @@ _MIN_TABLE_LINES = 2
 class _Collector:
     """Walks everything a request carries, depth first, spending one budget."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, deadline: float | None = None) -> None:
         self.budget = Budget(limits)
+        self.deadline = deadline
         self.parts: list[Part] = []
         self.unscannable: list[str] = []
         self.attachments: list[Attachment] = []
@@ -147,7 +148,7 @@ class _Collector:
                 self.attachments.append(Attachment(kind, location))
             return
         if kind in ("xlsx", "xls", "ods"):
-            sheets = spreadsheet.read(data, self.budget)
+            sheets = sandbox.read_workbook(data, self.budget, self.deadline)
             self.attachments.append(
                 Attachment(kind, location, sheets.sheets, sheets.rows, sheets.columns)
             )
@@ -342,10 +343,12 @@ def _multipart(col: _Collector, body: bytes, boundary: str) -> None:
         raise ExtractError("multipart")
 
 
-def extract_http(req: HttpInput, limits: Limits | None = None) -> Extraction:
+def extract_http(
+    req: HttpInput, limits: Limits | None = None, deadline: float | None = None
+) -> Extraction:
     """Parts of the URL (path, query) and of the body, decoded and parsed by content."""
     limits = limits or Limits()
-    col = _Collector(limits)
+    col = _Collector(limits, deadline)
     path, _, query = req.path.partition("?")
     col.text("path", unquote(path))
     if query:
@@ -381,9 +384,11 @@ def _looks_urlencoded(body: bytes) -> bool:
     return len(body) < 10 * 1024 * 1024 and _URLENCODED.match(body) is not None
 
 
-def extract_ws(content: bytes, is_text: bool, limits: Limits | None = None) -> Extraction:
+def extract_ws(
+    content: bytes, is_text: bool, limits: Limits | None = None, deadline: float | None = None
+) -> Extraction:
     """Parts of one WebSocket message (text, JSON, or a binary frame's readable runs)."""
-    col = _Collector(limits or Limits())
+    col = _Collector(limits or Limits(), deadline)
     if is_text:
         text = content.decode("utf-8", "replace")
         if not col.json_text("ws", text):

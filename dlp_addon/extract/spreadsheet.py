@@ -60,6 +60,12 @@ def read(data: bytes, budget: Budget) -> Sheets:
         ) from e
     except (ValueError, TypeError, OSError) as e:
         raise ExtractError("corrupt") from e
+    except BaseException as e:
+        # calamine panics on some malformed files (pyo3 raises PanicException, which derives
+        # from BaseException): unreadable, not a reason to crash the inspection.
+        if isinstance(e, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
+        raise ExtractError("corrupt") from e
     hidden = sum(1 for m in metadata if m.visible != SheetVisibleEnum.Visible)
     text = "\n".join(lines)
     budget.spend(len(text))
