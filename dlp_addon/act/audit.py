@@ -110,6 +110,7 @@ def decision_event(
         "reason": verdict.reason,
         "counts": verdict.counts,
         "records": verdict.records,
+        "files": list(verdict.files),
         "samples": verdict.samples,
         "policy_version": policy_version,
     }

@@ -87,6 +87,19 @@ class Tally:
                 distinct.add(keys)
         return len(distinct)
 
+    def files(self) -> tuple[dict[str, object], ...]:
+        """Every attachment as the audit shows it: what it is and how many records it holds."""
+        return tuple(
+            {
+                "kind": a.kind,
+                "sheets": a.sheets,
+                "rows": a.rows,
+                "columns": a.columns,
+                "records": self.records(within=(a.location,)),
+            }
+            for a in self._attachments
+        )
+
     def attachments(self, group: str) -> list[Attachment]:
         return [a for a in self._attachments if group in ("any", a.group)]
 

@@ -41,6 +41,8 @@ class Verdict:
     counts: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[str]] = field(default_factory=dict)
     records: int = 0
+    # Each file carried: kind, sheets, rows, columns and the records of personal data in it.
+    files: tuple[dict[str, object], ...] = ()
 
     @property
     def blocks(self) -> bool:
@@ -60,6 +62,7 @@ def decide(
     """The verdict for one request or message bound for ``destination`` over ``channel``."""
     tally = Tally(findings, policy.detectors, attachments)
     counts, samples, records = tally.counts(), tally.samples(), tally.records()
+    files = tally.files()
     unreadable = sorted(set(unscannable))
     best: Verdict | None = None
     for rule in policy.rules:
@@ -76,6 +79,7 @@ def decide(
                 counts=counts,
                 samples=samples,
                 records=records,
+                files=files,
             )
     if unreadable and (best is None or _STRENGTH[policy.on_unscannable] > _STRENGTH[best.action]):
         best = Verdict(
@@ -89,8 +93,11 @@ def decide(
             counts=counts,
             samples=samples,
             records=records,
+            files=files,
         )
-    return best or Verdict(action=ALLOW, enforced=policy.enforcing, counts=counts, records=records)
+    return best or Verdict(
+        action=ALLOW, enforced=policy.enforcing, counts=counts, records=records, files=files
+    )
 
 
 def error_verdict(policy: Policy, stage: str) -> Verdict:

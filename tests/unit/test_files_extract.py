@@ -167,3 +167,10 @@ def test_pdf_text_is_read() -> None:
 def test_a_broken_pdf_is_unscannable() -> None:
     verdict = inspect(upload("x.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 40)).verdict
     assert verdict.blocks and verdict.reason.startswith("unscannable:")
+
+
+def test_each_file_is_described_in_the_verdict() -> None:
+    verdict = inspect(upload("价格表.xlsx", F.xlsx(F.price_rows(), hidden_rows=ROWS))).verdict
+    (described,) = verdict.files
+    assert described["kind"] == "xlsx" and described["sheets"] == 2
+    assert described["records"] == 20 and described["rows"] == len(F.price_rows()) + len(ROWS)
