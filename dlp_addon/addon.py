@@ -8,8 +8,10 @@ mitmproxy itself would log an addon's exception and let the flow through (fail o
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from mitmproxy import ctx, exceptions, http, tcp, udp
 from dlp_addon.act.audit import AuditLog, decision_event, new_incident_id
 from dlp_addon.act.metrics import Metrics
 from dlp_addon.act.pages import block_body, wants_json, ws_notice
+from dlp_addon.decide.changes import summarize
 from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, load_policy
 from dlp_addon.decide.verdict import ALLOW, BLOCK, Verdict, error_verdict, unlisted_verdict
 from dlp_addon.errors import PolicyError
@@ -46,6 +49,24 @@ def _host_only(authority: str) -> str:
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
+def _user(flow: http.HTTPFlow) -> str | None:
+    """The user name from mitmproxy's proxy authentication, if it ran."""
+    auth = flow.metadata.get("proxyauth")
+    return str(auth[0]) if isinstance(auth, tuple | list) and auth else None
+
+
+def _fingerprint(files: tuple[Path, ...]) -> tuple[tuple[str, int, int], ...]:
+    """What the watcher compares: each file's name, size and modification time."""
+    out = []
+    for path in files:
+        try:
+            st = path.stat()
+            out.append((str(path), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(path), -1, -1))
+    return tuple(out)
+
+
 class DlpAddon:
     """Refuse hosts off the allow-list; inspect requests and client WebSocket messages to the
     allowed ones; block or log by policy; audit and count every decision."""
@@ -54,6 +75,8 @@ class DlpAddon:
         self.policy: Policy | None = None
         self.metrics = Metrics()
         self.audit = AuditLog("dlp-audit.jsonl")
+        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -96,6 +119,13 @@ class DlpAddon:
             65536,
             "Bodies up to this size are inspected on the event loop; larger ones "
             "in a worker thread under the policy's timeout.",
+        )
+        loader.add_option(
+            "dlp_reload_interval",
+            float,
+            1.0,
+            "Seconds between checks of the policy file and the files it includes; a change "
+            "reloads the policy (so does SIGHUP). 0 turns the check off.",
         )
         loader.add_option(
             "dlp_raw_flow_log",
@@ -153,24 +183,91 @@ class DlpAddon:
             raise exceptions.OptionsError(
                 f"invalid policy {path}:\n" + "\n".join(e.problems)
             ) from e
+        self._installed(policy, "start")
+        return policy
+
+    def _installed(self, policy: Policy, trigger: str) -> None:
+        """Publish a new policy: metrics, the log, and the audit trail with what changed."""
+        previous = self.policy
         self.metrics.set_policy(policy)
+        self._fingerprint = _fingerprint(policy.files)
         logger.info(
-            "policy %s loaded: version %s, mode %s, %d destinations, %d rules",
-            path,
+            "policy %s loaded (%s): version %s, mode %s, %d destinations, %d rules",
+            policy.source,
+            trigger,
             policy.version,
             policy.mode,
             len(policy.destinations),
             len(policy.rules),
         )
-        return policy
+        event = {
+            "event": "policy_loaded",
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            "trigger": trigger,
+            "path": str(policy.source),
+            "policy_version": policy.version,
+            "previous_version": previous.version if previous else None,
+            "changes": summarize(previous, policy),
+        }
+        try:
+            self.audit.write(event)
+        except OSError as e:
+            logger.error("cannot write audit log %s: %s", self.audit.path, e.strerror)
+
+    def reload(self, trigger: str) -> tuple[bool, list[str]]:
+        """Build the policy anew from its file; swap it in only if it is valid. The swap is
+        one assignment: a request already being inspected keeps the policy it started with."""
+        current = self.policy
+        path = current.source if current else Path(ctx.options.dlp_policy)
+        try:
+            policy = load_policy(path, hmac_key=self._hmac_key())
+        except PolicyError as e:
+            self.metrics.reloads.labels("failure").inc()
+            self._fingerprint = _fingerprint(current.files if current else (path,))
+            logger.error(
+                "policy reload (%s) failed, the last good policy stays in force:\n%s",
+                trigger,
+                "\n".join(e.problems),
+            )
+            return False, e.problems
+        except exceptions.OptionsError as e:
+            self.metrics.reloads.labels("failure").inc()
+            logger.error("policy reload (%s) failed: %s", trigger, e)
+            return False, [str(e)]
+        self._installed(policy, trigger)
+        self.policy = policy
+        self.metrics.reloads.labels("success").inc()
+        return True, []
+
+    async def _watch(self) -> None:
+        """Reload when the policy file or a file it includes changes."""
+        while True:
+            await asyncio.sleep(ctx.options.dlp_reload_interval)
+            policy = self.policy
+            if policy is None:
+                continue
+            seen = await asyncio.to_thread(_fingerprint, policy.files)
+            if seen != self._fingerprint:
+                await asyncio.to_thread(self.reload, "file change")
 
     def running(self) -> None:
         self.ensure_policy()
         self._quiet_flow_log()
+        loop = asyncio.get_running_loop()
+        if ctx.options.dlp_reload_interval > 0:
+            self._watcher = loop.create_task(self._watch())
+        try:
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: loop.create_task(asyncio.to_thread(self.reload, "SIGHUP"))
+            )
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests), or Windows
+            logger.debug("no SIGHUP handler")
         if ctx.options.dlp_metrics_port:
             self.metrics.serve(ctx.options.dlp_metrics_host, ctx.options.dlp_metrics_port)
 
     def done(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         self.metrics.stop()
         self.audit.close()
 
@@ -283,11 +380,12 @@ class DlpAddon:
             body=raw,
         )
         deadline = time.monotonic() + policy.timeout_seconds
+        who = policy.requester(_user(flow), flow.request.path)
         if len(raw) <= ctx.options.dlp_inline_max_bytes:
-            return inspect_http(policy, req, destination, deadline)
+            return inspect_http(policy, req, destination, deadline, who)
         try:
             return await asyncio.wait_for(
-                asyncio.to_thread(inspect_http, policy, req, destination, deadline),
+                asyncio.to_thread(inspect_http, policy, req, destination, deadline, who),
                 timeout=policy.timeout_seconds,
             )
         except TimeoutError:
@@ -315,7 +413,10 @@ class DlpAddon:
             message.drop()
             return
         try:
-            inspection = inspect_ws(policy, message.content, message.is_text, destination)
+            who = policy.requester(_user(flow), flow.request.path)
+            inspection = inspect_ws(
+                policy, message.content, message.is_text, destination, requester=who
+            )
         except Exception as e:
             logger.error("websocket inspection crashed: %s", type(e).__name__)
             inspection = Inspection(error_verdict(policy, "addon"), "websocket", 0, "addon", 0.0)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dlp_addon.decide.policy import Policy
+from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import Verdict, decide, error_verdict
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract.message import Extraction, HttpInput, extract_http, extract_ws
@@ -46,6 +46,7 @@ def _run(
     default_channel: str,
     extract: Callable[[], Extraction],
     deadline: float,
+    requester: Requester | None = None,
 ) -> Inspection:
     started = time.monotonic()
     stage = "extract"
@@ -64,13 +65,19 @@ def _run(
             channel=channel,
             unscannable=extraction.unscannable,
             attachments=extraction.attachments,
+            requester=requester,
         )
         return Inspection(
             verdict, channel, extraction.bytes_of_text, None, time.monotonic() - started
         )
     except ExtractError as e:
         verdict = decide(
-            policy, (), destination=destination, channel=channel, unscannable=[e.reason]
+            policy,
+            (),
+            destination=destination,
+            channel=channel,
+            unscannable=[e.reason],
+            requester=requester,
         )
         return Inspection(verdict, channel, 0, None, time.monotonic() - started)
     except TimeoutError:
@@ -87,18 +94,32 @@ def _run(
 
 
 def inspect_http(
-    policy: Policy, req: HttpInput, destination: str, deadline: float | None = None
+    policy: Policy,
+    req: HttpInput,
+    destination: str,
+    deadline: float | None = None,
+    requester: Requester | None = None,
 ) -> Inspection:
-    """Inspect one HTTP request bound for ``destination``."""
+    """Inspect one HTTP request bound for ``destination``, sent by ``requester``."""
     if deadline is None:
         deadline = time.monotonic() + policy.timeout_seconds
     return _run(
-        policy, destination, "http", lambda: extract_http(req, policy.limits, deadline), deadline
+        policy,
+        destination,
+        "http",
+        lambda: extract_http(req, policy.limits, deadline),
+        deadline,
+        requester or policy.requester(None, req.path),
     )
 
 
 def inspect_ws(
-    policy: Policy, content: bytes, is_text: bool, destination: str, deadline: float | None = None
+    policy: Policy,
+    content: bytes,
+    is_text: bool,
+    destination: str,
+    deadline: float | None = None,
+    requester: Requester | None = None,
 ) -> Inspection:
     """Inspect one WebSocket message from the client."""
     if deadline is None:
@@ -109,4 +130,5 @@ def inspect_ws(
         "websocket",
         lambda: extract_ws(content, is_text, policy.limits, deadline),
         deadline,
+        requester,
     )

@@ -93,6 +93,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.reloads = Counter(
+            "dlp_policy_reloads_total",
+            "Policy reloads, by result: success, or failure (the last good policy stays)",
+            ["result"],
+            registry=r,
+        )
+        for result in ("success", "failure"):
+            self.reloads.labels(result)
         self.policy_info = Gauge(
             "dlp_policy_info", "The policy in force (value 1)", ["version", "mode"], registry=r
         )

@@ -5,6 +5,8 @@ refused whole."""
 
 from __future__ import annotations
 
+import datetime as dt
+import fnmatch
 import hashlib
 import secrets
 from dataclasses import dataclass, field, fields
@@ -76,6 +78,40 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Exemption:
+    """Who or what is exempt from which rules, and until when (a time-bounded exception)."""
+
+    reason: str
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    paths: tuple[str, ...] = ()  # fnmatch globs on the URL path
+    destinations: frozenset[str] | None = None
+    rules: frozenset[str] | None = None  # None: every content rule
+    expires: dt.datetime | None = None
+
+    def covers(self, ctx: Requester, destination: str, now: dt.datetime) -> bool:
+        if self.expires is not None and now >= self.expires:
+            return False
+        if self.destinations is not None and destination not in self.destinations:
+            return False
+        who = bool(self.users or self.groups)
+        if who and not (ctx.user in self.users or self.groups & ctx.groups):
+            return False
+        if self.paths and not any(fnmatch.fnmatchcase(ctx.path, p) for p in self.paths):
+            return False
+        return who or bool(self.paths) or self.destinations is not None
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who sent a request and where to: what exemptions are matched against."""
+
+    user: str | None = None
+    groups: frozenset[str] = frozenset()
+    path: str = "/"
+
+
+@dataclass(frozen=True)
 class Policy:
     """A complete, checked policy. Immutable: a reload builds a new one."""
 
@@ -94,9 +130,31 @@ class Policy:
     scanner: Scanner = field(repr=False)
     hosts: HostMatcher = field(repr=False)
 
+    exemptions: tuple[Exemption, ...] = ()
+    groups: dict[str, frozenset[str]] = field(default_factory=dict)  # group -> users
+
+    def requester(self, user: str | None, path: str) -> Requester:
+        """``user`` with the groups the policy puts them in."""
+        groups = frozenset(g for g, users in self.groups.items() if user in users)
+        return Requester(user, groups, path.split("?", 1)[0])
+
+    def exempt_rules(self, who: Requester, destination: str, now: dt.datetime) -> set[str] | None:
+        """Rules ``who`` is exempt from here and now: ``None`` for none, all names otherwise."""
+        out: set[str] = set()
+        for ex in self.exemptions:
+            if ex.covers(who, destination, now):
+                out |= set(ex.rules) if ex.rules is not None else {r.name for r in self.rules}
+        return out or None
+
     @property
     def enforcing(self) -> bool:
         return self.mode == "enforce"
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file this policy was built from: a change to any of them is a new policy."""
+        words = {d.words_file for d in self.detectors.detectors if d.words_file is not None}
+        return (self.source, self.detectors.source, *sorted(words))
 
     def destination_for(self, host: str) -> str | None:
         """Name of the destination listing ``host``, or ``None`` when it is not allowed."""
@@ -204,6 +262,7 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
                 channels=frozenset(raw["channels"]) if "channels" in raw else None,
             )
         )
+    exemptions = _exemptions(doc, data, names, rule_names, problems)
     if problems:
         raise PolicyError(problems)
 
@@ -224,6 +283,8 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
         detectors=detectors,
         scanner=Scanner(detectors, _PROCESS_KEY if hmac_key is None else hmac_key),
         hosts=HostMatcher(host_entries),
+        exemptions=exemptions,
+        groups={g: frozenset(users) for g, users in data.get("groups", {}).items()},
     )
 
 
@@ -279,3 +340,55 @@ def _condition(
         min_confidence=cond.get("min_confidence", "medium"),
         attachment=cond.get("attachment"),
     )
+
+
+def _exemptions(
+    doc: SourceDoc,
+    data: dict[str, Any],
+    destinations: set[str],
+    rules: set[str],
+    problems: list[str],
+) -> tuple[Exemption, ...]:
+    out: list[Exemption] = []
+    groups = set(data.get("groups", {}))
+    for i, raw in enumerate(data.get("exemptions", [])):
+        where: list[str | int] = ["exemptions", i]
+        for key, known, what in (
+            ("destinations", destinations, "destination"),
+            ("rules", rules, "rule"),
+            ("groups", groups, "group"),
+        ):
+            for j, name in enumerate(raw.get(key, [])):
+                if name not in known:
+                    problems.append(doc.at([*where, key, j], f"unknown {what} '{name}'"))
+        expires = None
+        if "expires" in raw:
+            try:
+                expires = dt.datetime.fromisoformat(str(raw["expires"]))
+            except ValueError:
+                problems.append(doc.at([*where, "expires"], "expires must be an ISO 8601 time"))
+                continue
+            if expires.tzinfo is None:
+                problems.append(
+                    doc.at([*where, "expires"], "expires needs a time zone, e.g. +08:00")
+                )
+                continue
+        if not (
+            raw.get("users") or raw.get("groups") or raw.get("paths") or raw.get("destinations")
+        ):
+            problems.append(
+                doc.at(where, "an exemption names users, groups, paths or destinations")
+            )
+            continue
+        out.append(
+            Exemption(
+                reason=raw["reason"],
+                users=frozenset(raw.get("users", [])),
+                groups=frozenset(raw.get("groups", [])),
+                paths=tuple(raw.get("paths", [])),
+                destinations=frozenset(raw["destinations"]) if "destinations" in raw else None,
+                rules=frozenset(raw["rules"]) if "rules" in raw else None,
+                expires=expires,
+            )
+        )
+    return tuple(out)

@@ -8,10 +8,11 @@ in the file names the decision. Unreadable content and inspection errors get the
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dlp_addon.decide.policy import Policy
+from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.scanner import Finding
 from dlp_addon.extract.message import Attachment
@@ -58,14 +59,22 @@ def decide(
     channel: str,
     unscannable: Iterable[str] = (),
     attachments: Iterable[Attachment] = (),
+    requester: Requester | None = None,
+    now: dt.datetime | None = None,
 ) -> Verdict:
-    """The verdict for one request or message bound for ``destination`` over ``channel``."""
+    """The verdict for one request or message bound for ``destination`` over ``channel``,
+    sent by ``requester`` (for exemptions) at ``now`` (for exceptions that expire)."""
+    exempt = policy.exempt_rules(
+        requester or Requester(), destination, now or dt.datetime.now(dt.UTC)
+    )
     tally = Tally(findings, policy.detectors, attachments)
     counts, samples, records = tally.counts(), tally.samples(), tally.records()
     files = tally.files()
     unreadable = sorted(set(unscannable))
     best: Verdict | None = None
     for rule in policy.rules:
+        if exempt and rule.name in exempt:
+            continue
         if not rule.applies_to(destination, channel) or not rule.holds(tally):
             continue
         if best is None or _STRENGTH[rule.action] > _STRENGTH[best.action]:

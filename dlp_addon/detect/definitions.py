@@ -75,6 +75,7 @@ class Detector:
     prefilter: str | None = None  # hyperscan/re expression gating a regex detector
     record_scope: bool = False
     words: tuple[str, ...] = ()
+    words_file: Path | None = None  # watched for changes like the policy itself
     keywords: tuple[str, ...] = ()
     context: tuple[str, ...] = ()
     samples_match: tuple[str, ...] = field(default=(), repr=False)
@@ -158,6 +159,7 @@ def build_detector(
     numeric = pattern = None
     lengths: frozenset[int] = frozenset()
     words: tuple[str, ...] = ()
+    words_path: Path | None = None
     if "numeric" in raw:
         kind = "numeric"
         lengths = frozenset(raw["numeric"]["lengths"])
@@ -176,7 +178,7 @@ def build_detector(
         kind = "words"
         words = tuple(w.lower() for w in raw.get("words", []))
         if "words_file" in raw:
-            path = doc.path.parent / raw["words_file"]
+            path = words_path = doc.path.parent / raw["words_file"]
             try:
                 lines = path.read_text(encoding="utf-8-sig").splitlines()
             except (OSError, UnicodeDecodeError) as e:
@@ -209,6 +211,7 @@ def build_detector(
         prefilter=raw.get("prefilter"),
         record_scope=raw.get("scope") == "record",
         words=words,
+        words_file=words_path,
         keywords=tuple(k.lower() for k in raw.get("keywords", [])),
         context=tuple(k.lower() for k in raw.get("context", [])),
         samples_match=tuple(raw["samples"]["match"]),
