@@ -136,11 +136,11 @@ class DlpAddon:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "dlp_policy" in updated or "dlp_hmac_key_file" in updated:
-            self.policy = self._load_policy(ctx.options.dlp_policy)
-        if "dlp_audit_log" in updated:
+        if "dlp_audit_log" in updated:  # first: loading a policy writes to the audit log
             self.audit.close()
             self.audit = AuditLog(ctx.options.dlp_audit_log)
+        if "dlp_policy" in updated or "dlp_hmac_key_file" in updated:
+            self.policy = self._load_policy(ctx.options.dlp_policy)
         if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
             raise exceptions.OptionsError(
                 "stream_large_bodies must stay unset with the DLP addon: a streamed request "
