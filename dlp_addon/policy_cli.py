@@ -1,0 +1,166 @@
+"""``dlp-policy``: check a policy before it goes live, and try it on real samples offline.
+
+    dlp-policy check FILE...            exit 1 and ``file:line: message`` for every problem
+    dlp-policy test FILE INPUT...       what the policy decides for each input, and why
+
+An INPUT is any file (a workbook, a CSV, a text, a JSON body: read as an upload of that file)
+or a saved HTTP request (request line, headers, blank line, body). Only masked values are
+printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dlp_addon.decide.policy import Policy, Rule, load_policy
+from dlp_addon.decide.tally import Tally
+from dlp_addon.decide.verdict import decide
+from dlp_addon.errors import ExtractError, PolicyError
+from dlp_addon.extract import HttpInput, extract_http
+
+_REQUEST_LINE = re.compile(rb"^[A-Z]{3,7} \S+ HTTP/[12](?:\.[01])?\r?\n")
+_BOUNDARY = "dlp-policy-test-boundary"
+
+
+def _check(paths: Sequence[str]) -> int:
+    status = 0
+    for name in paths:
+        try:
+            policy = load_policy(Path(name))
+        except PolicyError as e:
+            for problem in e.problems:
+                print(problem)
+            status = 1
+            continue
+        print(
+            f"{name}: ok (version {policy.version}, {len(policy.destinations)} destinations, "
+            f"{len(policy.rules)} rules, {len(policy.detectors.detectors)} detectors)"
+        )
+    return status
+
+
+def _as_request(path: Path) -> HttpInput:
+    data = path.read_bytes()
+    if _REQUEST_LINE.match(data):
+        head, _, body = data.replace(b"\r\n", b"\n").partition(b"\n\n")
+        if b"\r\n\r\n" in data:  # keep a binary body byte for byte
+            body = data.split(b"\r\n\r\n", 1)[1]
+        lines = head.decode("latin-1").split("\n")
+        method, target, _ = lines[0].split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        path_part = re.sub(r"^https?://[^/]+", "", target) or "/"
+        return HttpInput(method, path_part, headers, body)
+    body = (
+        (
+            f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"'
+            "\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{_BOUNDARY}--\r\n".encode()
+    )
+    return HttpInput(
+        "POST", "/upload", {"content-type": f"multipart/form-data; boundary={_BOUNDARY}"}, body
+    )
+
+
+def _explain(rule: Rule, tally: Tally) -> str:
+    parts = []
+    for cond in rule.when:
+        if cond.detector is not None and cond.min_distinct:
+            have = tally.distinct(cond.detector, cond.min_confidence)
+            parts.append(f"{cond.detector} {have} >= {cond.min_distinct}")
+            continue
+        within = None
+        if cond.attachment:
+            files = tally.attachments(cond.attachment)
+            parts.append(f"{cond.attachment} files {len(files)} >= 1")
+            within = tuple(a.location for a in files) if files else None
+            if not cond.min_records:
+                continue
+        have = tally.records(cond.legal_category, cond.min_confidence, within)
+        what = f"records of {cond.legal_category}" if cond.legal_category else "records"
+        parts.append(f"{what} {have} >= {cond.min_records}")
+    return ", ".join(parts)
+
+
+def _test(policy: Policy, inputs: Sequence[str], destination: str) -> int:
+    for name in inputs:
+        print(f"== {name}")
+        req = _as_request(Path(name))
+        try:
+            extraction = extract_http(req, policy.limits)
+        except ExtractError as e:
+            verdict = decide(
+                policy, (), destination=destination, channel="http", unscannable=[e.reason]
+            )
+            print(f"  unscannable: {e.reason}")
+            print(f"  verdict: {verdict.action} by {verdict.rule}")
+            continue
+        channel = "upload" if extraction.attachments else "http"
+        findings = policy.scanner.scan_all(extraction.parts)
+        tally = Tally(findings, policy.detectors, extraction.attachments)
+        for f in tally.files():
+            print(
+                f"  file: {f['kind']} ({f['sheets']} sheets, {f['rows']} rows, "
+                f"{f['columns']} columns, {f['records']} records)"
+            )
+        if extraction.unscannable:
+            print(f"  unscannable: {', '.join(extraction.unscannable)}")
+        samples = tally.samples("low")
+        for det, n in sorted(tally.counts("low").items()):
+            print(
+                f"  found {det}: {n} distinct ({tally.distinct(det)} medium or more), e.g. "
+                f"{', '.join(samples.get(det, []))}"
+            )
+        print(f"  records: {tally.records()}")
+        for rule in policy.rules:
+            if not rule.applies_to(destination, channel):
+                print(f"  rule {rule.name} ({rule.action}): not for {destination}/{channel}")
+                continue
+            holds = "HOLDS" if rule.holds(tally) else "no"
+            print(f"  rule {rule.name} ({rule.action}): {holds}: {_explain(rule, tally)}")
+        verdict = decide(
+            policy,
+            findings,
+            destination=destination,
+            channel=channel,
+            unscannable=extraction.unscannable,
+            attachments=extraction.attachments,
+        )
+        enforced = "" if verdict.enforced else " (monitor mode: not enforced)"
+        print(
+            f"  verdict: {verdict.action}{' by ' + verdict.rule if verdict.rule else ''}{enforced}"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dlp-policy", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="check policy files; exit 1 on any problem")
+    check.add_argument("files", nargs="+")
+    test = sub.add_parser("test", help="run the pipeline offline on sample inputs")
+    test.add_argument("policy")
+    test.add_argument("inputs", nargs="+")
+    test.add_argument("--destination", help="destination name (default: the first)")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return _check(args.files)
+    try:
+        policy = load_policy(Path(args.policy))
+    except PolicyError as e:
+        print("\n".join(e.problems))
+        return 1
+    destination = args.destination or policy.destinations[0].name
+    return _test(policy, args.inputs, destination)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
