@@ -8,6 +8,7 @@ mitmproxy itself would log an addon's exception and let the flow through (fail o
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import logging
 import os
@@ -21,6 +22,7 @@ from mitmproxy import ctx, exceptions, http, tcp, udp
 from dlp_addon.act.audit import AuditLog, decision_event, new_incident_id
 from dlp_addon.act.metrics import Metrics
 from dlp_addon.act.pages import block_body, wants_json, ws_notice
+from dlp_addon.admin import AdminServer
 from dlp_addon.decide.changes import summarize
 from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, load_policy
 from dlp_addon.decide.verdict import ALLOW, BLOCK, Verdict, error_verdict, unlisted_verdict
@@ -77,6 +79,9 @@ class DlpAddon:
         self.audit = AuditLog("dlp-audit.jsonl")
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         self._watcher: asyncio.Task[None] | None = None
+        self._admin: AdminServer | None = None
+        self._admin_token: bytes | None = None
+        self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -128,6 +133,18 @@ class DlpAddon:
             "reloads the policy (so does SIGHUP). 0 turns the check off.",
         )
         loader.add_option(
+            "dlp_admin_port", int, 0, "Port of the policy admin API; 0 (the default) is off."
+        )
+        loader.add_option(
+            "dlp_admin_host", str, "127.0.0.1", "Address the policy admin API binds to."
+        )
+        loader.add_option(
+            "dlp_admin_token_file",
+            str,
+            "",
+            "File holding the admin API's bearer token (required when the API is on).",
+        )
+        loader.add_option(
             "dlp_raw_flow_log",
             bool,
             False,
@@ -148,6 +165,8 @@ class DlpAddon:
             )
         if {"flow_detail", "dlp_raw_flow_log"} & updated:
             self._quiet_flow_log()
+        if {"dlp_admin_port", "dlp_admin_token_file"} & updated and ctx.options.dlp_admin_port:
+            self._admin_token = self._read_admin_token()
         if "dlp_metrics_port" in updated and not 0 <= ctx.options.dlp_metrics_port <= 65535:
             raise exceptions.OptionsError("dlp_metrics_port must be 0 (off) or a TCP port")
 
@@ -161,6 +180,34 @@ class DlpAddon:
         """Load the configured policy if no option change has done so yet."""
         if self.policy is None:
             self.policy = self._load_policy(ctx.options.dlp_policy)
+
+    @staticmethod
+    def _read_admin_token() -> bytes:
+        path = ctx.options.dlp_admin_token_file
+        if not path:
+            raise exceptions.OptionsError("dlp_admin_port needs dlp_admin_token_file")
+        try:
+            token = Path(path).read_bytes().strip()
+        except OSError as e:
+            raise exceptions.OptionsError(f"cannot read dlp_admin_token_file: {e.strerror}") from e
+        if len(token) < 16:
+            raise exceptions.OptionsError("the admin token must be at least 16 characters")
+        return token
+
+    def _start_admin(self) -> None:
+        policy = self.policy
+        assert policy is not None
+        self._admin = AdminServer(
+            host=ctx.options.dlp_admin_host,
+            port=ctx.options.dlp_admin_port,
+            token=self._admin_token or self._read_admin_token(),
+            policy_path=policy.source,
+            current=lambda: self.policy,
+            reload=self.reload,
+            audit=lambda: self.audit,
+            incidents=lambda n: list(self._recent)[-n:],
+        )
+        self._admin.start()
 
     @staticmethod
     def _hmac_key() -> bytes | None:
@@ -264,10 +311,14 @@ class DlpAddon:
             logger.debug("no SIGHUP handler")
         if ctx.options.dlp_metrics_port:
             self.metrics.serve(ctx.options.dlp_metrics_host, ctx.options.dlp_metrics_port)
+        if ctx.options.dlp_admin_port:
+            self._start_admin()
 
     def done(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        if self._admin is not None:
+            self._admin.stop()
         self.metrics.stop()
         self.audit.close()
 
@@ -482,6 +533,7 @@ class DlpAddon:
             channel=channel,
             policy_version=policy.version,
         )
+        self._recent.append(event)
         try:
             self.audit.write(event)
         except OSError as e:

@@ -142,3 +142,52 @@ def test_policy_edits_apply_live(tmp_path: Path, upstream: Upstream) -> None:
         assert loads[-1]["trigger"] == "SIGHUP"
     finally:
         proxy.stop()
+
+
+class AdminProxy(Proxy):
+    """The proxy with its admin API on."""
+
+    token = "e2e-admin-token-" + "7" * 16
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        from tests.e2e.harness import free_port
+
+        self.admin_port = free_port()
+        self.token_file = self.workdir / "admin.token"
+        self.token_file.write_text(self.token, encoding="utf-8")
+
+    @property
+    def command(self) -> list[str]:
+        return [
+            *super().command,
+            "--set",
+            f"dlp_admin_port={self.admin_port}",
+            "--set",
+            f"dlp_admin_token_file={self.token_file}",
+        ]
+
+
+def test_admin_api_replaces_the_policy_of_the_running_proxy(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    import httpx
+    import yaml
+
+    proxy = AdminProxy(tmp_path, make_test_policy(), upstream.tls.ca_cert)
+    proxy.start()
+    try:
+        api = f"http://127.0.0.1:{proxy.admin_port}"
+        auth = {"Authorization": f"Bearer {proxy.token}"}
+        assert httpx.get(api + "/policy", trust_env=False).status_code == 401
+        assert _send(proxy, upstream, TWO, "api-before") == 200
+        new = yaml.safe_dump(make_test_policy(edit=_two_ids_rule), allow_unicode=True)
+        r = httpx.put(api + "/policy", content=new.encode(), headers=auth, trust_env=False)
+        assert r.status_code == 200 and r.json()["reloaded"] is True
+        assert _send(proxy, upstream, TWO, "api-after") == 403
+        incidents = httpx.get(api + "/incidents?limit=5", headers=auth, trust_env=False).json()
+        assert incidents["incidents"][-1]["rule"] == "two-ids"
+        events = [e.get("event") for e in proxy.audit_events()]
+        assert "policy_update" in events
+    finally:
+        proxy.stop()
