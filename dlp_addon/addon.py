@@ -310,7 +310,11 @@ class DlpAddon:
         except (NotImplementedError, RuntimeError):  # not the main thread (tests), or Windows
             logger.debug("no SIGHUP handler")
         if ctx.options.dlp_metrics_port:
-            self.metrics.serve(ctx.options.dlp_metrics_host, ctx.options.dlp_metrics_port)
+            self.metrics.serve(
+                ctx.options.dlp_metrics_host,
+                ctx.options.dlp_metrics_port,
+                ready=lambda: self.policy is not None,
+            )
         if ctx.options.dlp_admin_port:
             self._start_admin()
 
@@ -395,7 +399,8 @@ class DlpAddon:
             self._refuse(flow, policy)
             return
         try:
-            inspection = await self._inspect_request(flow, policy, destination)
+            with self.metrics.in_flight.track_inprogress():
+                inspection = await self._inspect_request(flow, policy, destination)
         except Exception as e:  # last resort: fail closed, never let mitmproxy pass it on
             logger.error("request inspection crashed: %s", type(e).__name__)
             inspection = Inspection(error_verdict(policy, "addon"), "http", 0, "addon", 0.0)
@@ -465,9 +470,10 @@ class DlpAddon:
             return
         try:
             who = policy.requester(_user(flow), flow.request.path)
-            inspection = inspect_ws(
-                policy, message.content, message.is_text, destination, requester=who
-            )
+            with self.metrics.in_flight.track_inprogress():
+                inspection = inspect_ws(
+                    policy, message.content, message.is_text, destination, requester=who
+                )
         except Exception as e:
             logger.error("websocket inspection crashed: %s", type(e).__name__)
             inspection = Inspection(error_verdict(policy, "addon"), "websocket", 0, "addon", 0.0)

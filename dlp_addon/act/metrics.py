@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import logging
 import threading
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from dlp_addon import __version__
 from dlp_addon.decide.policy import Policy
 
 logger = logging.getLogger(__name__)
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # scrapes every few seconds are not news
+
 
 _LATENCY_BUCKETS = (
     0.0001,
@@ -93,6 +106,9 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.in_flight = Gauge(
+            "dlp_inspections_in_flight", "Requests and messages being inspected now", registry=r
+        )
         self.reloads = Counter(
             "dlp_policy_reloads_total",
             "Policy reloads, by result: success, or failure (the last good policy stays)",
@@ -125,9 +141,32 @@ class Metrics:
             for channel in ("http", "upload"):
                 self.requests.labels(dest, channel)
 
-    def serve(self, host: str, port: int) -> None:
-        """Start ``/metrics`` on ``host:port`` in a daemon thread."""
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, host: str, port: int, ready: Callable[[], bool]) -> None:
+        """Serve ``/metrics``, ``/healthz`` (the process answers) and ``/readyz`` (a policy is
+        loaded and the proxy can inspect) on ``host:port`` in a daemon thread."""
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path == "/healthz":
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                return [b"ok\n"]
+            if path == "/readyz":
+                ok = ready()
+                start_response(
+                    "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
+                )
+                return [b"ready\n" if ok else b"not ready: no policy loaded\n"]
+            if path in ("/metrics", "/"):
+                result: Iterable[bytes] = metrics_app(environ, start_response)
+                return result
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+
+        server = make_server(host, port, app, _ThreadingServer, _QuietHandler)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
         logger.info("metrics on http://%s:%d/metrics", host, port)
 
     def stop(self) -> None:
