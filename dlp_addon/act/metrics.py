@@ -136,6 +136,14 @@ class Metrics:
                 self.decisions.labels(action, rule.name, dest)
         for det in policy.detectors.detectors:
             self.findings.labels(det.id)
+        for stage in ("extract", "detect", "decide", "timeout", "addon", "streamed"):
+            self.errors.labels(stage)
+        for reason in ("encrypted", "zip_bomb", "too_large", "corrupt", "opaque", "multipart"):
+            self.unscannable.labels(reason)
+        self.decisions.labels("refuse", "egress-allowlist", "other")
+        for channel in ("http", "upload", "websocket"):
+            self.latency.labels(channel)
+            self.bytes.labels(channel)
         for dest in names:
             self.ws_messages.labels(dest)
             for channel in ("http", "upload"):
