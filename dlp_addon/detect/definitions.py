@@ -26,6 +26,7 @@ from typing import Any
 
 import regex
 
+from dlp_addon.detect.numbers import numeric_problem
 from dlp_addon.detect.validators import VALIDATORS, Validator
 from dlp_addon.errors import PolicyError
 from dlp_addon.sourcefile import SourceDoc, load_schema, load_yaml, schema_problems
@@ -140,8 +141,14 @@ def build_detector(
     raw: dict[str, Any],
     legal: dict[str, LegalCategory],
     problems: list[str],
+    *,
+    trusted: bool = False,
 ) -> Detector | None:
-    """A checked ``Detector`` from one YAML entry; problems are appended with their lines."""
+    """A checked ``Detector`` from one YAML entry; problems are appended with their lines.
+
+    ``trusted`` (the shipped definitions, reviewed with their samples): a regex that stdlib
+    ``re`` can compile runs on ``re``, two to three times faster than ``regex`` with a timeout.
+    An admin's regex always runs on ``regex`` with the inspection deadline as its timeout."""
     before = len(problems)
     validate = VALIDATORS.get(raw.get("validator", "none"))
     if validate is None:
@@ -167,6 +174,10 @@ def build_detector(
             numeric = re.compile(raw["numeric"]["pattern"].encode())
         except re.error as e:
             problems.append(doc.at([*where, "numeric", "pattern"], f"invalid regex: {e}"))
+        else:
+            why = numeric_problem(raw["numeric"]["pattern"], lengths)
+            if why:
+                problems.append(doc.at([*where, "numeric"], why))
     elif "regex" in raw:
         kind = "regex"
         why = regex_problem(raw["regex"])
@@ -174,6 +185,11 @@ def build_detector(
             problems.append(doc.at([*where, "regex"], why))
         else:
             pattern = regex.compile(raw["regex"])
+            if trusted:
+                try:
+                    pattern = re.compile(raw["regex"])
+                except re.error:
+                    pass  # \p{Han} and friends: regex only
     else:
         kind = "words"
         words = tuple(w.lower() for w in raw.get("words", []))
@@ -236,7 +252,7 @@ def load_detectors(path: Path = DEFAULT_DETECTORS) -> DetectorSet:
         if raw["id"] in seen:
             problems.append(doc.at([*where, "id"], f"duplicate detector id '{raw['id']}'"))
         seen.add(raw["id"])
-        det = build_detector(doc, where, raw, legal, problems)
+        det = build_detector(doc, where, raw, legal, problems, trusted=True)
         if det is not None:
             detectors.append(det)
     if problems:

@@ -1,11 +1,12 @@
 """Run every detector over a text in one pass and return validated, counted findings.
 
-One prefilter pass over the UTF-8 bytes finds, at once, where numbers of seven or more digits
-start, every keyword (gates, context words, dictionaries), which regex detectors' prefilters
-occurred, and whether the text needs folding (full-width digits, zero-width characters). With
-hyperscan installed that pass is a single hyperscan scan; without it, the same facts come from
-``re`` and pyahocorasick. Only then does Python work, per number and per gated detector, never
-per character.
+Over the UTF-8 bytes, three passes at C speed: whether the text needs folding (full-width
+digits, zero-width characters), every keyword (gates, context words, dictionaries) and regex
+prefilter in one hyperscan scan, and every number token with the candidates worth checking
+(``numbers.find``: lengths, first digits and checksum families of the numeric detectors).
+Without the compiled parts (``engine="python"``) the same facts come from ``re``,
+pyahocorasick and the pure-Python twin in ``numbers``. Only then does Python work, per
+checked candidate and per gated detector, never per character.
 
 Findings carry a keyed hash of the canonical value, never the value (the HMAC key is the
 scanner's), its masked form, the line it sits on (a record) and a confidence: the detector's
@@ -20,15 +21,15 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import ahocorasick
 
 from dlp_addon.detect.definitions import CONFIDENCE, Detector, DetectorSet
-from dlp_addon.detect.normalize import TRIGGERS, needs_folding, normalize
-from dlp_addon.detect.numbers import TOKEN, TOKEN_START, candidates, spread
+from dlp_addon.detect.normalize import needs_folding, needs_folding_utf8, normalize
+from dlp_addon.detect.numbers import Candidate, Plan, find, find_python
 
 hyperscan: Any
 try:
@@ -39,8 +40,6 @@ except ImportError:  # pragma: no cover - the wheel exists for every platform we
 logger = logging.getLogger(__name__)
 
 _MIN_REGEX_TIMEOUT = 0.001
-_DIGITS = frozenset(b"0123456789")
-_ASCII_LETTER = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 # Context windows are counted in characters; Chinese text is three UTF-8 bytes a character.
 _BYTES_PER_CHAR = 3
 
@@ -63,11 +62,9 @@ class Finding:
 
 
 class _Hits(NamedTuple):
-    starts: list[int]  # byte offsets where an identifier-shaped number may start
     words: list[tuple[int, int]]  # (word index, byte offset of its start)
     # detector index -> byte spans where its prefilter occurred (None: anywhere, scan it all)
     gates: dict[int, list[tuple[int, int]] | None]
-    needs_folding: bool
 
 
 _WINDOW_MARGIN = 256  # bytes around a prefilter hit that the full regex looks at
@@ -115,18 +112,12 @@ class _Words:
 
 
 class _HyperscanPrefilter:
-    _TOKEN, _FOLD, _WORD0 = 0, 1, 1000
-    _GATE0 = 1_000_000
+    _WORD0, _GATE0 = 0, 1_000_000
 
-    def __init__(self, words: list[str], gates: dict[int, str], shapes: list[str]) -> None:
-        # Numbers: one expression per numeric detector, its candidate pattern spread to allow
-        # separators, bounded by non-digits: only identifier-shaped numbers call back.
-        exprs: list[bytes] = [f"(?:^|[^0-9]){shape}(?:[^0-9]|$)".encode() for shape in shapes]
-        flags = [hyperscan.HS_FLAG_SOM_LEFTMOST] * len(exprs)
-        ids = [self._TOKEN] * len(exprs)
-        exprs.append(("[" + "".join(f"\\x{{{ord(c):x}}}" for c in TRIGGERS) + "]").encode())
-        flags.append(hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8)
-        ids.append(self._FOLD)
+    def __init__(self, words: list[str], gates: dict[int, str]) -> None:
+        exprs: list[bytes] = []
+        flags: list[int] = []
+        ids: list[int] = []
         for i, word in enumerate(words):
             exprs.append(re.escape(word.encode()))
             flags.append(hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_CASELESS)
@@ -135,9 +126,11 @@ class _HyperscanPrefilter:
             exprs.append(expr.encode())
             flags.append(hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_UTF8)
             ids.append(self._GATE0 + d_idx)
-        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self._db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
-        self._scratch = hyperscan.Scratch(self._db)
+        self._db: Any = None
+        if exprs:
+            self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            self._db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
+            self._scratch = hyperscan.Scratch(self._db)
         import threading
 
         self._local = threading.local()
@@ -149,34 +142,27 @@ class _HyperscanPrefilter:
         return scratch
 
     def scan(self, data: bytes, text: str) -> _Hits:
-        starts: list[int] = []
         words: list[tuple[int, int]] = []
         gates: dict[int, list[tuple[int, int]] | None] = {}
-        fold = False
+        if self._db is None:
+            return _Hits(words, gates)
 
         def on_match(id_: int, start: int, end: int, flags: int, ctx: object) -> None:
-            nonlocal fold
-            if id_ == 0:
-                while data[start] not in _DIGITS:  # the boundary, maybe a separator
-                    start += 1
-                starts.append(start)
-            elif id_ >= self._GATE0:
+            if id_ >= self._GATE0:
                 spans = gates.setdefault(id_ - self._GATE0, [])
                 if spans is not None:
                     spans.append((start, end))
-            elif id_ >= self._WORD0:
-                words.append((id_ - self._WORD0, start))
             else:
-                fold = True
+                words.append((id_, start))
 
         self._db.scan(data, match_event_handler=on_match, scratch=self._scratch_for_thread())
-        return _Hits(starts, words, gates, fold)
+        return _Hits(words, gates)
 
 
 class _PythonPrefilter:
     """The same facts without hyperscan: ``re`` for numbers and gates, pyahocorasick for words."""
 
-    def __init__(self, words: list[str], gates: dict[int, str], shapes: list[str]) -> None:
+    def __init__(self, words: list[str], gates: dict[int, str]) -> None:
         self._gates = {d: re.compile(expr) for d, expr in gates.items()}
         self._automaton: Any = None
         if words:
@@ -187,7 +173,6 @@ class _PythonPrefilter:
             self._automaton = automaton
 
     def scan(self, data: bytes, text: str) -> _Hits:
-        starts = [m.start() for m in TOKEN_START.finditer(data)]
         words: list[tuple[int, int]] = []
         if self._automaton is not None:
             lowered = text.lower()
@@ -202,7 +187,7 @@ class _PythonPrefilter:
         gates: dict[int, list[tuple[int, int]] | None] = {
             d: None for d, rx in self._gates.items() if rx.search(text)
         }
-        return _Hits(starts, words, gates, needs_folding(text))
+        return _Hits(words, gates)
 
 
 class Scanner:
@@ -214,7 +199,7 @@ class Scanner:
         self._key = hmac_key
         self._words = _Words(self.detectors)
         self._numeric = [d for d in self.detectors if d.kind == "numeric"]
-        self._lengths = frozenset(n for d in self._numeric for n in d.lengths)
+        self._plan = Plan.for_detectors(self._numeric)
         self._by_length: dict[int, list[Detector]] = {}
         for det in self._numeric:
             for n in det.lengths:
@@ -230,11 +215,10 @@ class Scanner:
         gates = {i: d.prefilter for i, d in enumerate(self.detectors) if d.prefilter}
         use_hs = engine == "hyperscan" or (engine == "auto" and hyperscan is not None)
         self.engine = "hyperscan" if use_hs else "python"
-        shapes = [spread(d.numeric.pattern.decode()) for d in self._numeric]
         prefilter = _HyperscanPrefilter if use_hs else _PythonPrefilter
-        self._pre: _HyperscanPrefilter | _PythonPrefilter = prefilter(
-            self._words.words, gates, shapes
-        )
+        self._pre: _HyperscanPrefilter | _PythonPrefilter = prefilter(self._words.words, gates)
+        self._find = find if use_hs else find_python
+        self._needs_folding = needs_folding_utf8 if use_hs else lambda _, t: needs_folding(t)
 
     def key(self, detector: str, value: str) -> str:
         """The keyed hash that stands for ``value`` wherever a value would be stored."""
@@ -245,13 +229,12 @@ class Scanner:
         if not text:
             return []
         data = text.encode("utf-8", "replace")
-        hits = self._pre.scan(data, text)
-        if hits.needs_folding:
+        if self._needs_folding(data, text):
             text = normalize(text)
             data = text.encode("utf-8", "replace")
-            hits = self._pre.scan(data, text)
+        hits = self._pre.scan(data, text)
         found: list[tuple[Detector, str, int, str]] = []  # detector, value, byte offset, base
-        self._numbers(data, hits.starts, found)
+        self._numbers(data, found)
         gates = dict(hits.gates)
         context_at: dict[int, list[int]] = {}
         keyword_at: dict[int, list[int]] = {}
@@ -288,17 +271,22 @@ class Scanner:
         if not found:
             return []
         found.sort(key=lambda item: item[2])
+        for near in context_at.values():
+            near.sort()
         findings = []
+        record_at: dict[int, int] = {}  # line holding a personal identifier -> a byte on it
         line, counted_to = 0, 0
         for det, value, pos, base in found:
             line += data.count(b"\n", counted_to, pos)
             counted_to = pos
             findings.append(self._finding(det, value, pos, base, location, line, context_at))
+            if det.id in self._personal:
+                record_at.setdefault(line, pos)
         scoped = [
             d for d in self._record_scoped if not d.keywords or self._index[d.id] in keyword_at
         ]
-        if scoped:
-            findings += self._in_records(data, findings, scoped, location, deadline)
+        if scoped and record_at:
+            findings += self._in_records(data, record_at, scoped, location, deadline)
         return findings
 
     def scan_all(
@@ -314,45 +302,29 @@ class Scanner:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def _numbers(
-        self, data: bytes, starts: list[int], found: list[tuple[Detector, str, int, str]]
-    ) -> None:
-        done_until = -1
+    def _numbers(self, data: bytes, found: list[tuple[Detector, str, int, str]]) -> None:
         by_length = self._by_length
-        # The prefilter reports by end offset: a number may be reported after one inside it.
-        for start in sorted(set(starts)):
-            if start < done_until:
-                continue
-            token = TOKEN.match(data, start)
-            if token is None:
-                continue
-            end = done_until = token.end()
-            glued = (start > 0 and data[start - 1] in _ASCII_LETTER) or (
-                end < len(data) and data[end] in _ASCII_LETTER
-            )
-            digits = token.group()
-            base = "low" if glued else None
-            if digits.isalnum():  # one group, the common case: one candidate at most
-                for det in by_length.get(len(digits), ()):
-                    if det.numeric.fullmatch(digits) is not None:
-                        value = det.validate(digits.decode("ascii"))
-                        if value is not None:
-                            found.append((det, value, start, base or det.confidence))
-                continue
-            valid = []
-            for cand in candidates(digits, start, self._lengths):
-                for det in by_length[len(cand.digits)]:
-                    if det.numeric.fullmatch(cand.digits) is not None:
-                        value = det.validate(cand.digits.decode("ascii"))
-                        if value is not None:
-                            valid.append((det, value, cand.start, cand.end))
-            # A number inside a longer one of the same kind is part of it, not another.
-            for det, value, pos, end in valid:
-                if not any(
-                    d is det and p <= pos and end <= e and (p, e) != (pos, end)
-                    for d, _, p, e in valid
-                ):
-                    found.append((det, value, pos, base or det.confidence))
+        valid: list[tuple[Detector, str, int, int, str]] = []
+        token = -1
+        for cand in self._find(data, self._plan):
+            if cand.token_start != token:
+                _outermost(valid, found)
+                valid, token = [], cand.token_start
+            self._check(cand, by_length.get(len(cand.digits), ()), valid)
+        _outermost(valid, found)
+
+    @staticmethod
+    def _check(
+        cand: Candidate,
+        detectors: Iterable[Detector],
+        valid: list[tuple[Detector, str, int, int, str]],
+    ) -> None:
+        for det in detectors:
+            if det.numeric.fullmatch(cand.digits) is not None:
+                value = det.validate(cand.digits.decode("ascii"))
+                if value is not None:
+                    base = "low" if cand.glued else det.confidence
+                    valid.append((det, value, cand.start, cand.end, base))
 
     def _regex_matches(
         self,
@@ -363,9 +335,8 @@ class Scanner:
         deadline: float | None,
     ) -> None:
         """Matches of ``det`` in ``text``, which starts at byte ``offset`` of the scanned data."""
-        timeout = None if deadline is None else max(_MIN_REGEX_TIMEOUT, deadline - time.monotonic())
         char_at, byte_at = 0, offset
-        for m in det.pattern.finditer(text, timeout=timeout):
+        for m in _finditer(det, text, deadline):
             value = det.validate(m.group())
             if value is not None:
                 byte_at += len(text[char_at : m.start()].encode("utf-8", "replace"))
@@ -385,7 +356,6 @@ class Scanner:
         near = context_at.get(self._index[det.id])
         level = CONFIDENCE.index(base)
         if near:
-            near.sort()
             lo = bisect.bisect_left(near, pos - self.window)
             if lo < len(near) and near[lo] <= pos + self.window:
                 level = min(level + 1, len(CONFIDENCE) - 1)
@@ -401,25 +371,59 @@ class Scanner:
     def _in_records(
         self,
         data: bytes,
-        findings: list[Finding],
+        record_at: dict[int, int],
         scoped: list[Detector],
         location: str,
         deadline: float | None,
     ) -> list[Finding]:
-        """Names, addresses: searched only on lines that already hold a personal identifier."""
-        wanted = {f.line for f in findings if f.detector in self._personal}
-        if not wanted:
-            return []
+        """Names, addresses: searched only on lines that already hold a personal identifier,
+        all such lines at once (joined), a match never crossing from one line to the next."""
+        lines: list[int] = []
+        texts: list[str] = []
+        starts: list[int] = []  # where each line starts in the joined text
+        at = 0
+        for line, pos in sorted(record_at.items()):
+            lo = data.rfind(b"\n", 0, pos) + 1
+            hi = data.find(b"\n", pos)
+            text = data[lo : len(data) if hi < 0 else hi].decode("utf-8", "replace")
+            lines.append(line)
+            texts.append(text)
+            starts.append(at)
+            at += len(text) + 1
+        joined = "\n".join(texts)
         out: list[Finding] = []
-        for line, raw in enumerate(data.split(b"\n")):
-            if line not in wanted:
-                continue
-            text = raw.decode("utf-8", "replace")
-            for det in scoped:
-                hits: list[tuple[Detector, str, int, str]] = []
-                self._regex_matches(det, text, 0, hits, deadline)
-                out.extend(
-                    Finding(d.id, self.key(d.id, v), d.mask(v), location, line, base)
-                    for d, v, _, base in hits
-                )
+        for det in scoped:
+            for m in _finditer(det, joined, deadline):
+                i = bisect.bisect_right(starts, m.start()) - 1
+                if m.end() > starts[i] + len(texts[i]):
+                    continue
+                value = det.validate(m.group())
+                if value is not None:
+                    key = self.key(det.id, value)
+                    out.append(Finding(det.id, key, det.mask(value), location, lines[i], det.confidence))
         return out
+
+
+def _finditer(det: Detector, text: str, deadline: float | None) -> Iterator[Any]:
+    """Matches of a regex detector: ``regex`` with the deadline as timeout, or stdlib ``re``
+    for the shipped detectors it can run (see ``definitions.build_detector``)."""
+    if isinstance(det.pattern, re.Pattern):
+        return det.pattern.finditer(text)
+    timeout = None if deadline is None else max(_MIN_REGEX_TIMEOUT, deadline - time.monotonic())
+    return cast(Iterator[Any], det.pattern.finditer(text, timeout=timeout))
+
+
+def _outermost(
+    valid: list[tuple[Detector, str, int, int, str]],
+    found: list[tuple[Detector, str, int, str]],
+) -> None:
+    """A number inside a longer one of the same kind (in one token) is part of it, not another."""
+    if len(valid) == 1:
+        det, value, pos, _, base = valid[0]
+        found.append((det, value, pos, base))
+        return
+    for det, value, pos, end, base in valid:
+        if not any(
+            d is det and p <= pos and end <= e and (p, e) != (pos, end) for d, _, p, e, _ in valid
+        ):
+            found.append((det, value, pos, base))
