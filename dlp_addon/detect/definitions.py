@@ -18,6 +18,7 @@ A detector is one of three kinds:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -186,10 +187,8 @@ def build_detector(
         else:
             pattern = regex.compile(raw["regex"])
             if trusted:
-                try:
+                with contextlib.suppress(re.error):  # \p{Han} and friends: regex only
                     pattern = re.compile(raw["regex"])
-                except re.error:
-                    pass  # \p{Han} and friends: regex only
     else:
         kind = "words"
         words = tuple(w.lower() for w in raw.get("words", []))

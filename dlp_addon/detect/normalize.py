@@ -15,7 +15,7 @@ import unicodedata
 try:
     from dlp_addon.detect import _numscan
 except ImportError:  # pragma: no cover - scripts/setup builds it
-    _numscan = None
+    _numscan = None  # type: ignore[assignment]
 
 _DROP = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63"
@@ -59,7 +59,7 @@ def needs_folding(text: str) -> bool:
 
 
 def needs_folding_utf8(data: bytes, text: str) -> bool:
-    """:func:`needs_folding` for ``text``, looking at its UTF-8 encoding ``data`` (in C when built)."""
+    """:func:`needs_folding` of ``text``, read from its UTF-8 bytes ``data`` (in C when built)."""
     if _numscan is not None:
         return bool(_numscan.has_any(data, TRIGGER_BITMAP))
     return needs_folding(text)

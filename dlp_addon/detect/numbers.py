@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 try:
     from dlp_addon.detect import _numscan
 except ImportError:  # pragma: no cover - scripts/setup builds it; the twin keeps us correct
-    _numscan = None
+    _numscan = None  # type: ignore[assignment]
 
 TOKEN = re.compile(rb"[0-9]+(?:[ \-./][0-9]+)*[Xx]?")
 # Where a token of at least seven digits starts.
@@ -39,7 +39,7 @@ _ASCII_LETTER = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 
 CHECK_NONE, CHECK_MOD11_2, CHECK_LUHN = 0, 1, 2
 # Validators whose checksum is a necessary condition the plan may test early.
-_CHECKS = {
+_CHECKS: dict[validators.Validator, int] = {
     validators.gb11643: CHECK_MOD11_2,
     validators.luhn: CHECK_LUHN,
     validators.luhn_card: CHECK_LUHN,
@@ -118,7 +118,7 @@ def _prefixes_by_length(pattern: bytes) -> dict[int, set[int]]:
 
     def chars(op: object, av: object) -> frozenset[int]:
         if op is c.LITERAL:
-            return frozenset({av}) & _ALPHABET  # type: ignore[arg-type]
+            return frozenset({int(av)}) & _ALPHABET  # type: ignore[call-overload]
         out: set[int] = set()
         negate = False
         for item_op, item in av:  # type: ignore[attr-defined]

@@ -400,7 +400,9 @@ class Scanner:
                 value = det.validate(m.group())
                 if value is not None:
                     key = self.key(det.id, value)
-                    out.append(Finding(det.id, key, det.mask(value), location, lines[i], det.confidence))
+                    out.append(
+                        Finding(det.id, key, det.mask(value), location, lines[i], det.confidence)
+                    )
         return out
 
 

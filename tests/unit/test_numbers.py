@@ -25,8 +25,32 @@ EVERYTHING = Plan(
 )
 
 _PIECES = st.sampled_from(
-    ["0", "1", "2", "3", "5", "8", "9", "12", "86", "1380013", "X", "x", " ", "-", ".", "/",
-     "  ", "a", "Z", "号", "\n", "１", "\u200b", "é"]
+    [
+        "0",
+        "1",
+        "2",
+        "3",
+        "5",
+        "8",
+        "9",
+        "12",
+        "86",
+        "1380013",
+        "X",
+        "x",
+        " ",
+        "-",
+        ".",
+        "/",
+        "  ",
+        "a",
+        "Z",
+        "号",
+        "\n",
+        "１",
+        "\u200b",
+        "é",
+    ]
 )
 
 
@@ -54,7 +78,9 @@ def test_c_and_python_agree_on_identifiers_among_noise() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from("ab1 中文，" + TRIGGERS[:40] + TRIGGERS[-40:]), max_size=40))
+@given(
+    st.text(alphabet=st.sampled_from("ab1 中文，" + TRIGGERS[:40] + TRIGGERS[-40:]), max_size=40)
+)
 def test_fold_check_in_c_equals_python(text: str) -> None:
     assert needs_folding_utf8(text.encode(), text) == needs_folding(text)
 
