@@ -215,11 +215,12 @@ def _luhn_ok(d: bytes) -> bool:
     return total % 10 == 0
 
 
-def find(data: bytes, plan: Plan) -> list[Candidate]:
-    """Admitted candidates of every token in ``data`` (UTF-8, already folded), in order."""
+def find(data: bytes, plan: Plan) -> list[tuple[int, int, int, bytes, bool]]:
+    """Admitted candidates of every token in ``data`` (UTF-8, already folded), in order, as
+    plain tuples in :class:`Candidate`'s field order."""
     if _numscan is not None:
-        return [Candidate(*c) for c in _numscan.candidates(data, plan.blob)]
-    return find_python(data, plan)
+        return _numscan.candidates(data, plan.blob)
+    return list(find_python(data, plan))
 
 
 def find_python(data: bytes, plan: Plan) -> list[Candidate]:

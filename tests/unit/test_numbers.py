@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from dlp_addon.decide import load_policy
 from dlp_addon.detect import numbers
 from dlp_addon.detect.normalize import TRIGGERS, needs_folding, needs_folding_utf8
-from dlp_addon.detect.numbers import Plan, find, find_python
+from dlp_addon.detect.numbers import Candidate, Plan, find, find_python
 from tests.synth import mobile, resident_id
 
 NUMERIC = [d for d in load_policy().detectors.detectors if d.kind == "numeric"]
@@ -89,13 +89,14 @@ def test_plan_drops_only_what_no_detector_accepts() -> None:
     rng = random.Random(4)
     ident = resident_id(rng)
     wrong = ident[:17] + ("0" if ident[17] != "0" else "1")
-    found = {c.digits.decode() for c in find(f"身份证 {ident} 又 {wrong}".encode(), SHIPPED)}
+    text = f"身份证 {ident} 又 {wrong}".encode()
+    found = {Candidate(*c).digits.decode() for c in find(text, SHIPPED)}
     assert ident in found and wrong not in found  # the check digit decides, in C
     # 13-digit millisecond timestamps are no mobile (that needs 86 in front), nor anything else.
     assert find(b"ts=1732781234567&t=1700000000000", SHIPPED) == []
     # An 11-digit number in a block never allocated to mobiles (140...) is not even a candidate.
-    assert not [c for c in find(b"tel 14012345678", SHIPPED) if len(c.digits) == 11]
-    assert [c.digits for c in find(b"tel 13800138000", SHIPPED)] == [b"13800138000"]
+    assert not [c for c in find(b"tel 14012345678", SHIPPED) if len(c[3]) == 11]
+    assert [c[3] for c in find(b"tel 13800138000", SHIPPED)] == [b"13800138000"]
 
 
 def test_numeric_detector_that_cannot_be_planned_is_a_policy_error(tmp_path: Path) -> None:
