@@ -32,6 +32,7 @@ from tests.synth import identifiers_in, mobile, ordinary_chat_corpus, resident_i
 BASELINE = (re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)"), re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)"))
 
 
+_LABEL = {"hyperscan": "compiled: hyperscan + C", "python": "pure Python"}
 _LONG_NUMBER = re.compile(r"[0-9]{7,}")
 
 
@@ -109,7 +110,7 @@ def main() -> None:
         scanner = Scanner(detectors, b"bench-key" * 4, engine=engine)
         engines.append(
             (
-                f"dlp scanner ({engine} prefilter), all detectors",
+                f"dlp scanner ({_LABEL[engine]}), all detectors",
                 lambda m, s=scanner: s.scan(m, "bench"),
             )
         )
