@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import hmac
+import itertools
 import logging
 import re
 import time
@@ -274,19 +275,19 @@ class Scanner:
         for near in context_at.values():
             near.sort()
         findings = []
-        record_at: dict[int, int] = {}  # line holding a personal identifier -> a byte on it
+        record_lines: set[int] = set()  # lines holding a personal identifier
         line, counted_to = 0, 0
         for det, value, pos, base in found:
             line += data.count(b"\n", counted_to, pos)
             counted_to = pos
             findings.append(self._finding(det, value, pos, base, location, line, context_at))
             if det.id in self._personal:
-                record_at.setdefault(line, pos)
+                record_lines.add(line)
         scoped = [
             d for d in self._record_scoped if not d.keywords or self._index[d.id] in keyword_at
         ]
-        if scoped and record_at:
-            findings += self._in_records(data, record_at, scoped, location, deadline)
+        if scoped and record_lines:
+            findings += self._in_records(text, record_lines, scoped, location, deadline)
         return findings
 
     def scan_all(
@@ -353,26 +354,18 @@ class Scanner:
 
     def _in_records(
         self,
-        data: bytes,
-        record_at: dict[int, int],
+        text: str,
+        record_lines: set[int],
         scoped: list[Detector],
         location: str,
         deadline: float | None,
     ) -> list[Finding]:
         """Names, addresses: searched only on lines that already hold a personal identifier,
         all such lines at once (joined), a match never crossing from one line to the next."""
-        lines: list[int] = []
-        texts: list[str] = []
-        starts: list[int] = []  # where each line starts in the joined text
-        at = 0
-        for line, pos in sorted(record_at.items()):
-            lo = data.rfind(b"\n", 0, pos) + 1
-            hi = data.find(b"\n", pos)
-            text = data[lo : len(data) if hi < 0 else hi].decode("utf-8", "replace")
-            lines.append(line)
-            texts.append(text)
-            starts.append(at)
-            at += len(text) + 1
+        lines = sorted(record_lines)
+        every = text.split("\n")
+        texts = [every[line] for line in lines]
+        starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
         joined = "\n".join(texts)
         out: list[Finding] = []
         for det in scoped:
