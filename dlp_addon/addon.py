@@ -29,6 +29,7 @@ from dlp_addon.decide.verdict import ALLOW, BLOCK, Verdict, error_verdict, unlis
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.message import HttpInput
 from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
+from dlp_addon.proxy_protocol import ProxyProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class DlpAddon:
         self._admin: AdminServer | None = None
         self._admin_token: bytes | None = None
         self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
+        # mitmproxy loads an addon's ``addons`` with it: the client's real address comes first.
+        self.addons = [ProxyProtocol()]
 
     # -- lifecycle -------------------------------------------------------------------------
 
