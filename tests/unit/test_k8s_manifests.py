@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from dlp_addon.decide.policy import load_policy
+from tests.deploy_support import unknown_options
 from tests.e2e.harness import REPO
 
 K8S = REPO / "deploy" / "k8s"
@@ -112,6 +113,7 @@ def test_deployment_runs_the_proxy_hardened_with_its_policy_and_secrets() -> Non
     assert matches(deployment["spec"]["selector"]["matchLabels"], APP)
     (container,) = pod["containers"]
     args = container["args"]
+    assert unknown_options(args) == []
     options = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--set")
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
