@@ -92,7 +92,8 @@ if [ ! -f "$etc/ca/mitmproxy-ca.pem" ]; then
   say "creating the proxy CA '$ca_name' in $etc/ca (distribute mitmproxy-ca-cert.pem: docs/deploy.md)"
   install -d -m 0700 "$etc/ca"
   pybin="$prefix/.venv/bin/python"
-  [ -x "$pybin" ] || pybin=${DLP_PYTHON:-python3}
+  [ -x "$pybin" ] || pybin=${DLP_PYTHON:-}
+  [ -n "$pybin" ] || { [ -x "$src/.venv/bin/python" ] && pybin="$src/.venv/bin/python"; } || pybin=python3
   "$pybin" - "$etc/ca" "$ca_name" <<'PY'
 import sys
 from pathlib import Path
