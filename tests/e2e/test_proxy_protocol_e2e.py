@@ -113,14 +113,19 @@ def bulk_post(upstream: Upstream, marker: str) -> bytes:
     ).encode() + body
 
 
+def incident_id(head: str) -> str:
+    """The ``X-DLP-Incident`` value of a response head."""
+    return next(
+        line.split(":", 1)[1].strip()
+        for line in head.splitlines()
+        if line.lower().startswith("x-dlp-incident:")
+    )
+
+
 def incident_client(proxy: Proxy, response: bytes) -> str:
     head = response.split(b"\r\n\r\n", 1)[0].decode("latin-1")
     assert head.startswith("HTTP/1.1 403"), head.split("\r\n", 1)[0]
-    incident = next(
-        line.split(":", 1)[1].strip()
-        for line in head.split("\r\n")
-        if line.lower().startswith("x-dlp-incident:")
-    )
+    incident = incident_id(head)
     events = proxy.wait_audit(lambda e: e.get("incident_id") == incident)
     assert events, f"no audit event for incident {incident}"
     client: str = events[0]["client"]
@@ -272,11 +277,7 @@ def test_through_haproxy_the_audit_shows_the_desktop(
         )  # fmt: skip
         assert ok.stdout.endswith("200"), ok.stderr
         assert blocked.stdout.endswith("403"), blocked.stderr
-        incident = next(
-            line.split(":", 1)[1].strip()
-            for line in blocked.stdout.splitlines()
-            if line.lower().startswith("x-dlp-incident:")
-        )
+        incident = incident_id(blocked.stdout)
         events = balanced.wait_audit(lambda e: e.get("incident_id") == incident)
         assert events and events[0]["client"] == desktop
         assert not upstream.recorder.requests(f"/pp/ha-{send}-bulk")
