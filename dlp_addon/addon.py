@@ -29,6 +29,7 @@ from dlp_addon.decide.verdict import ALLOW, BLOCK, Verdict, error_verdict, unlis
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.message import HttpInput
 from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
+from dlp_addon.proxy_protocol import ProxyProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +58,16 @@ def _user(flow: http.HTTPFlow) -> str | None:
     return str(auth[0]) if isinstance(auth, tuple | list) and auth else None
 
 
-def _fingerprint(files: tuple[Path, ...]) -> tuple[tuple[str, int, int], ...]:
-    """What the watcher compares: each file's name, size and modification time."""
+def _fingerprint(files: tuple[Path, ...]) -> tuple[tuple[str, int, int, int], ...]:
+    """What the watcher compares: each file's name, inode, size and modification time. The
+    inode tells a swapped symlink (a Kubernetes ConfigMap update) from an unchanged file."""
     out = []
     for path in files:
         try:
             st = path.stat()
-            out.append((str(path), st.st_size, st.st_mtime_ns))
+            out.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
         except OSError:
-            out.append((str(path), -1, -1))
+            out.append((str(path), -1, -1, -1))
     return tuple(out)
 
 
@@ -77,11 +79,13 @@ class DlpAddon:
         self.policy: Policy | None = None
         self.metrics = Metrics()
         self.audit = AuditLog("dlp-audit.jsonl")
-        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self._fingerprint: tuple[tuple[str, int, int, int], ...] = ()
         self._watcher: asyncio.Task[None] | None = None
         self._admin: AdminServer | None = None
         self._admin_token: bytes | None = None
         self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
+        # mitmproxy loads an addon's ``addons`` with it: the client's real address comes first.
+        self.addons = [ProxyProtocol()]
 
     # -- lifecycle -------------------------------------------------------------------------
 

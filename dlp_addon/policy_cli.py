@@ -2,6 +2,7 @@
 
     dlp-policy check FILE...            exit 1 and ``file:line: message`` for every problem
     dlp-policy test FILE INPUT...       what the policy decides for each input, and why
+    dlp-policy pac FILE --proxy H:P     a proxy auto-config file from the destinations
 
 An INPUT is any file (a workbook, a CSV, a text, a JSON body: read as an upload of that file)
 or a saved HTTP request (request line, headers, blank line, body). Only masked values are
@@ -21,6 +22,7 @@ from dlp_addon.decide.tally import Tally
 from dlp_addon.decide.verdict import decide
 from dlp_addon.errors import ExtractError, PolicyError
 from dlp_addon.extract import HttpInput, extract_http
+from dlp_addon.pac import PacError, render_pac
 
 _REQUEST_LINE = re.compile(rb"^[A-Z]{3,7} \S+ HTTP/[12](?:\.[01])?\r?\n")
 _BOUNDARY = "dlp-policy-test-boundary"
@@ -150,6 +152,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     test.add_argument("policy")
     test.add_argument("inputs", nargs="+")
     test.add_argument("--destination", help="destination name (default: the first)")
+    pac = sub.add_parser("pac", help="write a proxy auto-config file for the clients")
+    pac.add_argument("policy")
+    pac.add_argument(
+        "--proxy",
+        action="append",
+        required=True,
+        metavar="HOST:PORT",
+        help="the proxy (or balancer) clients use; repeat for fallbacks, in order",
+    )
+    pac.add_argument(
+        "--direct",
+        action="append",
+        default=[],
+        metavar="GLOB|CIDR",
+        help="intranet hosts (corp.example, *.corp.example) or IPv4 networks "
+        "reached without the proxy; repeatable",
+    )
+    pac.add_argument(
+        "--plain-direct",
+        action="store_true",
+        help="dotless host names (intranet short names) go DIRECT too",
+    )
+    pac.add_argument(
+        "--unlisted",
+        choices=["proxy", "direct"],
+        default="proxy",
+        help="every other host: to the proxy (default), or DIRECT when the "
+        "policy does not refuse unlisted hosts",
+    )
+    pac.add_argument("-o", "--output", help="write here instead of standard output")
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.files)
@@ -158,8 +190,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyError as e:
         print("\n".join(e.problems))
         return 1
+    if args.command == "pac":
+        return _pac(policy, args)
     destination = args.destination or policy.destinations[0].name
     return _test(policy, args.inputs, destination)
+
+
+def _pac(policy: Policy, args: argparse.Namespace) -> int:
+    try:
+        text = render_pac(
+            policy,
+            args.proxy,
+            direct=args.direct,
+            plain_direct=args.plain_direct,
+            unlisted=args.unlisted,
+        )
+    except PacError as e:
+        print(f"dlp-policy pac: {e}", file=sys.stderr)
+        return 2
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 if __name__ == "__main__":
