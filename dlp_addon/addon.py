@@ -314,7 +314,8 @@ class DlpAddon:
             logger.error("budget store unavailable: %s", e)
             keeper = None
         if keeper is None:
-            self.metrics.budget_store_errors.labels("sqlite").inc()
+            backend = "redis" if ctx.options.dlp_budget_redis else "sqlite"
+            self.metrics.budget_store_errors.labels(backend).inc()
             return dataclasses.replace(inspection, verdict=budget_error(policy, inspection.verdict))
         return await keeper.apply(policy, inspection, who, destination)
 
