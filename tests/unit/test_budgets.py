@@ -325,3 +325,18 @@ def test_a_log_budget_does_not_override_a_block_and_log_errors_pass(tmp_path: Pa
     assert (logged.action, logged.rule, logged.blocks) == ("log", "watch", False)
     error = budget_error(policy, ins.verdict)
     assert (error.action, error.blocks) == ("log", False)
+
+
+def test_a_budget_change_is_in_the_policy_load_summary(tmp_path: Path) -> None:
+    from dlp_addon.decide.changes import summarize
+
+    before = _policy(tmp_path, "budgets:\n  - {name: people, window: 1d, limit: 4}\n")
+    after = _policy(
+        tmp_path,
+        "inspection: {on_budget_error: log}\n"
+        "budgets:\n  - {name: people, window: 1d, limit: 5}\n"
+        "  - {name: month, window: 30d, limit: 50}\n",
+    )
+    changes = summarize(before, after)
+    assert changes["budgets"] == {"added": ["month"], "changed": ["people"]}
+    assert changes["on_budget_error"] == {"before": "block", "after": "log"}
