@@ -44,7 +44,7 @@ def window_seconds(text: str) -> int | None:
 def window_words(seconds: int) -> tuple[str, str]:
     """A window in plain words, Chinese and English: ``("30 天", "30 days")``."""
     for size, zh, en in ((86400, "天", "day"), (3600, "小时", "hour"), (60, "分钟", "minute")):
-        if seconds % size == 0:
+        if seconds % size == 0 and (size != 86400 or seconds >= 2 * size):  # 24 hours, 2 days
             n = seconds // size
             return f"{n} {zh}", f"{n} {en}{'s' if n != 1 else ''}"
     return f"{seconds} 秒", f"{seconds} seconds"
@@ -173,7 +173,7 @@ def trip_description(budget: Budget, outcome: Outcome) -> tuple[str, str]:
     zh_w, en_w = window_words(budget.window)
     who_zh, who_en = ("您所在的组", "your group") if budget.per == "group" else ("您", "you")
     zh = (
-        f"{who_zh}在 {zh_w} 内发送的个人信息已达到上限（{budget.limit} 个不同的号码；"
+        f"{who_zh}在 {zh_w}内发送的个人信息已达到上限（{budget.limit} 个不同的号码；"
         f"加上本次将达 {outcome.after} 个）"
     )
     en = (

@@ -6,8 +6,11 @@ Each employee here is the client address (no proxy login), the simplest identity
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.harness import Proxy, TlsFiles, Upstream, make_test_policy, scrub
+from tests.e2e.test_proxy_e2e import ws_exchange
 from tests.redis_server import RedisServer
 from tests.synth import customer_records
 
@@ -112,6 +116,38 @@ def test_two_proxies_sharing_redis_count_together(
     assert counter.decode() == f"dlp:budget:{BUDGET}|*|user:127.0.0.1"
     dump = redis_server.dump()
     assert [scrub(v) for v in [*IDS, key] if v.encode() in dump] == []
+
+
+def test_over_budget_over_websocket_drops_the_message_and_says_why(
+    proxies: dict[str, Proxy], upstream: Upstream
+) -> None:
+    """Runs after the shared count is full: new records are dropped with a notice, records
+    already counted still go, and the chat stays open."""
+    allowed = LIMIT // PER_MESSAGE
+    fresh, counted = TEXTS[allowed + 5], TEXTS[0]
+    path = "/ws/chat-budget"
+    replies = asyncio.run(
+        ws_exchange(proxies["two"], upstream.url("wss", path), [fresh, counted, PLAIN])
+    )
+    notice = json.loads(replies[0])
+    assert notice["type"] == "dlp.blocked" and notice["rule"] == BUDGET
+    assert f"{LIMIT}" in notice["message"] and "24 hours" in notice["message"]
+    assert replies[1:] == ["echo:" + counted, "echo:" + PLAIN]
+    assert [m.data for m in upstream.recorder.ws_messages(path)] == [counted, PLAIN]
+
+
+def test_budgets_cli_reads_the_shared_redis(
+    proxies: dict[str, Proxy], redis_server: RedisServer
+) -> None:
+    p = proxies["one"]
+    run = subprocess.run(
+        [sys.executable, "-m", "dlp_addon.policy_cli", "budgets", str(p.policy_path),
+         "--redis", redis_server.url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, scrub(run.stdout + run.stderr)
+    (row,) = [line.split() for line in run.stdout.splitlines() if line.startswith(BUDGET)]
+    assert row[1:4] == ["user:127.0.0.1", "*", f"{LIMIT}/{LIMIT}"]
 
 
 def test_redis_down_fails_closed_or_logs_as_configured(

@@ -178,6 +178,7 @@ def test_windows_in_words() -> None:
     assert window_seconds("0d") is None and window_seconds("5s") is None
     assert window_words(30 * 86400) == ("30 天", "30 days")
     assert window_words(3600) == ("1 小时", "1 hour")
+    assert window_words(86400) == ("24 小时", "24 hours")
 
 
 # --- stores -------------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ def test_keeper_blocks_over_budget_and_fails_closed_on_a_locked_store(tmp_path: 
     assert first.action == "allow" and fourth.action == "allow"
     assert (fifth.action, fifth.rule, fifth.blocks) == ("block", "people", True)
     assert fifth.budget is not None and fifth.budget["count_before"] == 4
-    assert "limit of 4" in fifth.description_en and "1 day" in fifth.description_en
+    assert "limit of 4" in fifth.description_en and "24 hours" in fifth.description_en
     assert (locked.rule, locked.blocks, locked.reason) == (
         "budget-unavailable",
         True,
