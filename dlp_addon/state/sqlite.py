@@ -30,10 +30,14 @@ _CHUNK = 500  # host parameters per IN (...) query
 class SqliteStore:
     backend = "sqlite"
 
-    def __init__(self, path: str, timeout: float = 5.0) -> None:
+    def __init__(self, path: str, timeout: float = 2.0) -> None:
+        # ``timeout`` (waiting for another writer) stays under the keeper's deadline, so a call
+        # the proxy gave up on fails rather than committing after the message was blocked.
         self.path = path
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if not Path(path).exists():  # user names and hashes: for the proxy's account only
+                Path(path).touch(mode=0o600)
             self._db = sqlite3.connect(
                 path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
