@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import datetime as dt
 import logging
 import os
@@ -25,13 +24,12 @@ from dlp_addon.act.metrics import Metrics
 from dlp_addon.act.pages import block_body, wants_json, ws_notice
 from dlp_addon.admin import AdminServer
 from dlp_addon.decide.changes import summarize
-from dlp_addon.decide.over_budget import budget_error
 from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, Requester, load_policy
 from dlp_addon.decide.verdict import ALLOW, BLOCK, Verdict, error_verdict, unlisted_verdict
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.message import HttpInput
 from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
-from dlp_addon.state import StoreError, open_store
+from dlp_addon.state import open_store
 from dlp_addon.state.keeper import BudgetKeeper
 
 logger = logging.getLogger(__name__)
@@ -202,7 +200,9 @@ class DlpAddon:
                     "dlp_budget_redis needs dlp_hmac_key_file or $DLP_HMAC_KEY: instances "
                     "sharing budgets must hash identifiers with the same key"
                 )
-            self._close_budgets()
+            if self._keeper is not None:
+                self._keeper.close()
+            self._keeper = None
         if "dlp_metrics_port" in updated and not 0 <= ctx.options.dlp_metrics_port <= 65535:
             raise exceptions.OptionsError("dlp_metrics_port must be 0 (off) or a TCP port")
 
@@ -259,65 +259,39 @@ class DlpAddon:
         env = os.environ.get("DLP_HMAC_KEY", "")
         return env.encode() if env else None
 
-    def _budgets(self, policy: Policy) -> BudgetKeeper | None:
-        """The budget store, opened on first need (only policies with budgets need one)."""
-        if not policy.budgets:
-            return None
-        if self._keeper is None:
-            store = open_store(ctx.options.dlp_budget_redis, ctx.options.dlp_budget_db)
-            errors = self.metrics.budget_store_errors.labels(store.backend)
-            timing = self.metrics.budget_store_seconds.labels(store.backend)
-            self._keeper = BudgetKeeper(
-                store, on_store_error=errors.inc, on_store_time=timing.observe
-            )
-            logger.info("budgets kept in %s", store.backend)
-        return self._keeper
+    def _new_keeper(self) -> BudgetKeeper:
+        url, db = ctx.options.dlp_budget_redis, ctx.options.dlp_budget_db
+        backend = "redis" if url else "sqlite"
+        return BudgetKeeper(
+            lambda: open_store(url, db),
+            backend,
+            on_store_error=self.metrics.budget_store_errors.labels(backend).inc,
+            on_store_time=self.metrics.budget_store_seconds.labels(backend).observe,
+        )
 
-    def _close_budgets(self) -> None:
-        if self._keeper is not None:
-            self._keeper.close()
-            self._keeper = None
+    @property
+    def budgets(self) -> BudgetKeeper:
+        if self._keeper is None:
+            self._keeper = self._new_keeper()
+        return self._keeper
 
     async def _prune(self) -> None:
         """Hourly: drop identifiers that have left every budget window."""
         while True:
-            policy = self.policy
-            if policy is not None and self._keeper is not None:
-                await self._keeper.prune(policy)
+            if self.policy is not None:
+                await self.budgets.prune(self.policy)
             await asyncio.sleep(3600)
 
     def _start_budgets(self) -> None:
-        policy = self.policy
-        if policy is None or not policy.budgets:
+        if self.policy is None or not self.policy.budgets:
             return
         if self._hmac_key() is None:
             logger.warning(
                 "budgets without dlp_hmac_key_file or $DLP_HMAC_KEY: identifiers hash with a "
                 "per-process key, so the same ID sent again after a restart counts again"
             )
-        try:
-            self._budgets(policy)
-        except StoreError as e:
-            logger.error("budget store unavailable: %s", e)
-            return
+        self.budgets.open()
         self._pruner = asyncio.get_running_loop().create_task(self._prune())
-
-    async def _apply_budgets(
-        self, policy: Policy, inspection: Inspection, who: Requester, destination: str
-    ) -> Inspection:
-        """The inspection's verdict as the cumulative budgets leave it."""
-        if not policy.budgets or inspection.verdict.blocks or not inspection.findings:
-            return inspection
-        try:
-            keeper = self._budgets(policy)
-        except StoreError as e:
-            logger.error("budget store unavailable: %s", e)
-            keeper = None
-        if keeper is None:
-            backend = "redis" if ctx.options.dlp_budget_redis else "sqlite"
-            self.metrics.budget_store_errors.labels(backend).inc()
-            return dataclasses.replace(inspection, verdict=budget_error(policy, inspection.verdict))
-        return await keeper.apply(policy, inspection, who, destination)
 
     def _load_policy(self, path: str) -> Policy:
         try:
@@ -420,7 +394,8 @@ class DlpAddon:
             self._watcher.cancel()
         if self._pruner is not None:
             self._pruner.cancel()
-        self._close_budgets()
+        if self._keeper is not None:
+            self._keeper.close()
         if self._admin is not None:
             self._admin.stop()
         self.metrics.stop()
@@ -498,11 +473,12 @@ class DlpAddon:
         if policy is None or destination is None:
             self._refuse(flow, policy)
             return
-        who = _requester(policy, flow)
+        who = Requester()
         try:
+            who = _requester(policy, flow)
             with self.metrics.in_flight.track_inprogress():
                 inspection = await self._inspect_request(flow, policy, destination, who)
-                inspection = await self._apply_budgets(policy, inspection, who, destination)
+                inspection = await self.budgets.apply(policy, inspection, who, destination)
         except Exception as e:  # last resort: fail closed, never let mitmproxy pass it on
             logger.error("request inspection crashed: %s", type(e).__name__)
             inspection = Inspection(error_verdict(policy, "addon"), "http", 0, "addon", 0.0)
@@ -569,13 +545,14 @@ class DlpAddon:
         if policy is None or destination is None:
             message.drop()
             return
-        who = _requester(policy, flow)
+        who = Requester()
         try:
+            who = _requester(policy, flow)
             with self.metrics.in_flight.track_inprogress():
                 inspection = inspect_ws(
                     policy, message.content, message.is_text, destination, requester=who
                 )
-                inspection = await self._apply_budgets(policy, inspection, who, destination)
+                inspection = await self.budgets.apply(policy, inspection, who, destination)
         except Exception as e:
             logger.error("websocket inspection crashed: %s", type(e).__name__)
             inspection = Inspection(error_verdict(policy, "addon"), "websocket", 0, "addon", 0.0)

@@ -272,7 +272,10 @@ def test_keeper_blocks_over_budget_and_fails_closed_on_a_locked_store(tmp_path: 
     policy = _policy(tmp_path, "budgets:\n  - {name: people, window: 1d, limit: 4}\n")
     who = policy.requester("alice", "/")
     db = str(tmp_path / "k.sqlite")
-    keeper = BudgetKeeper(SqliteStore(db, timeout=2.0), timeout=0.3)
+    errors: list[str] = []
+    keeper = BudgetKeeper(
+        lambda: SqliteStore(db), "sqlite", on_store_error=lambda: errors.append("x"), timeout=0.3
+    )
     texts = [f"{r['name']} {r['id']}" for r in RECORDS[:5]]
 
     async def go() -> list[Any]:
@@ -341,3 +344,17 @@ def test_a_budget_change_is_in_the_policy_load_summary(tmp_path: Path) -> None:
     changes = summarize(before, after)
     assert changes["budgets"] == {"added": ["month"], "changed": ["people"]}
     assert changes["on_budget_error"] == {"before": "block", "after": "log"}
+
+
+def test_a_store_that_cannot_be_opened_fails_closed(tmp_path: Path) -> None:
+    policy = _policy(tmp_path, "budgets:\n  - {name: people, window: 1d, limit: 4}\n")
+    (tmp_path / "not-a-dir").write_text("x")
+    keeper = BudgetKeeper(
+        lambda: SqliteStore(str(tmp_path / "not-a-dir" / "b.sqlite")), "sqlite", timeout=1
+    )
+    assert keeper.open() is False
+    ins = inspect_ws(policy, RECORDS[0]["id"].encode(), True, "shop")
+    verdict = asyncio.run(keeper.apply(policy, ins, policy.requester("alice", "/"), "shop")).verdict
+    assert (verdict.rule, verdict.blocks) == ("budget-unavailable", True)
+    plain = inspect_ws(policy, "今天能发货吗？".encode(), True, "shop")
+    assert asyncio.run(keeper.apply(policy, plain, policy.requester("alice", "/"), "shop")) is plain
