@@ -24,12 +24,14 @@ from dlp_addon.act.metrics import Metrics
 from dlp_addon.act.pages import block_body, wants_json, ws_notice
 from dlp_addon.admin import AdminServer
 from dlp_addon.decide.changes import summarize
-from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, load_policy
+from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, Requester, load_policy
 from dlp_addon.decide.verdict import ALLOW, BLOCK, Verdict, error_verdict, unlisted_verdict
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.message import HttpInput
 from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
 from dlp_addon.proxy_protocol import ProxyProtocol
+from dlp_addon.state import open_store
+from dlp_addon.state.keeper import BudgetKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,15 @@ def _user(flow: http.HTTPFlow) -> str | None:
     """The user name from mitmproxy's proxy authentication, if it ran."""
     auth = flow.metadata.get("proxyauth")
     return str(auth[0]) if isinstance(auth, tuple | list) and auth else None
+
+
+def _client(flow: http.HTTPFlow) -> str | None:
+    return str(flow.client_conn.peername[0]) if flow.client_conn.peername else None
+
+
+def _requester(policy: Policy, flow: http.HTTPFlow) -> Requester:
+    """Who sent ``flow``: the proxy login, else the policy's address map, else the address."""
+    return policy.requester(_user(flow), flow.request.path, _client(flow))
 
 
 def _fingerprint(files: tuple[Path, ...]) -> tuple[tuple[str, int, int, int], ...]:
@@ -86,6 +97,8 @@ class DlpAddon:
         self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         # mitmproxy loads an addon's ``addons`` with it: the client's real address comes first.
         self.addons = [ProxyProtocol()]
+        self._keeper: BudgetKeeper | None = None
+        self._pruner: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -149,6 +162,20 @@ class DlpAddon:
             "File holding the admin API's bearer token (required when the API is on).",
         )
         loader.add_option(
+            "dlp_budget_db",
+            str,
+            "dlp-budgets.sqlite",
+            "SQLite file (WAL mode) keeping the policy's cumulative budgets across restarts; "
+            "used when dlp_budget_redis is empty.",
+        )
+        loader.add_option(
+            "dlp_budget_redis",
+            str,
+            "",
+            "Redis URL (redis://host:port/db) for budgets shared by several proxy instances; "
+            "needs the same dlp_hmac_key_file or $DLP_HMAC_KEY on every instance.",
+        )
+        loader.add_option(
             "dlp_raw_flow_log",
             bool,
             False,
@@ -171,6 +198,15 @@ class DlpAddon:
             self._quiet_flow_log()
         if {"dlp_admin_port", "dlp_admin_token_file"} & updated and ctx.options.dlp_admin_port:
             self._admin_token = self._read_admin_token()
+        if {"dlp_budget_db", "dlp_budget_redis", "dlp_hmac_key_file"} & updated:
+            if ctx.options.dlp_budget_redis and self._hmac_key() is None:
+                raise exceptions.OptionsError(
+                    "dlp_budget_redis needs dlp_hmac_key_file or $DLP_HMAC_KEY: instances "
+                    "sharing budgets must hash identifiers with the same key"
+                )
+            if self._keeper is not None:
+                self._keeper.close()
+            self._keeper = None
         if "dlp_metrics_port" in updated and not 0 <= ctx.options.dlp_metrics_port <= 65535:
             raise exceptions.OptionsError("dlp_metrics_port must be 0 (off) or a TCP port")
 
@@ -226,6 +262,40 @@ class DlpAddon:
             return key
         env = os.environ.get("DLP_HMAC_KEY", "")
         return env.encode() if env else None
+
+    def _new_keeper(self) -> BudgetKeeper:
+        url, db = ctx.options.dlp_budget_redis, ctx.options.dlp_budget_db
+        backend = "redis" if url else "sqlite"
+        return BudgetKeeper(
+            lambda: open_store(url, db),
+            backend,
+            on_store_error=self.metrics.budget_store_errors.labels(backend).inc,
+            on_store_time=self.metrics.budget_store_seconds.labels(backend).observe,
+        )
+
+    @property
+    def budgets(self) -> BudgetKeeper:
+        if self._keeper is None:
+            self._keeper = self._new_keeper()
+        return self._keeper
+
+    async def _prune(self) -> None:
+        """Hourly: drop identifiers that have left every budget window."""
+        while True:
+            if self.policy is not None:
+                await self.budgets.prune(self.policy)
+            await asyncio.sleep(3600)
+
+    def _start_budgets(self) -> None:
+        if self.policy is None or not self.policy.budgets:
+            return
+        if self._hmac_key() is None:
+            logger.warning(
+                "budgets without dlp_hmac_key_file or $DLP_HMAC_KEY: identifiers hash with a "
+                "per-process key, so the same ID sent again after a restart counts again"
+            )
+        self.budgets.open()
+        self._pruner = asyncio.get_running_loop().create_task(self._prune())
 
     def _load_policy(self, path: str) -> Policy:
         try:
@@ -321,10 +391,15 @@ class DlpAddon:
             )
         if ctx.options.dlp_admin_port:
             self._start_admin()
+        self._start_budgets()
 
     def done(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        if self._pruner is not None:
+            self._pruner.cancel()
+        if self._keeper is not None:
+            self._keeper.close()
         if self._admin is not None:
             self._admin.stop()
         self.metrics.stop()
@@ -373,7 +448,7 @@ class DlpAddon:
         verdict = unlisted_verdict()
         incident = new_incident_id()
         self.metrics.decisions.labels(verdict.action, verdict.rule or "", OTHER).inc()
-        self._audit(flow, verdict, incident, OTHER, "http", policy)
+        self._audit(flow, verdict, incident, OTHER, "http", policy, _requester(policy, flow))
         body, ctype = block_body(
             verdict,
             incident,
@@ -402,9 +477,12 @@ class DlpAddon:
         if policy is None or destination is None:
             self._refuse(flow, policy)
             return
+        who = Requester()
         try:
+            who = _requester(policy, flow)
             with self.metrics.in_flight.track_inprogress():
-                inspection = await self._inspect_request(flow, policy, destination)
+                inspection = await self._inspect_request(flow, policy, destination, who)
+                inspection = await self.budgets.apply(policy, inspection, who, destination)
         except Exception as e:  # last resort: fail closed, never let mitmproxy pass it on
             logger.error("request inspection crashed: %s", type(e).__name__)
             inspection = Inspection(error_verdict(policy, "addon"), "http", 0, "addon", 0.0)
@@ -413,7 +491,7 @@ class DlpAddon:
         if verdict.action == ALLOW:
             return
         incident = new_incident_id()
-        self._audit(flow, verdict, incident, destination, inspection.channel, policy)
+        self._audit(flow, verdict, incident, destination, inspection.channel, policy, who)
         if verdict.blocks:
             body, ctype = block_body(
                 verdict,
@@ -428,7 +506,7 @@ class DlpAddon:
             )
 
     async def _inspect_request(
-        self, flow: http.HTTPFlow, policy: Policy, destination: str
+        self, flow: http.HTTPFlow, policy: Policy, destination: str, who: Requester
     ) -> Inspection:
         raw = flow.request.raw_content
         if raw is None:  # streamed: the body already left, nothing to inspect
@@ -440,7 +518,6 @@ class DlpAddon:
             body=raw,
         )
         deadline = time.monotonic() + policy.timeout_seconds
-        who = policy.requester(_user(flow), flow.request.path)
         if len(raw) <= ctx.options.dlp_inline_max_bytes:
             return inspect_http(policy, req, destination, deadline, who)
         try:
@@ -472,12 +549,14 @@ class DlpAddon:
         if policy is None or destination is None:
             message.drop()
             return
+        who = Requester()
         try:
-            who = policy.requester(_user(flow), flow.request.path)
+            who = _requester(policy, flow)
             with self.metrics.in_flight.track_inprogress():
                 inspection = inspect_ws(
                     policy, message.content, message.is_text, destination, requester=who
                 )
+                inspection = await self.budgets.apply(policy, inspection, who, destination)
         except Exception as e:
             logger.error("websocket inspection crashed: %s", type(e).__name__)
             inspection = Inspection(error_verdict(policy, "addon"), "websocket", 0, "addon", 0.0)
@@ -486,7 +565,7 @@ class DlpAddon:
         if verdict.action == ALLOW:
             return
         incident = new_incident_id()
-        self._audit(flow, verdict, incident, destination, "websocket", policy)
+        self._audit(flow, verdict, incident, destination, "websocket", policy, who)
         if verdict.blocks:
             message.drop()
             notice = ws_notice(verdict, incident, policy.contact)
@@ -522,6 +601,11 @@ class DlpAddon:
         if v.action != ALLOW:
             action = v.action if v.enforced or v.action != BLOCK else "would_block"
             m.decisions.labels(action, v.rule or "", destination).inc()
+        if v.budget is not None and v.budget.get("tripped"):
+            b_action = str(v.budget["action"])
+            if b_action == BLOCK and not v.enforced:
+                b_action = "would_block"
+            m.budget_trips.labels(str(v.budget["name"]), b_action).inc()
 
     def _audit(
         self,
@@ -531,17 +615,21 @@ class DlpAddon:
         destination: str,
         channel: str,
         policy: Policy,
+        who: Requester,
     ) -> None:
         event = decision_event(
             verdict,
             incident_id=incident,
-            client=flow.client_conn.peername[0] if flow.client_conn.peername else "",
+            client=_client(flow) or "",
             destination=destination,
             host=flow.request.host,
             method=flow.request.method,
             path=flow.request.path,
             channel=channel,
             policy_version=policy.version,
+            user=who.user,
+            groups=who.groups,
+            identity=who.source,
         )
         self._recent.append(event)
         try:

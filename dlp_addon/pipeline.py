@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import Verdict, decide, error_verdict
+from dlp_addon.detect.scanner import Finding
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract.message import Extraction, HttpInput, extract_http, extract_ws
 
@@ -29,6 +30,8 @@ class Inspection:
     text_chars: int
     error_stage: str | None
     seconds: float
+    # What was found (keyed hashes, masked values): what cumulative budgets count.
+    findings: tuple[Finding, ...] = ()
 
 
 def _where(exc: BaseException) -> str:
@@ -68,7 +71,12 @@ def _run(
             requester=requester,
         )
         return Inspection(
-            verdict, channel, extraction.bytes_of_text, None, time.monotonic() - started
+            verdict,
+            channel,
+            extraction.bytes_of_text,
+            None,
+            time.monotonic() - started,
+            tuple(findings),
         )
     except ExtractError as e:
         verdict = decide(

@@ -3,6 +3,7 @@
     dlp-policy check FILE...            exit 1 and ``file:line: message`` for every problem
     dlp-policy test FILE INPUT...       what the policy decides for each input, and why
     dlp-policy pac FILE --proxy H:P     a proxy auto-config file from the destinations
+    dlp-policy budgets FILE             users nearest their cumulative budgets; --reset NAME
 
 An INPUT is any file (a workbook, a CSV, a text, a JSON body: read as an upload of that file)
 or a saved HTTP request (request line, headers, blank line, body). Only masked values are
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dlp_addon import budget_cli
 from dlp_addon.decide.policy import Policy, Rule, load_policy
 from dlp_addon.decide.tally import Tally
 from dlp_addon.decide.verdict import decide
@@ -182,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "policy does not refuse unlisted hosts",
     )
     pac.add_argument("-o", "--output", help="write here instead of standard output")
+    budget_cli.add_arguments(sub)
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.files)
@@ -192,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.command == "pac":
         return _pac(policy, args)
+    if args.command == "budgets":
+        return budget_cli.run(policy, args)
     destination = args.destination or policy.destinations[0].name
     return _test(policy, args.inputs, destination)
 

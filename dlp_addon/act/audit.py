@@ -1,6 +1,7 @@
 """The audit trail: one JSON line per decision that is not a plain allow.
 
-Written for the auditor: who (client address, later the user), where (destination, host, method,
+Written for the auditor: who (client address; the user from the proxy login, the policy's
+address map or else the address; the user's groups), where (destination, host, method,
 path without query values), what (channel, rule, action, whether it was enforced, distinct counts
 per detector, masked samples) and under which policy version. Query *names* are kept, their
 values never.
@@ -13,6 +14,7 @@ import json
 import logging
 import secrets
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, unquote
@@ -93,9 +95,13 @@ def decision_event(
     path: str,
     channel: str,
     policy_version: str,
+    user: str | None = None,
+    groups: Iterable[str] = (),
+    identity: str = "none",
 ) -> dict[str, Any]:
-    """The audit record of one decision."""
-    return {
+    """The audit record of one decision. ``identity`` says where ``user`` came from:
+    ``proxyauth``, ``network`` (the policy's address map), ``address`` or ``none``."""
+    event: dict[str, Any] = {
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
         "incident_id": incident_id,
         "client": client,
@@ -113,4 +119,10 @@ def decision_event(
         "files": list(verdict.files),
         "samples": verdict.samples,
         "policy_version": policy_version,
+        "user": user,
+        "groups": sorted(groups),
+        "identity": identity,
     }
+    if verdict.budget is not None:
+        event["budget"] = verdict.budget
+    return event

@@ -120,6 +120,26 @@ class Metrics:
         self.policy_info = Gauge(
             "dlp_policy_info", "The policy in force (value 1)", ["version", "mode"], registry=r
         )
+        self.budget_trips = Counter(
+            "dlp_budget_trips_total",
+            "Messages that took a user or group past a cumulative budget, by budget and action "
+            "(block, log, would_block in monitor mode)",
+            ["budget", "action"],
+            registry=r,
+        )
+        self.budget_store_errors = Counter(
+            "dlp_budget_store_errors_total",
+            "Budget store calls that failed or timed out (the policy's on_budget_error applied)",
+            ["backend"],
+            registry=r,
+        )
+        self.budget_store_seconds = Histogram(
+            "dlp_budget_store_seconds",
+            "Time one message's budget check took in the store",
+            ["backend"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         build = Gauge("dlp_build_info", "Version of the proxy (value 1)", ["version"], registry=r)
         build.labels(__version__).set(1)
         self._server: WSGIServer | None = None
@@ -144,6 +164,9 @@ class Metrics:
         for channel in ("http", "upload", "websocket"):
             self.latency.labels(channel)
             self.bytes.labels(channel)
+        for budget in policy.budgets:
+            enforced = policy.enforcing or budget.action != "block"
+            self.budget_trips.labels(budget.name, budget.action if enforced else "would_block")
         for dest in names:
             self.ws_messages.labels(dest)
             for channel in ("http", "upload"):

@@ -1,5 +1,6 @@
-"""What changed between two policies, in the words an auditor uses: rules, destinations,
-detectors, exemptions and mode. Goes into the audit record of every policy load."""
+"""What changed between two policies, in the words an auditor uses: rules, budgets,
+destinations, detectors, exemptions, the address map and mode. Goes into the audit record of
+every policy load."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def summarize(old: Policy | None, new: Policy) -> dict[str, Any]:
     out: dict[str, Any] = {}
     parts: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         "rules": ({r.name: r for r in old.rules}, {r.name: r for r in new.rules}),
+        "budgets": ({b.name: b for b in old.budgets}, {b.name: b for b in new.budgets}),
         "destinations": (
             {d.name: d.hosts for d in old.destinations},
             {d.name: d.hosts for d in new.destinations},
@@ -46,7 +48,16 @@ def summarize(old: Policy | None, new: Policy) -> dict[str, Any]:
             out[name] = diff
     if old.exemptions != new.exemptions:
         out["exemptions"] = {"before": len(old.exemptions), "after": len(new.exemptions)}
-    for key in ("mode", "refuse_unlisted", "on_error", "on_unscannable", "timeout_seconds"):
+    if old.networks != new.networks:
+        out["networks"] = {"before": len(old.networks), "after": len(new.networks)}
+    for key in (
+        "mode",
+        "refuse_unlisted",
+        "on_error",
+        "on_unscannable",
+        "on_budget_error",
+        "timeout_seconds",
+    ):
         if getattr(old, key) != getattr(new, key):
             out[key] = {"before": getattr(old, key), "after": getattr(new, key)}
     if old.limits != new.limits:

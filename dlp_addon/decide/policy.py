@@ -8,11 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import hashlib
+import ipaddress
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dlp_addon.decide.budget import Budget, window_seconds
 from dlp_addon.decide.hosts import HostMatcher, glob_problem
 from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.definitions import (
@@ -104,11 +106,24 @@ class Exemption:
 
 @dataclass(frozen=True)
 class Requester:
-    """Who sent a request and where to: what exemptions are matched against."""
+    """Who sent a request and where to: what exemptions and budgets are matched against.
+
+    ``source`` says where ``user`` came from: ``proxyauth`` (the proxy login), ``network``
+    (the policy's address map), ``address`` (the client address itself) or ``none``."""
 
     user: str | None = None
     groups: frozenset[str] = frozenset()
     path: str = "/"
+    source: str = "none"
+
+
+@dataclass(frozen=True)
+class Network:
+    """Who is behind a range of client addresses, for clients that do not log in."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    user: str | None
+    groups: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -132,11 +147,35 @@ class Policy:
 
     exemptions: tuple[Exemption, ...] = ()
     groups: dict[str, frozenset[str]] = field(default_factory=dict)  # group -> users
+    networks: tuple[Network, ...] = ()  # most specific first
+    budgets: tuple[Budget, ...] = ()
+    on_budget_error: str = "block"
 
-    def requester(self, user: str | None, path: str) -> Requester:
-        """``user`` with the groups the policy puts them in."""
+    def requester(self, user: str | None, path: str, client: str | None = None) -> Requester:
+        """Who sent it: the proxy login ``user``; else the user the address map gives
+        ``client``; else the client address. Groups: the policy's ``groups`` that list the
+        user, plus those of every ``networks`` entry the address falls in."""
+        source = "proxyauth" if user else "none"
+        net_groups: set[str] = set()
+        for net in self._networks_of(client):
+            net_groups |= net.groups
+            if user is None and net.user is not None:
+                user, source = net.user, "network"
+        if user is None and client:
+            user, source = client, "address"
         groups = frozenset(g for g, users in self.groups.items() if user in users)
-        return Requester(user, groups, path.split("?", 1)[0])
+        return Requester(user, groups | net_groups, path.split("?", 1)[0], source)
+
+    def _networks_of(self, client: str | None) -> list[Network]:
+        if not client or not self.networks:
+            return []
+        try:
+            addr = ipaddress.ip_address(client)
+        except ValueError:
+            return []
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return [n for n in self.networks if addr in n.network]
 
     def exempt_rules(self, who: Requester, destination: str, now: dt.datetime) -> set[str] | None:
         """Rules ``who`` is exempt from here and now: ``None`` for none, all names otherwise."""
@@ -262,7 +301,9 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
                 channels=frozenset(raw["channels"]) if "channels" in raw else None,
             )
         )
-    exemptions = _exemptions(doc, data, names, rule_names, problems)
+    budgets = _budgets(doc, data, names, detectors, problems)
+    exemptions = _exemptions(doc, data, names, rule_names | {b.name for b in budgets}, problems)
+    networks = _networks(doc, data, problems)
     if problems:
         raise PolicyError(problems)
 
@@ -285,6 +326,9 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
         hosts=HostMatcher(host_entries),
         exemptions=exemptions,
         groups={g: frozenset(users) for g, users in data.get("groups", {}).items()},
+        networks=networks,
+        budgets=budgets,
+        on_budget_error=inspection.get("on_budget_error", "block"),
     )
 
 
@@ -389,6 +433,103 @@ def _exemptions(
                 destinations=frozenset(raw["destinations"]) if "destinations" in raw else None,
                 rules=frozenset(raw["rules"]) if "rules" in raw else None,
                 expires=expires,
+            )
+        )
+    return tuple(out)
+
+
+def _networks(doc: SourceDoc, data: dict[str, Any], problems: list[str]) -> tuple[Network, ...]:
+    out: list[Network] = []
+    groups = set(data.get("groups", {}))
+    for i, raw in enumerate(data.get("networks", [])):
+        where: list[str | int] = ["networks", i]
+        try:
+            net = ipaddress.ip_network(raw["cidr"], strict=False)
+        except ValueError:
+            problems.append(doc.at([*where, "cidr"], f"'{raw['cidr']}' is not an address range"))
+            continue
+        for j, g in enumerate(raw.get("groups", [])):
+            if g not in groups:
+                problems.append(doc.at([*where, "groups", j], f"unknown group '{g}'"))
+        if not (raw.get("user") or raw.get("groups")):
+            problems.append(doc.at(where, "a network entry names a user or groups"))
+            continue
+        out.append(Network(net, raw.get("user"), frozenset(raw.get("groups", []))))
+    out.sort(key=lambda n: n.network.prefixlen, reverse=True)
+    return tuple(out)
+
+
+def _budgets(
+    doc: SourceDoc,
+    data: dict[str, Any],
+    destinations: set[str],
+    detectors: DetectorSet,
+    problems: list[str],
+) -> tuple[Budget, ...]:
+    out: list[Budget] = []
+    seen: set[str] = set()
+    rule_names = {r["name"] for r in data["rules"]}
+    groups = set(data.get("groups", {}))
+    legal = detectors.legal_categories
+    known = detectors.by_id()
+    for i, raw in enumerate(data.get("budgets", [])):
+        where: list[str | int] = ["budgets", i]
+        bad = len(problems)
+        name = raw["name"]
+        if name in seen or name in rule_names:
+            problems.append(doc.at([*where, "name"], f"duplicate rule or budget name '{name}'"))
+        seen.add(name)
+        window = window_seconds(raw["window"])
+        if window is None:
+            problems.append(doc.at([*where, "window"], "window is N followed by m, h or d"))
+        category = raw.get("legal_category")
+        if category is not None and category not in legal:
+            problems.append(
+                doc.at(
+                    [*where, "legal_category"],
+                    f"unknown legal category '{category}' (known: {', '.join(sorted(legal))})",
+                )
+            )
+        for j, det in enumerate(raw.get("detectors", [])):
+            if det not in known or known[det].legal_category is None:
+                problems.append(
+                    doc.at([*where, "detectors", j], f"'{det}' is not a personal data detector")
+                )
+        for key, names, what in (
+            ("destinations", destinations, "destination"),
+            ("groups", groups, "group"),
+        ):
+            for j, n in enumerate(raw.get(key, [])):
+                if n not in names:
+                    problems.append(doc.at([*where, key, j], f"unknown {what} '{n}'"))
+        if ("limit" in raw) == ("threshold" in raw):
+            problems.append(doc.at(where, "give one of limit, threshold"))
+        elif "threshold" in raw and category is None:
+            problems.append(doc.at([*where, "threshold"], "threshold needs a legal_category"))
+        if len(problems) > bad or window is None:
+            continue
+        if "threshold" in raw:
+            tier = legal[category]
+            reach = tier.serious if raw["threshold"] == "serious" else tier.insider_serious
+            limit = reach - 1  # stay below the count at which the law calls it serious
+        else:
+            limit = raw["limit"]
+        desc = raw.get("description", {})
+        out.append(
+            Budget(
+                name=name,
+                action=raw.get("action", "block"),
+                limit=limit,
+                window=window,
+                per=raw.get("per", "user"),
+                legal_category=category,
+                detectors=frozenset(raw["detectors"]) if "detectors" in raw else None,
+                min_confidence=raw.get("min_confidence", "medium"),
+                destinations=frozenset(raw["destinations"]) if "destinations" in raw else None,
+                per_destination=raw.get("per_destination", False),
+                groups=frozenset(raw["groups"]) if "groups" in raw else None,
+                description_zh=desc.get("zh", ""),
+                description_en=desc.get("en", ""),
             )
         )
     return tuple(out)

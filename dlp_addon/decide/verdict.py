@@ -44,6 +44,8 @@ class Verdict:
     records: int = 0
     # Each file carried: kind, sheets, rows, columns and the records of personal data in it.
     files: tuple[dict[str, object], ...] = ()
+    # The cumulative budget this message was counted against, when one tripped (numbers only).
+    budget: dict[str, object] | None = None
 
     @property
     def blocks(self) -> bool:

@@ -565,6 +565,8 @@ class Proxy:
         self.port = free_port(self.host)
         self.metrics_port = free_port(self.host)
         self.sent_values: set[str] = set()
+        self.extra_args: list[str] = []  # more dlp-proxy arguments (e.g. --set proxyauth=...)
+        self.env: dict[str, str] = {}  # more environment variables
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -591,14 +593,16 @@ class Proxy:
             "--set", f"dlp_metrics_port={self.metrics_port}",
             "--set", f"dlp_audit_log={self.audit_path}",
             "--set", f"ssl_verify_upstream_trusted_ca={self.upstream_ca}",
+            *self.extra_args,
         ]  # fmt: skip
 
     def start(self, timeout: float = PROXY_START_TIMEOUT) -> None:
         exe = proxy_executable()
         if not exe.exists():
             raise ProxyStartError(f"{exe} does not exist (run scripts/setup)")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        # Appended, so a restarted proxy's output is still all there for the leak checks.
+        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
             self._proc = subprocess.Popen(
                 self.command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=self.workdir,
                 env=env, start_new_session=True,

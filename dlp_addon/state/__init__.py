@@ -1,0 +1,68 @@
+"""Where cumulative budgets are kept between messages and restarts.
+
+- ``sqlite.py``: one file in WAL mode, for one proxy instance (the default);
+- ``redis.py``: one Redis shared by several proxy instances, so they count together.
+
+Both keep, per counter (``budget|scope|subject``), the keyed hash of each identifier and when it
+was last sent; never a raw value. Both answer :meth:`BudgetStore.admit` atomically: count,
+decide, and add only when no blocking budget trips. Their calls block, so the proxy runs them in
+a worker thread (``keeper.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dlp_addon.decide.budget import Charge, Outcome
+from dlp_addon.errors import DlpError
+
+
+class StoreError(DlpError):
+    """The budget store cannot be read or written (Redis down, disk full, locked database)."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One counter's state, for ``dlp-policy budgets``."""
+
+    budget: str
+    scope: str
+    subject: str
+    count: int
+
+
+class BudgetStore(Protocol):
+    backend: str  # sqlite | redis: a bounded metric label
+
+    def admit(self, charges: Sequence[Charge], now: float) -> list[Outcome]:
+        """Count each charge's counter within its window, with and without its keys; add the
+        keys (last seen ``now``) to every counter unless a blocking charge trips."""
+        ...
+
+    def usage(self, windows: dict[str, int], now: float) -> list[Usage]:
+        """Every counter of the budgets in ``windows`` (name -> seconds) that is not empty."""
+        ...
+
+    def reset(self, subject: str) -> int:
+        """Forget every counter of ``subject`` (``user:NAME`` or ``group:NAME``); returns how
+        many identifiers were forgotten."""
+        ...
+
+    def prune(self, windows: dict[str, int], now: float) -> int:
+        """Drop identifiers older than their budget's window; returns how many."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(redis_url: str, sqlite_path: str) -> BudgetStore:
+    """Redis when a URL is given, else the SQLite file."""
+    if redis_url:
+        from dlp_addon.state.redis import RedisStore
+
+        return RedisStore(redis_url)
+    from dlp_addon.state.sqlite import SqliteStore
+
+    return SqliteStore(sqlite_path)

@@ -1,0 +1,74 @@
+"""A real, throwaway ``redis-server`` on 127.0.0.1 for the budget tests (no persistence).
+
+scripts/setup installs Debian's redis-server; a machine without it fails these tests loudly
+rather than skipping them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from tests.e2e.harness import free_port
+
+
+class RedisServer:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (run scripts/setup)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir / "redis.log").open("ab")
+        self._proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not answer within 10 s")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=2)
+
+    def dump(self) -> bytes:
+        """Every key and every member and score, as one blob to grep."""
+        r = self.client()
+        out = []
+        for key in r.scan_iter(count=500):
+            out.append(key)
+            if r.type(key) == b"zset":
+                out.extend(
+                    m + b" " + str(s).encode() for m, s in r.zrange(key, 0, -1, withscores=True)
+                )
+        return b"\n".join(out)
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
