@@ -22,7 +22,7 @@ from mitmproxy.proxy import server_hooks
 
 from dlp_addon.act.audit import AuditLog, decision_event, new_incident_id
 from dlp_addon.act.metrics import Metrics
-from dlp_addon.act.pages import block_body, wants_json, ws_notice
+from dlp_addon.act.pages import block_body, detector_names, wants_json, ws_notice
 from dlp_addon.admin import AdminServer
 from dlp_addon.decide.changes import summarize
 from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, load_policy
@@ -481,6 +481,7 @@ class DlpAddon:
                 incident,
                 policy.contact,
                 as_json=wants_json(_headers(flow.request.headers)),
+                names=detector_names(policy),
             )
             flow.response = http.Response.make(
                 403,
@@ -550,7 +551,7 @@ class DlpAddon:
         self._audit(flow, verdict, incident, destination, "websocket", policy)
         if verdict.blocks:
             message.drop()
-            notice = ws_notice(verdict, incident, policy.contact)
+            notice = ws_notice(verdict, incident, policy.contact, detector_names(policy))
             ctx.master.commands.call("inject.websocket", flow, True, notice.encode(), True)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
