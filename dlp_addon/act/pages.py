@@ -87,12 +87,14 @@ def wants_json(headers: Mapping[str, str]) -> bool:
 def found_summary(verdict: Verdict, names: DetectorNames | None) -> tuple[str, str]:
     """What was found, as counts by kind in both languages ("" when nothing was counted):
     ``居民身份证号码 10 个、手机号码 10 个；共 10 条记录``."""
+    names = names or {}
+    order = {d: i for i, d in enumerate(names)}  # the definitions' order: IDs before names
     counts = sorted(
-        ((n, d) for d, n in verdict.counts.items() if n > 0), key=lambda c: (-c[0], c[1])
+        ((n, d) for d, n in verdict.counts.items() if n > 0),
+        key=lambda c: (-c[0], order.get(c[1], len(order)), c[1]),
     )[:6]
     if not counts:
         return "", ""
-    names = names or {}
     zh = "、".join(f"{names.get(d, (d, d))[0]} {n} 个" for n, d in counts)
     en = ", ".join(f"{names.get(d, (d, d))[1]}: {n}" for n, d in counts)
     if verdict.records > 1:
