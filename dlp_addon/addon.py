@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http, tcp, udp
+from mitmproxy import connection, ctx, exceptions, http, tcp, tls, udp
+from mitmproxy.proxy import server_hooks
 
 from dlp_addon.act.audit import AuditLog, decision_event, new_incident_id
 from dlp_addon.act.metrics import Metrics
-from dlp_addon.act.pages import block_body, wants_json, ws_notice
+from dlp_addon.act.pages import block_body, detector_names, wants_json, ws_notice
 from dlp_addon.admin import AdminServer
 from dlp_addon.decide.changes import summarize
 from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, Requester, load_policy
@@ -99,6 +100,8 @@ class DlpAddon:
         self.addons = [ProxyProtocol()]
         self._keeper: BudgetKeeper | None = None
         self._pruner: asyncio.Task[None] | None = None
+        # Client connections whose CONNECT named a host off the allow-list -> incident id.
+        self._refused_tunnels: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -410,7 +413,61 @@ class DlpAddon:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
+        policy = self.policy
+        if (
+            policy is not None
+            and policy.refuse_unlisted
+            and policy.destination_for(flow.request.host) is None
+        ):
+            self._accept_refused_tunnel(flow, policy)
+            return
         self._check_destination(flow, [flow.request.host])
+
+    def _accept_refused_tunnel(self, flow: http.HTTPFlow, policy: Policy) -> None:
+        """Answer a CONNECT to a host off the allow-list with 200 without contacting the host.
+
+        A browser cannot show a 403 to a CONNECT (it shows its own connection error), so the
+        tunnel is opened to the proxy alone: TLS is completed with the proxy's CA, and every
+        request in it is answered with the refusal page under this one incident id.
+        ``tls_clienthello`` and ``server_connect`` make sure the host is never contacted;
+        non-HTTP traffic in the tunnel is still killed by ``tcp_start``.
+        """
+        incident = self._count_refusal(flow, policy)
+        self._refused_tunnels[flow.client_conn.id] = incident
+        now = time.time()
+        flow.response = http.Response(
+            flow.request.data.http_version,
+            200,
+            b"Connection established",
+            http.Headers(),
+            b"",
+            None,
+            now,
+            now,
+        )
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        if data.context.client.id in self._refused_tunnels:
+            data.establish_server_tls_first = False  # there is no server to ask
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Never open a connection to a host off the allow-list, whatever asked for it.
+
+        Regular proxy mode only: there the server address is the host the client named, which
+        the hooks above already checked. Through an upstream proxy, or in transparent mode
+        (addresses, not names), the address is not one the allow-list speaks of."""
+        server = data.server
+        if server.error or server.via is not None or server.address is None:
+            return
+        if data.client.proxy_mode.type_name != "regular":
+            return
+        policy = self.policy
+        host = str(server.address[0])
+        if policy is None or (policy.refuse_unlisted and policy.destination_for(host) is None):
+            server.error = "not on the DLP allow-list"
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._refused_tunnels.pop(client.id, None)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
@@ -446,9 +503,9 @@ class DlpAddon:
             flow.response = http.Response.make(503, b"DLP policy not loaded\n")
             return
         verdict = unlisted_verdict()
-        incident = new_incident_id()
-        self.metrics.decisions.labels(verdict.action, verdict.rule or "", OTHER).inc()
-        self._audit(flow, verdict, incident, OTHER, "http", policy, _requester(policy, flow))
+        incident = self._refused_tunnels.get(flow.client_conn.id) or self._count_refusal(
+            flow, policy
+        )
         body, ctype = block_body(
             verdict,
             incident,
@@ -466,6 +523,14 @@ class DlpAddon:
                 "Cache-Control": "no-store",
             },
         )
+
+    def _count_refusal(self, flow: http.HTTPFlow, policy: Policy) -> str:
+        """Count and audit one refusal; its incident id."""
+        verdict = unlisted_verdict()
+        incident = new_incident_id()
+        self.metrics.decisions.labels(verdict.action, verdict.rule or "", OTHER).inc()
+        self._audit(flow, verdict, incident, OTHER, "http", policy, _requester(policy, flow))
+        return incident
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -498,6 +563,7 @@ class DlpAddon:
                 incident,
                 policy.contact,
                 as_json=wants_json(_headers(flow.request.headers)),
+                names=detector_names(policy),
             )
             flow.response = http.Response.make(
                 403,
@@ -568,7 +634,7 @@ class DlpAddon:
         self._audit(flow, verdict, incident, destination, "websocket", policy, who)
         if verdict.blocks:
             message.drop()
-            notice = ws_notice(verdict, incident, policy.contact)
+            notice = ws_notice(verdict, incident, policy.contact, detector_names(policy))
             ctx.master.commands.call("inject.websocket", flow, True, notice.encode(), True)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:

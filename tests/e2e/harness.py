@@ -331,9 +331,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 class Upstream:
     """Hypercorn in a background thread: plain HTTP and HTTPS (h2 + http/1.1), WebSocket on both."""
 
-    def __init__(self, tls: TlsFiles) -> None:
+    def __init__(
+        self,
+        tls: TlsFiles,
+        app: Callable[[Recorder], Callable[[Scope, Receive, Send], Awaitable[None]]] | None = None,
+    ) -> None:
         self.tls = tls
         self.recorder = Recorder()
+        self.app = (app or make_app)(self.recorder)  # another site: built on the recording app
         self.host = UPSTREAM_HOST
         self._plain = _listening_socket(self.host)
         self._secure = _listening_socket(self.host)
@@ -393,7 +398,7 @@ class Upstream:
             self._loop = asyncio.get_running_loop()
             self._shutdown = asyncio.Event()
             self._started.set()
-            await serve(make_app(self.recorder), config, shutdown_trigger=self._shutdown.wait)  # type: ignore[arg-type]
+            await serve(self.app, config, shutdown_trigger=self._shutdown.wait)  # type: ignore[arg-type]
 
         try:
             asyncio.run(main())

@@ -589,24 +589,50 @@ def test_allowed_request_over_http2_arrives_intact(proxy: Proxy, upstream: Upstr
 
 
 def test_offlist_host_is_never_contacted(proxy: Proxy, offlist_host: ConnectionCounter) -> None:
+    """A CONNECT to a host off the list is answered 200 by the proxy alone (so a browser can show
+    the refusal page); HTTPS in it gets the page under one incident id; raw bytes are cut off;
+    the host itself never sees a connection."""
     target = f"{offlist_host.host}:{offlist_host.port}"
+    refusals = DECISIONS, {"action": "refuse", "rule": "egress-allowlist"}
+    before = sample_value(proxy.metrics(), refusals[0], refusals[1]) or 0.0
     with socket.create_connection((proxy.host, proxy.port), timeout=TIMEOUT) as sock:
         sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
         answer = b""
-        while b"\r\n" not in answer:
+        while b"\r\n\r\n" not in answer:
             chunk = sock.recv(4096)
             if not chunk:
                 break
             answer += chunk
-    status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
-    assert status_line.split(" ")[1:2] == ["403"], f"CONNECT answered {status_line!r}"
+        status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
+        assert status_line.split(" ")[1:2] == ["200"], f"CONNECT answered {status_line!r}"
+        sock.sendall(b"SSH-2.0-OpenSSH_9.2\r\n" + b"\0" * 64)  # not HTTP, not TLS
+        sock.settimeout(TIMEOUT)
+        try:
+            rest = sock.recv(4096)
+        except ConnectionResetError:
+            rest = b""
+    assert rest == b"", "raw TCP through a refused tunnel was answered"
 
     with proxy.client() as client:
-        with pytest.raises(httpx.ProxyError):
-            client.get(f"https://{target}/")
+        secure = client.get(f"https://{target}/", headers={"Accept": "text/html"})
+        secure_again = client.get(f"https://{target}/favicon.ico")
         plain = client.get(f"http://{target}/")
+    assert secure.status_code == 403
+    assert secure.headers["X-DLP-Refused"] == "not-allowed"
+    assert "此网站未被允许访问" in secure.text and "This site is not allowed" in secure.text
+    incident = secure.headers["X-DLP-Incident"]
+    assert incident in secure.text
+    assert secure_again.headers["X-DLP-Incident"] == incident, "one tunnel, one incident"
     assert plain.status_code == 403
     assert offlist_host.accepted == 0, "the proxy connected to a host not on the allow-list"
+
+    events = proxy.wait_audit(lambda e: e.get("incident_id") == incident)
+    assert len(events) == 1 and events[0]["action"] == "refuse"
+    assert events[0]["method"] == "CONNECT"
+    after = sample_value(proxy.metrics(), refusals[0], refusals[1]) or 0.0
+    # the raw-TCP tunnel, the HTTPS tunnel (one, however many requests) and the plain request
+    assert after - before == 3
+    assert offlist_host.accepted == 0
 
 
 # --- metrics ------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mitmproxy import exceptions
+from mitmproxy import connection, exceptions, tls
+from mitmproxy.proxy import context, server_hooks
 from mitmproxy.test import taddons, tflow, tutils
 
 from dlp_addon import addon as addon_module
@@ -116,6 +117,55 @@ def test_unlisted_host_and_domain_fronting_are_refused(policy_file: Path, tmp_pa
             a.requestheaders(ok)
             await a.request(ok)
             assert ok.response is None
+
+    run(go())
+
+
+def test_refused_connect_opens_a_tunnel_to_the_proxy_alone(
+    policy_file: Path, tmp_path: Path
+) -> None:
+    """CONNECT to an unlisted host: 200 from the proxy, no server TLS first, no server
+    connection, and the requests inside get the refusal page under the CONNECT's incident."""
+
+    async def go() -> None:
+        with addon_in(policy_file, tmp_path) as (a, _tctx):
+
+            def refusals() -> float:
+                return float(
+                    a.metrics.decisions.labels("refuse", "egress-allowlist", "other")._value.get()
+                )
+
+            connect = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="evil.example"))
+            connect.request.path = ""
+            a.http_connect(connect)
+            assert connect.response is not None and connect.response.status_code == 200
+            assert refusals() == 1
+
+            hello = tls.ClientHelloData(
+                context.Context(connect.client_conn, _tctx.options),
+                client_hello=None,  # type: ignore[arg-type]
+            )
+            hello.establish_server_tls_first = True
+            a.tls_clienthello(hello)
+            assert hello.establish_server_tls_first is False
+
+            server = connection.Server(address=("evil.example", 443))
+            a.server_connect(server_hooks.ServerConnectionHookData(server, connect.client_conn))
+            assert server.error == "not on the DLP allow-list"
+            allowed = connection.Server(address=("shop.example", 443))
+            a.server_connect(server_hooks.ServerConnectionHookData(allowed, connect.client_conn))
+            assert allowed.error is None
+
+            inner = _flow("evil.example", b"")
+            inner.client_conn = connect.client_conn
+            a.requestheaders(inner)
+            assert inner.response is not None and inner.response.status_code == 403
+            incident = inner.response.headers["X-DLP-Incident"]
+            assert incident.encode() in inner.response.content
+            assert refusals() == 1
+
+            a.client_disconnected(connect.client_conn)
+            assert not a._refused_tunnels
 
     run(go())
 
