@@ -58,12 +58,15 @@ class BudgetKeeper:
             return self._store
 
     def open(self) -> bool:
-        """Open the store at start-up; a failure is logged (and met again per message)."""
+        """Open the store at start-up. A failure is a warning, counted, and met again per
+        message with the policy's ``on_budget_error``: it must not stop the proxy (mitmproxy
+        exits on an error logged during start-up), or Redis being down at boot would take
+        all egress down instead of only what the budgets cannot vouch for."""
         try:
             _ = self.store
         except StoreError as e:
             self._on_error()
-            logger.error("budget store (%s) unavailable: %s", self.backend, e)
+            logger.warning("budget store (%s) unavailable: %s", self.backend, e)
             return False
         return True
 
