@@ -146,10 +146,16 @@ def test_v2_header_ipv6_and_ipv4(
     response = exchange(balanced, v2("2001:db8::7", 40000), bulk_post(upstream, "v2-6"))
     assert incident_client(balanced, response) == "2001:db8::7"
 
-    # A CONNECT to a host off the allow-list: refused, and the refusal names the desktop.
+    # A CONNECT to a host off the allow-list: the proxy answers it itself (to show its refusal
+    # page inside the tunnel), never contacts the host, and the refusal names the desktop.
     connect = f"CONNECT {OFFLIST_HOST}:{offlist_host.port} HTTP/1.1\r\n\r\n".encode()
     response = exchange(balanced, v2("192.0.2.42", 40001), connect)
-    assert incident_client(balanced, response) == "192.0.2.42"
+    assert response.startswith(b"HTTP/1.1 200"), response[:40]
+    events = balanced.wait_audit(
+        lambda e: e.get("method") == "CONNECT" and str(e.get("host", "")).startswith(OFFLIST_HOST)
+    )
+    assert events, "no audit event for the refused CONNECT"
+    assert (events[-1]["action"], events[-1]["client"]) == ("refuse", "192.0.2.42")
     assert offlist_host.accepted == 0
 
 
