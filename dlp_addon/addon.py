@@ -173,6 +173,8 @@ class DlpAddon:
     @staticmethod
     def _quiet_flow_log() -> None:
         """mitmdump prints every URL with its query values: off unless the admin insists."""
+        if "flow_detail" not in ctx.options:  # dlp-proxy loads no flow printer
+            return
         if ctx.options.flow_detail > 0 and not ctx.options.dlp_raw_flow_log:
             ctx.options.update(flow_detail=0)
 
