@@ -17,22 +17,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http, tcp, udp
+from mitmproxy import ctx, exceptions, http, tcp, udp, websocket
 
 from dlp_addon.act.audit import AuditLog, decision_event, new_incident_id
 from dlp_addon.act.metrics import Metrics
 from dlp_addon.act.pages import block_body, wants_json, ws_notice
 from dlp_addon.admin import AdminServer
 from dlp_addon.decide.changes import summarize
-from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, load_policy
-from dlp_addon.decide.verdict import ALLOW, BLOCK, Verdict, error_verdict, unlisted_verdict
+from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, Requester, load_policy
+from dlp_addon.decide.verdict import (
+    ALLOW,
+    BLOCK,
+    Verdict,
+    decide,
+    error_verdict,
+    unlisted_verdict,
+)
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.message import HttpInput
+from dlp_addon.offload import InspectionPool, default_workers
 from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
 
 logger = logging.getLogger(__name__)
 
 _DEST_KEY = "dlp_destination"
+DEFAULT_BODY_SIZE_LIMIT = "64m"  # above the policy's default max_body_bytes (50 MiB)
 OTHER = "other"
 
 
@@ -49,6 +58,11 @@ def _host_only(authority: str) -> str:
     if authority.startswith("["):
         return authority[1 : authority.find("]")] if "]" in authority else authority
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def _channel(req: HttpInput) -> str:
+    multipart = req.headers.get("content-type", "").startswith("multipart/form-data")
+    return "upload" if multipart else "http"
 
 
 def _user(flow: http.HTTPFlow) -> str | None:
@@ -82,6 +96,7 @@ class DlpAddon:
         self._admin: AdminServer | None = None
         self._admin_token: bytes | None = None
         self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
+        self._pool: InspectionPool | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -122,8 +137,29 @@ class DlpAddon:
             "dlp_inline_max_bytes",
             int,
             65536,
-            "Bodies up to this size are inspected on the event loop; larger ones "
-            "in a worker thread under the policy's timeout.",
+            "Bodies and WebSocket messages up to this size are inspected on the event loop; "
+            "larger ones in the inspection worker processes under the policy's timeout.",
+        )
+        loader.add_option(
+            "dlp_inspect_workers",
+            int,
+            0,
+            "Inspection worker processes for large bodies; 0 = half the cores, at least 1. "
+            "Read at start.",
+        )
+        loader.add_option(
+            "dlp_inspect_queue",
+            int,
+            16,
+            "Large requests that may wait for a busy inspection worker; the next one is "
+            "refused at once (inspection error 'overload', fail closed).",
+        )
+        loader.add_option(
+            "dlp_ws_max_message_bytes",
+            int,
+            4 * 1024 * 1024,
+            "Largest WebSocket message inspected; a larger one is unscannable (too_large) and "
+            "handled by the policy's on_unscannable (dropped, with a notice, by default).",
         )
         loader.add_option(
             "dlp_reload_interval",
@@ -302,6 +338,14 @@ class DlpAddon:
     def running(self) -> None:
         self.ensure_policy()
         self._quiet_flow_log()
+        if not ctx.options.body_size_limit:  # unbounded bodies are unbounded memory
+            ctx.options.update(body_size_limit=DEFAULT_BODY_SIZE_LIMIT)
+        if self._pool is None:
+            self._pool = InspectionPool(
+                ctx.options.dlp_inspect_workers or default_workers(),
+                max(ctx.options.dlp_inspect_queue, 0),
+            )
+            self._pool.start()
         loop = asyncio.get_running_loop()
         if ctx.options.dlp_reload_interval > 0:
             self._watcher = loop.create_task(self._watch())
@@ -315,7 +359,7 @@ class DlpAddon:
             self.metrics.serve(
                 ctx.options.dlp_metrics_host,
                 ctx.options.dlp_metrics_port,
-                ready=lambda: self.policy is not None,
+                ready=lambda: self.policy is not None and (self._pool is None or self._pool.ready),
             )
         if ctx.options.dlp_admin_port:
             self._start_admin()
@@ -325,6 +369,9 @@ class DlpAddon:
             self._watcher.cancel()
         if self._admin is not None:
             self._admin.stop()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self.metrics.stop()
         self.audit.close()
 
@@ -441,19 +488,22 @@ class DlpAddon:
         who = policy.requester(_user(flow), flow.request.path)
         if len(raw) <= ctx.options.dlp_inline_max_bytes:
             return inspect_http(policy, req, destination, deadline, who)
-        try:
+        if self._pool is not None:
+            return await self._pool.inspect_http(
+                policy, req, destination, deadline, who, _channel(req)
+            )
+        try:  # no worker processes (the addon was not started as a proxy): a thread
             return await asyncio.wait_for(
                 asyncio.to_thread(inspect_http, policy, req, destination, deadline, who),
                 timeout=policy.timeout_seconds,
             )
         except TimeoutError:
-            channel = (
-                "upload"
-                if req.headers.get("content-type", "").startswith("multipart/form-data")
-                else "http"
-            )
             return Inspection(
-                error_verdict(policy, "timeout"), channel, 0, "timeout", policy.timeout_seconds
+                error_verdict(policy, "timeout"),
+                _channel(req),
+                0,
+                "timeout",
+                policy.timeout_seconds,
             )
 
     async def websocket_message(self, flow: http.HTTPFlow) -> None:
@@ -473,9 +523,7 @@ class DlpAddon:
         try:
             who = policy.requester(_user(flow), flow.request.path)
             with self.metrics.in_flight.track_inprogress():
-                inspection = inspect_ws(
-                    policy, message.content, message.is_text, destination, requester=who
-                )
+                inspection = await self._inspect_ws(policy, message, destination, who)
         except Exception as e:
             logger.error("websocket inspection crashed: %s", type(e).__name__)
             inspection = Inspection(error_verdict(policy, "addon"), "websocket", 0, "addon", 0.0)
@@ -489,6 +537,31 @@ class DlpAddon:
             message.drop()
             notice = ws_notice(verdict, incident, policy.contact)
             ctx.master.commands.call("inject.websocket", flow, True, notice.encode(), True)
+
+    async def _inspect_ws(
+        self,
+        policy: Policy,
+        message: websocket.WebSocketMessage,
+        destination: str,
+        who: Requester,
+    ) -> Inspection:
+        content = message.content
+        if len(content) > ctx.options.dlp_ws_max_message_bytes:
+            verdict = decide(
+                policy,
+                (),
+                destination=destination,
+                channel="websocket",
+                unscannable=["too_large"],
+                requester=who,
+            )
+            return Inspection(verdict, "websocket", 0, None, 0.0)
+        deadline = time.monotonic() + policy.timeout_seconds
+        if len(content) > ctx.options.dlp_inline_max_bytes and self._pool is not None:
+            return await self._pool.inspect_ws(
+                policy, content, message.is_text, destination, deadline, who
+            )
+        return inspect_ws(policy, content, message.is_text, destination, deadline, who)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         """Raw TCP through the proxy cannot be inspected: it never reaches a platform."""

@@ -136,7 +136,10 @@ class Metrics:
                 self.decisions.labels(action, rule.name, dest)
         for det in policy.detectors.detectors:
             self.findings.labels(det.id)
-        for stage in ("extract", "detect", "decide", "timeout", "addon", "streamed"):
+        for stage in (
+            *("extract", "detect", "decide", "timeout", "addon", "streamed"),
+            *("overload", "worker"),  # the inspection workers: all busy, or one died
+        ):
             self.errors.labels(stage)
         for reason in ("encrypted", "zip_bomb", "too_large", "corrupt", "opaque", "multipart"):
             self.unscannable.labels(reason)
@@ -164,7 +167,7 @@ class Metrics:
                 start_response(
                     "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
                 )
-                return [b"ready\n" if ok else b"not ready: no policy loaded\n"]
+                return [b"ready\n" if ok else b"not ready: no policy or no inspection worker yet\n"]
             if path in ("/metrics", "/"):
                 result: Iterable[bytes] = metrics_app(environ, start_response)
                 return result

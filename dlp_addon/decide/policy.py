@@ -132,6 +132,8 @@ class Policy:
 
     exemptions: tuple[Exemption, ...] = ()
     groups: dict[str, frozenset[str]] = field(default_factory=dict)  # group -> users
+    # The scanner's key: inspection worker processes rebuild the scanner with it.
+    hmac_key: bytes = field(default=b"", repr=False)
 
     def requester(self, user: str | None, path: str) -> Requester:
         """``user`` with the groups the policy puts them in."""
@@ -267,6 +269,7 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
         raise PolicyError(problems)
 
     inspection = data.get("inspection", {})
+    key = _PROCESS_KEY if hmac_key is None else hmac_key
     digest = hashlib.sha256(doc.raw + b"\0" + detectors.sha256.encode()).hexdigest()
     return Policy(
         source=path,
@@ -281,10 +284,11 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
         destinations=tuple(destinations),
         rules=tuple(rules),
         detectors=detectors,
-        scanner=Scanner(detectors, _PROCESS_KEY if hmac_key is None else hmac_key),
+        scanner=Scanner(detectors, key),
         hosts=HostMatcher(host_entries),
         exemptions=exemptions,
         groups={g: frozenset(users) for g, users in data.get("groups", {}).items()},
+        hmac_key=key,
     )
 
 
