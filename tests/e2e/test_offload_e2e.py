@@ -25,7 +25,14 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.e2e.harness import Proxy, TlsFiles, Upstream, make_test_policy, wait_for
+from tests.e2e.harness import (
+    ArgsProxy,
+    Proxy,
+    Upstream,
+    make_test_policy,
+    wait_for,
+    write_policy,
+)
 from tests.synth import customer_records, raw_values, records_chat_text
 
 pytestmark = pytest.mark.e2e
@@ -42,38 +49,16 @@ def marker() -> str:
     return "off" + "".join(random.choices(string.ascii_lowercase, k=10))
 
 
-class ArgsProxy(Proxy):
-    """dlp-proxy with extra command-line arguments."""
-
-    def __init__(self, *args: Any, extra: list[str], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.extra = extra
-
-    @property
-    def command(self) -> list[str]:
-        return [*super().command, *self.extra]
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-
 Launch = Callable[..., ArgsProxy]
 
 
 @pytest.fixture(scope="module")
-def launch(
-    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, tls_files: TlsFiles
-) -> Iterator[Launch]:
+def launch(launch_proxy: Launch) -> Iterator[Launch]:
+    """Proxies started with extra arguments; none may leak the slow body's identifiers."""
     started: list[ArgsProxy] = []
 
     def start(*extra: str, **policy_top: Any) -> ArgsProxy:
-        policy = make_test_policy(policy_top)
-        proxy = ArgsProxy(
-            tmp_path_factory.mktemp("offload"), policy, tls_files.ca_cert, extra=list(extra)
-        )
-        proxy.start()
+        proxy = launch_proxy(*extra, **policy_top)
         started.append(proxy)
         ready = wait_for(lambda: _ready(proxy), timeout=30)
         assert ready, "the proxy's /readyz never said ready (no inspection worker up)"
@@ -81,7 +66,6 @@ def launch(
 
     yield start
     for proxy in started:
-        proxy.stop()
         leaks = proxy.leaks(VALUES, metrics=False)
         assert not leaks, f"raw identifiers in the proxy's output or audit: {leaks}"
 
@@ -264,3 +248,30 @@ def test_bodies_over_the_default_size_limit_are_refused(launch: Launch, upstream
         head = sock.recv(4096)
     assert head.startswith(b"HTTP/1.1 413"), head[:40]
     assert not upstream.recorder.requests(f"/up/{tag}")
+
+
+def _two_ids_rule(policy: dict[str, Any]) -> None:
+    rule = {
+        "name": "two-ids",
+        "action": "block",
+        "when": [{"detector": "cn_resident_id", "min_distinct": 2}],
+    }
+    policy["rules"].insert(0, rule)
+
+
+def test_workers_get_the_new_policy_on_reload(launch: Launch, upstream: Upstream) -> None:
+    proxy = launch("--set", "dlp_inspect_workers=1")
+    two = records_chat_text(customer_records(2, seed=71)).encode() + LARGE_CLEAN  # > 64 KiB
+    assert post(proxy, upstream, f"/up/{marker()}", two).status_code == 200
+
+    edited = make_test_policy(edit=_two_ids_rule)
+    tmp = proxy.policy_path.with_suffix(".tmp")
+    write_policy(edited, tmp)
+    os.replace(tmp, proxy.policy_path)
+
+    def blocked() -> bool | None:
+        return True if post(proxy, upstream, f"/up/{marker()}", two).status_code == 403 else None
+
+    assert wait_for(blocked, timeout=10, interval=0.2), "the worker kept the old policy"
+    events = [e for e in proxy.audit_events() if e.get("rule") == "two-ids"]
+    assert events and events[-1]["channel"] == "http"
