@@ -144,8 +144,8 @@ class DlpAddon:
             "dlp_inspect_workers",
             int,
             0,
-            "Inspection worker processes for large bodies; 0 = half the cores, at least 1. "
-            "Read at start.",
+            "Inspection worker processes for large bodies; 0 = half the cores, at least 1; "
+            "-1 = none, a thread of the proxy (its GIL then slows everyone). Read at start.",
         )
         loader.add_option(
             "dlp_inspect_queue",
@@ -340,12 +340,12 @@ class DlpAddon:
         self._quiet_flow_log()
         if not ctx.options.body_size_limit:  # unbounded bodies are unbounded memory
             ctx.options.update(body_size_limit=DEFAULT_BODY_SIZE_LIMIT)
-        if self._pool is None:
+        if self._pool is None and ctx.options.dlp_inspect_workers >= 0 and self.policy:
             self._pool = InspectionPool(
                 ctx.options.dlp_inspect_workers or default_workers(),
                 max(ctx.options.dlp_inspect_queue, 0),
             )
-            self._pool.start()
+            self._pool.start(self.policy)
         loop = asyncio.get_running_loop()
         if ctx.options.dlp_reload_interval > 0:
             self._watcher = loop.create_task(self._watch())

@@ -57,7 +57,9 @@ def failed(policy: Policy, stage: str, channel: str, seconds: float = 0.0) -> In
 def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
     """A worker's life: take a policy or a job, answer each job with an Inspection."""
     from dlp_addon.detect.scanner import Scanner
+    from dlp_addon.extract import sandbox
 
+    sandbox.prefer_fork()  # this process runs no other thread
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the proxy decides when workers stop
     with contextlib.suppress(OSError):
         os.nice(nice)
@@ -75,6 +77,9 @@ def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
             continue
         _, generation, args = msg
         policy = policies[generation]
+        if msg[0] == "warm":  # the policy is built: ready for the first real request
+            conn.send(None)
+            continue
         if msg[0] == "http":
             req, destination, deadline, who = args
             result = inspect_http(policy, req, destination, deadline, who)
@@ -144,13 +149,18 @@ class InspectionPool:
         """Requests waiting for a free worker now."""
         return self._waiting
 
-    def start(self) -> None:
-        """Start the workers in the background; requests queue until the first is up."""
+    def start(self, policy: Policy) -> None:
+        """Start the workers in the background, each given ``policy``; requests queue until
+        the first is up."""
+        self._message_for(policy)
         self._spawning = asyncio.get_running_loop().create_task(self._spawn(self.workers))
 
     async def _spawn(self, n: int) -> None:
         for _ in range(n):
             worker = await asyncio.to_thread(self._new_worker)
+            while worker is None and not self._closed:
+                await asyncio.sleep(1.0)
+                worker = await asyncio.to_thread(self._new_worker)
             if worker is not None:
                 self._idle.put_nowait(worker)
 
@@ -159,6 +169,17 @@ class InspectionPool:
             if self._closed:
                 return None
             worker = _Worker(self._context)
+        msg = self._policy_msg
+        try:
+            worker.call(msg, ("warm", msg[1], ()), 60.0)
+        except (TimeoutError, EOFError, OSError):
+            logger.error("an inspection worker failed to start")
+            worker.kill()
+            return None
+        with self._lock:
+            if self._closed:
+                worker.kill()
+                return None
             self._all.add(worker)
             return worker
 
