@@ -37,7 +37,7 @@ from tests.synth import customer_records, raw_values, records_chat_text
 
 pytestmark = pytest.mark.e2e
 
-RECORDS = customer_records(20000, 7007)
+RECORDS = customer_records(20000, 700707)
 VALUES = raw_values(RECORDS)
 SLOW_BODY = (records_chat_text(RECORDS) * 4).encode()  # ~7.5 MB, seconds of scanning
 LARGE_CLEAN = ("亲，这款行李箱有货吗？订单号 2024112812345678901。" * 2500).encode()  # > 64 KiB
@@ -210,7 +210,7 @@ def test_large_websocket_message_is_inspected_and_an_oversized_one_dropped(
     launch: Launch, upstream: Upstream
 ) -> None:
     proxy = launch("--set", "dlp_ws_max_message_bytes=200000")
-    records = records_chat_text(customer_records(1500, 99))  # ~140 KB: the worker path
+    records = records_chat_text(customer_records(1500, 990099))  # ~140 KB: the worker path
     oversized = "x" * 200001
     ordinary = "亲，在吗？"
     tag = marker()
@@ -261,7 +261,7 @@ def _two_ids_rule(policy: dict[str, Any]) -> None:
 
 def test_workers_get_the_new_policy_on_reload(launch: Launch, upstream: Upstream) -> None:
     proxy = launch("--set", "dlp_inspect_workers=1")
-    two = records_chat_text(customer_records(2, seed=71)).encode() + LARGE_CLEAN  # > 64 KiB
+    two = records_chat_text(customer_records(2, seed=710071)).encode() + LARGE_CLEAN  # > 64 KiB
     assert post(proxy, upstream, f"/up/{marker()}", two).status_code == 200
 
     edited = make_test_policy(edit=_two_ids_rule)

@@ -35,7 +35,7 @@ from tests.synth import customer_records, raw_values, records_chat_text
 
 pytestmark = pytest.mark.e2e
 
-RECORDS = customer_records(8, 4242)
+RECORDS = customer_records(8, 707077)
 CHAT = "亲，这款箱子还有黑色的吗？".encode()
 
 
@@ -139,6 +139,7 @@ def test_traffic_through_haproxy_reaches_both_workers(fleet: Fleet, upstream: Up
     assert statuses == [200] * 8
     assert len(upstream.recorder.requests("/fleet/chat")) == 8
     assert blocked.status_code == 403 and blocked.headers.get("x-dlp-incident")
+    assert not upstream.recorder.requests("/fleet/records"), "the records reached the platform"
     assert not upstream.recorder.anything_contains(raw_values(RECORDS))
     counts = [fleet.inspected(w) for w in fleet.state["workers"]]
     assert all(n > 0 for n in counts), f"requests inspected per worker: {counts}"
