@@ -147,11 +147,32 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("proxy did not start")
 
 
+class Meter:
+    """Wall time, the proxy processes' CPU and this process's CPU over one load run."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.cpu0 = sum(map(cpu_seconds, pids))
+        self.client0 = time.process_time()
+        self.t0 = time.perf_counter()
+
+    def result(self, lat: list[float]) -> dict[str, float]:
+        wall = time.perf_counter() - self.t0
+        q = statistics.quantiles(lat, n=100)
+        return {
+            "rps": len(lat) / wall,
+            "p50": q[49] * 1000,
+            "p99": q[98] * 1000,
+            "cpu_ms": (sum(map(cpu_seconds, self.pids)) - self.cpu0) / len(lat) * 1000,
+            "client_core": (time.process_time() - self.client0) / wall,
+        }
+
+
 async def load(
     pid: int, port: int, target: int, scheme: str, ca: Path, bodies: list[bytes], conns: int
 ) -> dict[str, float]:
     lat: list[float] = []
-    cpu0, c0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
+    meter = Meter([pid])
     per = len(bodies) // conns
     await asyncio.gather(
         *(
@@ -159,15 +180,7 @@ async def load(
             for i in range(conns)
         )
     )
-    wall = time.perf_counter() - t0
-    q = statistics.quantiles(lat, n=100)
-    return {
-        "rps": len(lat) / wall,
-        "p50": q[49] * 1000,
-        "p99": q[98] * 1000,
-        "cpu_ms": (cpu_seconds(pid) - cpu0) / len(lat) * 1000,
-        "client_core": (time.process_time() - c0) / wall,
-    }
+    return meter.result(lat)
 
 
 def med(values: list[float]) -> float:

@@ -32,7 +32,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.proxy_overhead import BIN, CHAT, POLICY, cpu_seconds, free_port, wait_listening
+from bench.proxy_overhead import BIN, CHAT, POLICY, Meter, free_port, wait_listening
 
 
 def message(rng: random.Random) -> str:
@@ -59,20 +59,12 @@ async def talker(proxy: int, target: int, msgs: list[str], lat: list[float]) -> 
 
 async def load(pid: int, proxy: int, target: int, msgs: list[str], conns: int) -> dict[str, float]:
     lat: list[float] = []
-    cpu0, c0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
+    meter = Meter([pid])
     per = len(msgs) // conns
     await asyncio.gather(
         *(talker(proxy, target, msgs[i * per : (i + 1) * per], lat) for i in range(conns))
     )
-    wall = time.perf_counter() - t0
-    q = statistics.quantiles(lat, n=100)
-    return {
-        "rate": len(lat) / wall,
-        "p50": q[49] * 1000,
-        "p99": q[98] * 1000,
-        "cpu_ms": (cpu_seconds(pid) - cpu0) / len(lat) * 1000,
-        "client_core": (time.process_time() - c0) / wall,
-    }
+    return meter.result(lat)
 
 
 async def main() -> None:
@@ -143,9 +135,9 @@ async def main() -> None:
     print("| --- " * 9 + "|")
     for name in procs:
         many, one = runs[(name, "many")], runs[(name, "one")]
-        ratios = [m["rate"] / b["rate"] for m, b in zip(many, runs[(base, "many")], strict=True)]
+        ratios = [m["rps"] / b["rps"] for m, b in zip(many, runs[(base, "many")], strict=True)]
         print(
-            f"| {name} | {med([m['rate'] for m in many]):.0f} | {med(ratios):.2f} "
+            f"| {name} | {med([m['rps'] for m in many]):.0f} | {med(ratios):.2f} "
             f"({min(ratios):.2f}-{max(ratios):.2f}) | {med([m['p50'] for m in many]):.2f} | "
             f"{med([m['p99'] for m in many]):.2f} | {med([o['p50'] for o in one]):.2f} | "
             f"{med([o['p99'] for o in one]):.2f} | {med([m['cpu_ms'] for m in many]):.2f} | "
