@@ -253,19 +253,27 @@ class InspectionPool:
         # cancelled meanwhile: never two requests on one pipe.
         call.add_done_callback(lambda f: self._release(worker, f))
         try:
-            result: Inspection = await asyncio.shield(call)
+            # The answer goes out at the deadline; a worker still busy then has the grace
+            # period to finish before it is killed (the worker stays taken until then).
+            result: Inspection = await asyncio.wait_for(
+                asyncio.shield(call), deadline - time.monotonic()
+            )
             return result
         except TimeoutError:
-            logger.error("inspection worker overran the deadline: replaced")
             return failed(policy, "timeout", channel, time.monotonic() - started)
-        except (EOFError, OSError) as e:
-            logger.error("inspection worker died (%s): replaced", type(e).__name__)
+        except (EOFError, OSError):
             return failed(policy, "worker", channel, time.monotonic() - started)
 
     def _release(self, worker: _Worker, call: asyncio.Future[Any]) -> None:
         if not call.cancelled() and call.exception() is None:
             self._idle.put_nowait(worker)
             return
+        if not call.cancelled() and isinstance(call.exception(), TimeoutError):
+            logger.error(
+                "an inspection worker overran its deadline by %.0f s: replaced", GRACE_SECONDS
+            )
+        else:
+            logger.error("an inspection worker died: replaced")
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._replace(worker))
         self._tasks.add(task)
