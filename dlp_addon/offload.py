@@ -265,6 +265,8 @@ class InspectionPool:
             return failed(policy, "worker", channel, time.monotonic() - started)
 
     def _release(self, worker: _Worker, call: asyncio.Future[Any]) -> None:
+        if self._closed:  # shutting down: close() has stopped every worker
+            return
         if not call.cancelled() and call.exception() is None:
             self._idle.put_nowait(worker)
             return

@@ -66,8 +66,10 @@ def launch(launch_proxy: Launch) -> Iterator[Launch]:
 
     yield start
     for proxy in started:
+        proxy.stop()  # with workers busy or being replaced: a clean stop, no traceback
         leaks = proxy.leaks(VALUES, metrics=False)
         assert not leaks, f"raw identifiers in the proxy's output or audit: {leaks}"
+        assert "Traceback" not in proxy.output(), proxy.stderr_tail()
 
 
 def _ready(proxy: Proxy) -> bool | None:
@@ -275,3 +277,16 @@ def test_workers_get_the_new_policy_on_reload(launch: Launch, upstream: Upstream
     assert wait_for(blocked, timeout=10, interval=0.2), "the worker kept the old policy"
     events = [e for e in proxy.audit_events() if e.get("rule") == "two-ids"]
     assert events and events[-1]["channel"] == "http"
+
+
+def test_stopping_the_proxy_during_an_inspection_is_clean(
+    launch: Launch, upstream: Upstream
+) -> None:
+    proxy = launch("--set", "dlp_inspect_workers=1", inspection={"timeout_seconds": 60})
+    slow, _ = in_background(lambda: post(proxy, upstream, f"/up/{marker()}", SLOW_BODY))
+    wait_inspecting(proxy)
+    status = proxy.stop()
+    slow.join(TIMEOUT)
+    assert status in (0, -15), proxy.stderr_tail()
+    assert "Traceback" not in proxy.output(), proxy.stderr_tail()
+    assert "Task exception" not in proxy.output(), proxy.stderr_tail()
