@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import connection, ctx, exceptions, http, tcp, tls, udp
+from mitmproxy import connection, ctx, exceptions, http, tcp, tls, udp, websocket
 from mitmproxy.proxy import server_hooks
 
 from dlp_addon.act.audit import AuditLog, decision_event, new_incident_id
@@ -26,9 +26,17 @@ from dlp_addon.act.pages import block_body, detector_names, wants_json, ws_notic
 from dlp_addon.admin import AdminServer
 from dlp_addon.decide.changes import summarize
 from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, Requester, load_policy
-from dlp_addon.decide.verdict import ALLOW, BLOCK, Verdict, error_verdict, unlisted_verdict
+from dlp_addon.decide.verdict import (
+    ALLOW,
+    BLOCK,
+    Verdict,
+    decide,
+    error_verdict,
+    unlisted_verdict,
+)
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.message import HttpInput
+from dlp_addon.offload import InspectionPool, default_workers
 from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
 from dlp_addon.proxy_protocol import ProxyProtocol
 from dlp_addon.state import open_store
@@ -37,6 +45,7 @@ from dlp_addon.state.keeper import BudgetKeeper
 logger = logging.getLogger(__name__)
 
 _DEST_KEY = "dlp_destination"
+DEFAULT_BODY_SIZE_LIMIT = "64m"  # above the policy's default max_body_bytes (50 MiB)
 OTHER = "other"
 
 
@@ -53,6 +62,11 @@ def _host_only(authority: str) -> str:
     if authority.startswith("["):
         return authority[1 : authority.find("]")] if "]" in authority else authority
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def _channel(req: HttpInput) -> str:
+    multipart = req.headers.get("content-type", "").startswith("multipart/form-data")
+    return "upload" if multipart else "http"
 
 
 def _user(flow: http.HTTPFlow) -> str | None:
@@ -102,6 +116,7 @@ class DlpAddon:
         self._pruner: asyncio.Task[None] | None = None
         # Client connections whose CONNECT named a host off the allow-list -> incident id.
         self._refused_tunnels: dict[str, str] = {}
+        self._pool: InspectionPool | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -142,8 +157,29 @@ class DlpAddon:
             "dlp_inline_max_bytes",
             int,
             65536,
-            "Bodies up to this size are inspected on the event loop; larger ones "
-            "in a worker thread under the policy's timeout.",
+            "Bodies and WebSocket messages up to this size are inspected on the event loop; "
+            "larger ones in the inspection worker processes under the policy's timeout.",
+        )
+        loader.add_option(
+            "dlp_inspect_workers",
+            int,
+            0,
+            "Inspection worker processes for large bodies; 0 = half the cores, at least 1; "
+            "-1 = none, a thread of the proxy (its GIL then slows everyone). Read at start.",
+        )
+        loader.add_option(
+            "dlp_inspect_queue",
+            int,
+            16,
+            "Large requests that may wait for a busy inspection worker; the next one is "
+            "refused at once (inspection error 'overload', fail closed).",
+        )
+        loader.add_option(
+            "dlp_ws_max_message_bytes",
+            int,
+            4 * 1024 * 1024,
+            "Largest WebSocket message inspected; a larger one is unscannable (too_large) and "
+            "handled by the policy's on_unscannable (dropped, with a notice, by default).",
         )
         loader.add_option(
             "dlp_reload_interval",
@@ -216,6 +252,8 @@ class DlpAddon:
     @staticmethod
     def _quiet_flow_log() -> None:
         """mitmdump prints every URL with its query values: off unless the admin insists."""
+        if "flow_detail" not in ctx.options:  # dlp-proxy loads no flow printer
+            return
         if ctx.options.flow_detail > 0 and not ctx.options.dlp_raw_flow_log:
             ctx.options.update(flow_detail=0)
 
@@ -377,6 +415,14 @@ class DlpAddon:
     def running(self) -> None:
         self.ensure_policy()
         self._quiet_flow_log()
+        if not ctx.options.body_size_limit:  # unbounded bodies are unbounded memory
+            ctx.options.update(body_size_limit=DEFAULT_BODY_SIZE_LIMIT)
+        if self._pool is None and ctx.options.dlp_inspect_workers >= 0 and self.policy:
+            self._pool = InspectionPool(
+                ctx.options.dlp_inspect_workers or default_workers(),
+                max(ctx.options.dlp_inspect_queue, 0),
+            )
+            self._pool.start(self.policy)
         loop = asyncio.get_running_loop()
         if ctx.options.dlp_reload_interval > 0:
             self._watcher = loop.create_task(self._watch())
@@ -390,7 +436,7 @@ class DlpAddon:
             self.metrics.serve(
                 ctx.options.dlp_metrics_host,
                 ctx.options.dlp_metrics_port,
-                ready=lambda: self.policy is not None,
+                ready=lambda: self.policy is not None and (self._pool is None or self._pool.ready),
             )
         if ctx.options.dlp_admin_port:
             self._start_admin()
@@ -405,6 +451,9 @@ class DlpAddon:
             self._keeper.close()
         if self._admin is not None:
             self._admin.stop()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self.metrics.stop()
         self.audit.close()
 
@@ -586,19 +635,22 @@ class DlpAddon:
         deadline = time.monotonic() + policy.timeout_seconds
         if len(raw) <= ctx.options.dlp_inline_max_bytes:
             return inspect_http(policy, req, destination, deadline, who)
-        try:
+        if self._pool is not None:
+            return await self._pool.inspect_http(
+                policy, req, destination, deadline, who, _channel(req)
+            )
+        try:  # no worker processes (the addon was not started as a proxy): a thread
             return await asyncio.wait_for(
                 asyncio.to_thread(inspect_http, policy, req, destination, deadline, who),
                 timeout=policy.timeout_seconds,
             )
         except TimeoutError:
-            channel = (
-                "upload"
-                if req.headers.get("content-type", "").startswith("multipart/form-data")
-                else "http"
-            )
             return Inspection(
-                error_verdict(policy, "timeout"), channel, 0, "timeout", policy.timeout_seconds
+                error_verdict(policy, "timeout"),
+                _channel(req),
+                0,
+                "timeout",
+                policy.timeout_seconds,
             )
 
     async def websocket_message(self, flow: http.HTTPFlow) -> None:
@@ -619,9 +671,7 @@ class DlpAddon:
         try:
             who = _requester(policy, flow)
             with self.metrics.in_flight.track_inprogress():
-                inspection = inspect_ws(
-                    policy, message.content, message.is_text, destination, requester=who
-                )
+                inspection = await self._inspect_ws(policy, message, destination, who)
                 inspection = await self.budgets.apply(policy, inspection, who, destination)
         except Exception as e:
             logger.error("websocket inspection crashed: %s", type(e).__name__)
@@ -636,6 +686,31 @@ class DlpAddon:
             message.drop()
             notice = ws_notice(verdict, incident, policy.contact, detector_names(policy))
             ctx.master.commands.call("inject.websocket", flow, True, notice.encode(), True)
+
+    async def _inspect_ws(
+        self,
+        policy: Policy,
+        message: websocket.WebSocketMessage,
+        destination: str,
+        who: Requester,
+    ) -> Inspection:
+        content = message.content
+        if len(content) > ctx.options.dlp_ws_max_message_bytes:
+            verdict = decide(
+                policy,
+                (),
+                destination=destination,
+                channel="websocket",
+                unscannable=["too_large"],
+                requester=who,
+            )
+            return Inspection(verdict, "websocket", 0, None, 0.0)
+        deadline = time.monotonic() + policy.timeout_seconds
+        if len(content) > ctx.options.dlp_inline_max_bytes and self._pool is not None:
+            return await self._pool.inspect_ws(
+                policy, content, message.is_text, destination, deadline, who
+            )
+        return inspect_ws(policy, content, message.is_text, destination, deadline, who)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         """Raw TCP through the proxy cannot be inspected: it never reaches a platform."""

@@ -1,41 +1,21 @@
-"""``dlp-proxy``: mitmdump with the DLP addon loaded. Takes every mitmdump argument."""
+"""``dlp-proxy``: mitmproxy's proxy with the DLP addon and only the mitmproxy addons it needs
+(:mod:`dlp_addon.master`). Takes mitmdump's arguments, less those of the addons left out."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-from mitmproxy import exceptions, options
 from mitmproxy.tools import cmdline
-from mitmproxy.tools.dump import DumpMaster
 from mitmproxy.tools.main import run
 
-from dlp_addon.addon import DlpAddon
-
-
-class DlpMaster(DumpMaster):
-    """mitmdump's master plus the DLP addon, which must have a valid policy before serving."""
-
-    def __init__(self, opts: options.Options, **kwargs: Any) -> None:
-        super().__init__(opts, **kwargs)
-        self.dlp = DlpAddon()
-        self.addons.add(self.dlp)
-
-    async def run(self) -> None:
-        # An option change (--set dlp_policy=...) loads the policy during argument parsing;
-        # without one, it is loaded here, before any server is up.
-        try:
-            self.dlp.ensure_policy()
-        except exceptions.OptionsError as e:
-            print(f"dlp-proxy: {e}", file=sys.stderr)
-            sys.exit(1)
-        await super().run()
+from dlp_addon.master import DlpMaster
 
 
 def _extra(args: Any) -> dict[str, Any]:
-    if args.filter_args:
-        v = " ".join(args.filter_args)
-        return {"save_stream_filter": v, "readfile_filter": v, "dumper_filter": v}
+    if args.filter_args:  # mitmdump's flow filter: nothing in dlp-proxy saves or prints flows
+        print("dlp-proxy: flow filter expressions are not supported", file=sys.stderr)
+        sys.exit(1)
     return {}
 
 

@@ -14,7 +14,14 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    make_wsgi_app,
+)
 
 from dlp_addon import __version__
 from dlp_addon.decide.policy import Policy
@@ -56,6 +63,7 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total
         self.requests = Counter(
             "dlp_requests_inspected_total",
             "HTTP requests to allowed destinations that were inspected",
@@ -156,7 +164,10 @@ class Metrics:
                 self.decisions.labels(action, rule.name, dest)
         for det in policy.detectors.detectors:
             self.findings.labels(det.id)
-        for stage in ("extract", "detect", "decide", "timeout", "addon", "streamed"):
+        for stage in (
+            *("extract", "detect", "decide", "timeout", "addon", "streamed"),
+            *("overload", "worker"),  # the inspection workers: all busy, or one died
+        ):
             self.errors.labels(stage)
         for reason in ("encrypted", "zip_bomb", "too_large", "corrupt", "opaque", "multipart"):
             self.unscannable.labels(reason)
@@ -187,7 +198,7 @@ class Metrics:
                 start_response(
                     "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
                 )
-                return [b"ready\n" if ok else b"not ready: no policy loaded\n"]
+                return [b"ready\n" if ok else b"not ready: no policy or no inspection worker yet\n"]
             if path in ("/metrics", "/"):
                 result: Iterable[bytes] = metrics_app(environ, start_response)
                 return result

@@ -150,6 +150,8 @@ class Policy:
     networks: tuple[Network, ...] = ()  # most specific first
     budgets: tuple[Budget, ...] = ()
     on_budget_error: str = "block"
+    # The scanner's key: inspection worker processes rebuild the scanner with it.
+    hmac_key: bytes = field(default=b"", repr=False)
 
     def requester(self, user: str | None, path: str, client: str | None = None) -> Requester:
         """Who sent it: the proxy login ``user``; else the user the address map gives
@@ -308,6 +310,7 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
         raise PolicyError(problems)
 
     inspection = data.get("inspection", {})
+    key = _PROCESS_KEY if hmac_key is None else hmac_key
     digest = hashlib.sha256(doc.raw + b"\0" + detectors.sha256.encode()).hexdigest()
     return Policy(
         source=path,
@@ -322,13 +325,14 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
         destinations=tuple(destinations),
         rules=tuple(rules),
         detectors=detectors,
-        scanner=Scanner(detectors, _PROCESS_KEY if hmac_key is None else hmac_key),
+        scanner=Scanner(detectors, key),
         hosts=HostMatcher(host_entries),
         exemptions=exemptions,
         groups={g: frozenset(users) for g, users in data.get("groups", {}).items()},
         networks=networks,
         budgets=budgets,
         on_budget_error=inspection.get("on_budget_error", "block"),
+        hmac_key=key,
     )
 
 

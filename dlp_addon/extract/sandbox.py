@@ -38,6 +38,15 @@ def _ctx() -> Any:
         return _context
 
 
+def prefer_fork() -> None:
+    """Fork children directly, without a fork server: for a process that runs no other
+    thread (an inspection worker), where forking is safe and a fork server would cost a
+    second start-up and its memory."""
+    global _context
+    with _lock:
+        _context = multiprocessing.get_context("fork")
+
+
 def _child(
     conn: multiprocessing.connection.Connection, func: Callable[..., Any], args: tuple[Any, ...]
 ) -> None:

@@ -47,11 +47,15 @@ def decode_text(data: bytes, charset: str | None = None) -> str | None:
     return None
 
 
+# C0 controls other than tab, line feed, form feed and carriage return.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f]")
+
+
 def _looks_like_text(text: str) -> bool:
     if not text:
         return True
-    controls = sum(1 for c in text[:4096] if ord(c) < 32 and c not in "\t\r\n\f")
-    return controls * 100 <= len(text[:4096])
+    head = text[:4096]
+    return len(_CONTROL.findall(head)) * 100 <= len(head)
 
 
 def is_opaque(data: bytes) -> bool:

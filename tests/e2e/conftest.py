@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import (
+    ArgsProxy,
     ConnectionCounter,
     Proxy,
     ProxyStartError,
@@ -114,3 +115,31 @@ def start_proxy(
 def proxy(start_proxy: StartProxy) -> Proxy:
     """The proxy with the shipped policy, destinations replaced by test-shop (127.0.0.1)."""
     return start_proxy()
+
+
+@pytest.fixture(scope="module")
+def launch_proxy(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, tls_files: TlsFiles
+) -> Iterator[Callable[..., ArgsProxy]]:
+    """``launch_proxy("--proxyauth", "u:p", mode="monitor")``: a running proxy with extra
+    command-line arguments and the test policy changed by top-level keys; stopped at the end
+    of the module."""
+    started: list[ArgsProxy] = []
+
+    def start(*extra: str, **policy_top: Any) -> ArgsProxy:
+        proxy = ArgsProxy(
+            tmp_path_factory.mktemp("proxy"),
+            make_test_policy(policy_top),
+            tls_files.ca_cert,
+            extra=list(extra),
+        )
+        try:
+            proxy.start()
+        except ProxyStartError as e:
+            pytest.fail(str(e), pytrace=False)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

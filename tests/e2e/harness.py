@@ -714,3 +714,20 @@ class Proxy:
         return httpx.Client(
             proxy=self.url, verify=self.ssl_context(), http2=http2, trust_env=False, timeout=timeout
         )
+
+
+class ArgsProxy(Proxy):
+    """dlp-proxy with extra command-line arguments (mitmproxy options, flags)."""
+
+    def __init__(self, *args: Any, extra: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra = extra
+
+    @property
+    def command(self) -> list[str]:
+        return [*super().command, *self.extra]
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid

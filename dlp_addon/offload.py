@@ -1,0 +1,286 @@
+"""Heavy inspection in worker processes: off the proxy's event loop and off its GIL.
+
+mitmproxy runs every hook of every connection on one asyncio loop. Reading a 100,000-row
+workbook takes seconds of CPU; in a thread it still holds the GIL most of the time and every
+other user's chat waits. Bodies above ``dlp_inline_max_bytes`` are therefore inspected here:
+
+- a fixed number of worker processes (started from a fork server, at a lower CPU priority
+  than the proxy, so the event loop wins a contended core);
+- a bounded queue: when every worker is busy and ``queue`` requests already wait, the next one
+  is refused at once (stage ``overload``) instead of piling up bodies in memory;
+- a deadline per request: the policy's ``timeout_seconds`` covers the wait for a worker and the
+  inspection; a worker that overruns it by :data:`GRACE_SECONDS` is killed and replaced;
+- a worker that dies (a native crash) is replaced and its request fails closed (stage
+  ``worker``).
+
+Workers receive the policy the request started with, the scanner left out (its compiled
+database cannot be pickled) and rebuilt there with the same key, so keyed hashes match the
+proxy's. A worker gets a policy once and keeps it until a reload hands it a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from dlp_addon.decide.policy import Policy, Requester
+from dlp_addon.decide.verdict import error_verdict
+from dlp_addon.extract.message import HttpInput
+from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
+
+logger = logging.getLogger(__name__)
+
+GRACE_SECONDS = 1.0
+WORKER_NICE = 10
+_PRELOAD = ["dlp_addon.pipeline"]
+
+
+def default_workers() -> int:
+    """Half the cores, at least one: the other half is for the proxy's event loop."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def failed(policy: Policy, stage: str, channel: str, seconds: float = 0.0) -> Inspection:
+    """The fail-closed answer for a request the pool could not inspect."""
+    return Inspection(error_verdict(policy, stage), channel, 0, stage, seconds)
+
+
+def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
+    """A worker's life: take a policy or a job, answer each job with an Inspection."""
+    from dlp_addon.detect.scanner import Scanner
+    from dlp_addon.extract import sandbox
+
+    sandbox.prefer_fork()  # this process runs no other thread
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the proxy decides when workers stop
+    with contextlib.suppress(OSError):
+        os.nice(nice)
+    policies: dict[int, Policy] = {}
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg[0] == "policy":
+            _, generation, stub = msg
+            policies = {generation: dataclasses.replace(
+                stub, scanner=Scanner(stub.detectors, stub.hmac_key)
+            )}  # fmt: skip
+            continue
+        _, generation, args = msg
+        policy = policies[generation]
+        if msg[0] == "warm":  # the policy is built: ready for the first real request
+            conn.send(None)
+            continue
+        if msg[0] == "http":
+            req, destination, deadline, who = args
+            result = inspect_http(policy, req, destination, deadline, who)
+        else:
+            content, is_text, destination, deadline, who = args
+            result = inspect_ws(policy, content, is_text, destination, deadline, who)
+        conn.send(result)
+
+
+class _Worker:
+    """One worker process and the pipe to it. Used by one request at a time."""
+
+    def __init__(self, context: Any) -> None:
+        self.conn, child = context.Pipe()
+        # Not a daemon: a worker starts its own sandboxed children for workbooks.
+        self.process = context.Process(
+            target=_serve, args=(child, WORKER_NICE), name="dlp-inspect", daemon=False
+        )
+        self.process.start()
+        child.close()
+        self.generation = -1
+
+    def call(self, policy_msg: tuple[Any, ...], job: tuple[Any, ...], seconds: float) -> Any:
+        """Send the job (and the policy first if the worker lacks it); wait at most
+        ``seconds`` for the answer. Blocking: run it in a thread."""
+        if self.generation != policy_msg[1]:
+            self.conn.send(policy_msg)
+            self.generation = policy_msg[1]
+        self.conn.send(job)
+        if not self.conn.poll(max(seconds, 0.0)):
+            raise TimeoutError
+        return self.conn.recv()
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(2)
+        self.conn.close()
+
+
+class InspectionPool:
+    """``workers`` inspection processes behind a queue of at most ``queue`` waiting requests."""
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self.workers = workers
+        self.queue = queue
+        self._context: Any = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(_PRELOAD)
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._closed = False
+        self._policy: Policy | None = None
+        self._policy_msg: tuple[Any, ...] = ()
+        self._generation = 0
+        self._spawning: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def ready(self) -> bool:
+        """At least one worker is up (the proxy's /readyz waits for it)."""
+        return bool(self._all)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a free worker now."""
+        return self._waiting
+
+    def start(self, policy: Policy) -> None:
+        """Start the workers in the background, each given ``policy``; requests queue until
+        the first is up."""
+        self._message_for(policy)
+        self._spawning = asyncio.get_running_loop().create_task(self._spawn(self.workers))
+
+    async def _spawn(self, n: int) -> None:
+        for _ in range(n):
+            worker = await asyncio.to_thread(self._new_worker)
+            while worker is None and not self._closed:
+                await asyncio.sleep(1.0)
+                worker = await asyncio.to_thread(self._new_worker)
+            if worker is not None:
+                self._idle.put_nowait(worker)
+
+    def _new_worker(self) -> _Worker | None:
+        with self._lock:
+            if self._closed:
+                return None
+            worker = _Worker(self._context)
+        msg = self._policy_msg
+        try:
+            worker.call(msg, ("warm", msg[1], ()), 60.0)
+        except (TimeoutError, EOFError, OSError):
+            logger.error("an inspection worker failed to start")
+            worker.kill()
+            return None
+        with self._lock:
+            if self._closed:
+                worker.kill()
+                return None
+            self._all.add(worker)
+            return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        with self._lock:
+            self._all.discard(worker)
+        worker.kill()
+
+    def close(self) -> None:
+        """Stop every worker (the proxy is shutting down)."""
+        with self._lock:
+            self._closed = True
+            workers = list(self._all)
+            self._all.clear()
+        for task in [self._spawning, *self._tasks]:
+            if task is not None:
+                task.cancel()
+        for worker in workers:
+            worker.kill()
+
+    def _message_for(self, policy: Policy) -> tuple[Any, ...]:
+        if policy is not self._policy:
+            self._generation += 1
+            stub = dataclasses.replace(policy, scanner=None)  # type: ignore[arg-type]
+            self._policy, self._policy_msg = policy, ("policy", self._generation, stub)
+        return self._policy_msg
+
+    async def inspect_http(
+        self,
+        policy: Policy,
+        req: HttpInput,
+        destination: str,
+        deadline: float,
+        who: Requester,
+        channel: str,
+    ) -> Inspection:
+        return await self._run(policy, "http", (req, destination, deadline, who), deadline, channel)
+
+    async def inspect_ws(
+        self,
+        policy: Policy,
+        content: bytes,
+        is_text: bool,
+        destination: str,
+        deadline: float,
+        who: Requester,
+    ) -> Inspection:
+        args = (content, is_text, destination, deadline, who)
+        return await self._run(policy, "ws", args, deadline, "websocket")
+
+    async def _run(
+        self, policy: Policy, kind: str, args: tuple[Any, ...], deadline: float, channel: str
+    ) -> Inspection:
+        started = time.monotonic()
+        if self._closed:
+            return failed(policy, "worker", channel)
+        if self._waiting >= self.queue and self._idle.empty():
+            return failed(policy, "overload", channel)
+        self._waiting += 1
+        try:
+            worker = await asyncio.wait_for(self._idle.get(), deadline - time.monotonic())
+        except TimeoutError:
+            return failed(policy, "timeout", channel, time.monotonic() - started)
+        finally:
+            self._waiting -= 1
+        msg = self._message_for(policy)
+        loop = asyncio.get_running_loop()
+        seconds = deadline - time.monotonic() + GRACE_SECONDS
+        call = loop.run_in_executor(None, worker.call, msg, (kind, msg[1], args), seconds)
+        # The worker goes back (or is replaced) when its call ends, even if this request is
+        # cancelled meanwhile: never two requests on one pipe.
+        call.add_done_callback(lambda f: self._release(worker, f))
+        try:
+            # The answer goes out at the deadline; a worker still busy then has the grace
+            # period to finish before it is killed (the worker stays taken until then).
+            result: Inspection = await asyncio.wait_for(
+                asyncio.shield(call), deadline - time.monotonic()
+            )
+            return result
+        except TimeoutError:
+            return failed(policy, "timeout", channel, time.monotonic() - started)
+        except (EOFError, OSError):
+            return failed(policy, "worker", channel, time.monotonic() - started)
+
+    def _release(self, worker: _Worker, call: asyncio.Future[Any]) -> None:
+        if self._closed:  # shutting down: close() has stopped every worker
+            return
+        if not call.cancelled() and call.exception() is None:
+            self._idle.put_nowait(worker)
+            return
+        if not call.cancelled() and isinstance(call.exception(), TimeoutError):
+            logger.error(
+                "an inspection worker overran its deadline by %.0f s: replaced", GRACE_SECONDS
+            )
+        else:
+            logger.error("an inspection worker died: replaced")
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._replace(worker))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _replace(self, worker: _Worker) -> None:
+        await asyncio.to_thread(self._retire, worker)
+        await self._spawn(1)
