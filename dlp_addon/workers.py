@@ -81,9 +81,12 @@ def _per_worker(path: str, index: int) -> str:
     return str(p.with_name(f"{p.stem}.w{index}{p.suffix or '.jsonl'}"))
 
 
-def render(template: str, bind: str, workers: list[Worker], nbthread: int) -> str:
+def render(
+    template: str, bind: str, workers: list[Worker], nbthread: int, proxy_protocol: bool = True
+) -> str:
+    send = " send-proxy-v2" if proxy_protocol else ""
     servers = "\n".join(
-        f"    server {w.name} 127.0.0.1:{w.port} check port {w.metrics_port}" for w in workers
+        f"    server {w.name} 127.0.0.1:{w.port} check port {w.metrics_port}{send}" for w in workers
     )
     return string.Template(template).substitute(bind=bind, servers=servers, nbthread=nbthread)
 
@@ -133,6 +136,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--template", default=str(TEMPLATE), help="HAProxy config template")
     ap.add_argument("--haproxy", default="haproxy", help="HAProxy executable")
     ap.add_argument("--nbthread", type=int, default=1, help="HAProxy threads")
+    ap.add_argument(
+        "--no-proxy-protocol", dest="proxy_protocol", action="store_false",
+        help="HAProxy does not pass the client's address (workers then see 127.0.0.1)",
+    )  # fmt: skip
     own, proxy_args = (
         (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     )
@@ -171,7 +178,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     config = run_dir / "haproxy.cfg"
     bind = f"{args.listen_host}:{args.listen_port}"
-    config.write_text(render(Path(args.template).read_text(), bind, workers, args.nbthread))
+    template = Path(args.template).read_text()
+    config.write_text(render(template, bind, workers, args.nbthread, args.proxy_protocol))
+    if args.proxy_protocol:  # the desktop's address reaches identity and audit; only HAProxy may
+        args.proxy_args = [
+            "--set", "dlp_proxy_protocol=true",
+            "--set", "dlp_proxy_protocol_from=127.0.0.1/32",
+            *args.proxy_args,
+        ]  # fmt: skip
     check = subprocess.run([haproxy, "-c", "-q", "-f", str(config)], capture_output=True)
     if check.returncode != 0:
         raise SystemExit(f"dlp-workers: invalid {config}:\n{check.stderr.decode(errors='replace')}")

@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,21 @@ CHAT = "亲，这款箱子还有黑色的吗？".encode()
 
 
 class Fleet:
-    def __init__(self, root: Path, tls: TlsFiles) -> None:
+    """``dlp-workers 2`` started as an admin would, with the test policy (or ``policy``) and
+    ``extra`` arguments for every worker."""
+
+    def __init__(
+        self,
+        root: Path,
+        tls: TlsFiles,
+        policy: dict[str, Any] | None = None,
+        extra: Sequence[str] = (),
+    ) -> None:
         self.root = root
         self.port = free_port()
         self.run_dir = root / "run"
         self.confdir = root / "conf"
-        self.policy = write_policy(make_test_policy(), root / "policy.yaml")
+        self.policy = write_policy(policy or make_test_policy(), root / "policy.yaml")
         self.output = root / "launcher.out"
         cmd = [
             str(Path(sys.executable).parent / "dlp-workers"), "2",
@@ -55,6 +64,7 @@ class Fleet:
             "--set", f"confdir={self.confdir}",
             "--set", f"dlp_policy={self.policy}",
             "--set", f"ssl_verify_upstream_trusted_ca={tls.ca_cert}",
+            *extra,
         ]  # fmt: skip
         with self.output.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, cwd=root)
