@@ -50,12 +50,15 @@ def _run(
     extract: Callable[[], Extraction],
     deadline: float,
     requester: Requester | None = None,
+    seen: list[Extraction] | None = None,
 ) -> Inspection:
     started = time.monotonic()
     stage = "extract"
     channel = default_channel
     try:
         extraction = extract()
+        if seen is not None:
+            seen.append(extraction)
         if default_channel == "http" and extraction.files:
             channel = "upload"
         stage = "detect"
@@ -107,8 +110,10 @@ def inspect_http(
     destination: str,
     deadline: float | None = None,
     requester: Requester | None = None,
+    seen: list[Extraction] | None = None,
 ) -> Inspection:
-    """Inspect one HTTP request bound for ``destination``, sent by ``requester``."""
+    """Inspect one HTTP request bound for ``destination``, sent by ``requester``. An offline
+    tool that explains the verdict passes ``seen`` to get what was extracted."""
     if deadline is None:
         deadline = time.monotonic() + policy.timeout_seconds
     return _run(
@@ -118,6 +123,7 @@ def inspect_http(
         lambda: extract_http(req, policy.limits, deadline),
         deadline,
         requester or policy.requester(None, req.path),
+        seen,
     )
 
 

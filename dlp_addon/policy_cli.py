@@ -21,10 +21,11 @@ from pathlib import Path
 from dlp_addon import budget_cli
 from dlp_addon.decide.policy import Policy, Rule, load_policy
 from dlp_addon.decide.tally import Tally
-from dlp_addon.decide.verdict import decide
-from dlp_addon.errors import ExtractError, PolicyError
-from dlp_addon.extract import HttpInput, extract_http
+from dlp_addon.errors import PolicyError
+from dlp_addon.extract import HttpInput
+from dlp_addon.extract.message import Extraction
 from dlp_addon.pac import PacError, render_pac
+from dlp_addon.pipeline import Inspection, inspect_http
 
 _REQUEST_LINE = re.compile(rb"^[A-Z]{3,7} \S+ HTTP/[12](?:\.[01])?\r?\n")
 _BOUNDARY = "dlp-policy-test-boundary"
@@ -95,54 +96,49 @@ def _explain(rule: Rule, tally: Tally) -> str:
 
 
 def _test(policy: Policy, inputs: Sequence[str], destination: str) -> int:
+    """Each input through the proxy's own pipeline (same limits and deadline), then why."""
     for name in inputs:
         print(f"== {name}")
-        req = _as_request(Path(name))
-        try:
-            extraction = extract_http(req, policy.limits)
-        except ExtractError as e:
-            verdict = decide(
-                policy, (), destination=destination, channel="http", unscannable=[e.reason]
-            )
-            print(f"  unscannable: {e.reason}")
-            print(f"  verdict: {verdict.action} by {verdict.rule}")
-            continue
-        channel = "upload" if extraction.attachments else "http"
-        findings = policy.scanner.scan_all(extraction.parts)
-        tally = Tally(findings, policy.detectors, extraction.attachments)
-        for f in tally.files():
-            print(
-                f"  file: {f['kind']} ({f['sheets']} sheets, {f['rows']} rows, "
-                f"{f['columns']} columns, {f['records']} records)"
-            )
-        if extraction.unscannable:
-            print(f"  unscannable: {', '.join(extraction.unscannable)}")
-        samples = tally.samples("low")
-        for det, n in sorted(tally.counts("low").items()):
-            print(
-                f"  found {det}: {n} distinct ({tally.distinct(det)} medium or more), e.g. "
-                f"{', '.join(samples.get(det, []))}"
-            )
-        print(f"  records: {tally.records()}")
-        for rule in policy.rules:
-            if not rule.applies_to(destination, channel):
-                print(f"  rule {rule.name} ({rule.action}): not for {destination}/{channel}")
-                continue
-            holds = "HOLDS" if rule.holds(tally) else "no"
-            print(f"  rule {rule.name} ({rule.action}): {holds}: {_explain(rule, tally)}")
-        verdict = decide(
-            policy,
-            findings,
-            destination=destination,
-            channel=channel,
-            unscannable=extraction.unscannable,
-            attachments=extraction.attachments,
-        )
+        seen: list[Extraction] = []
+        inspection = inspect_http(policy, _as_request(Path(name)), destination, seen=seen)
+        verdict = inspection.verdict
+        if inspection.error_stage is not None:
+            print(f"  inspection failed at stage {inspection.error_stage} (fails closed)")
+        elif not seen:
+            print(f"  {verdict.reason}")
+        else:
+            _explain_all(policy, inspection, seen[0], destination)
         enforced = "" if verdict.enforced else " (monitor mode: not enforced)"
         print(
             f"  verdict: {verdict.action}{' by ' + verdict.rule if verdict.rule else ''}{enforced}"
         )
     return 0
+
+
+def _explain_all(
+    policy: Policy, inspection: Inspection, extraction: Extraction, destination: str
+) -> None:
+    tally = Tally(inspection.findings, policy.detectors, extraction.attachments)
+    for f in tally.files():
+        print(
+            f"  file: {f['kind']} ({f['sheets']} sheets, {f['rows']} rows, "
+            f"{f['columns']} columns, {f['records']} records)"
+        )
+    if extraction.unscannable:
+        print(f"  unscannable: {', '.join(extraction.unscannable)}")
+    samples = tally.samples("low")
+    for det, n in sorted(tally.counts("low").items()):
+        print(
+            f"  found {det}: {n} distinct ({tally.distinct(det)} medium or more), e.g. "
+            f"{', '.join(samples.get(det, []))}"
+        )
+    print(f"  records: {tally.records()}")
+    for rule in policy.rules:
+        if not rule.applies_to(destination, inspection.channel):
+            print(f"  rule {rule.name} ({rule.action}): not for {destination}/{inspection.channel}")
+            continue
+        holds = "HOLDS" if rule.holds(tally) else "no"
+        print(f"  rule {rule.name} ({rule.action}): {holds}: {_explain(rule, tally)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
