@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     if haproxy is None:
         raise SystemExit("dlp-workers: haproxy not found (scripts/setup installs it)")
     exe = str(Path(sys.executable).parent / "dlp-proxy")
+    if not any(a.startswith("dlp_inspect_workers=") for a in args.proxy_args):
+        # Each worker's own default (half the cores) would oversubscribe the host N times.
+        args.proxy_args = ["--set", "dlp_inspect_workers=1", *args.proxy_args]
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
