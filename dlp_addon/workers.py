@@ -6,7 +6,7 @@ checking each worker's ``/readyz``. Each worker has its own metrics port and aud
 (``dlp-audit.jsonl`` -> ``dlp-audit.w1.jsonl``, ...); they share the policy file (each watches
 it and reloads) and the CA directory (the first worker creates it before the others start).
 A worker that exits is started again; SIGTERM or Ctrl-C stops HAProxy, then every worker.
-``<run-dir>/workers.json`` lists the processes and ports. See docs/deployment.md.
+``<run-dir>/workers.json`` lists the processes and ports. See docs/workers.md.
 """
 
 from __future__ import annotations
