@@ -7,6 +7,7 @@ are not kept: they can quote the content (``int('110105...')``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import Verdict, decide, error_verdict
-from dlp_addon.detect.scanner import Finding
+from dlp_addon.detect.scanner import Finding, ScanTimeout
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract.message import Extraction, HttpInput, extract_http, extract_ws
 
@@ -91,6 +92,24 @@ def _run(
             requester=requester,
         )
         return Inspection(verdict, channel, 0, None, time.monotonic() - started)
+    except ScanTimeout as e:
+        # What was scanned before the deadline may already decide the block: then the incident
+        # names the rule and the counts found so far ("at least"), not just a timeout.
+        verdict = decide(
+            policy,
+            e.partial,
+            destination=destination,
+            channel=channel,
+            attachments=extraction.attachments,
+            requester=requester,
+        )
+        if not (verdict.blocks and verdict.reason == "findings"):
+            verdict = error_verdict(policy, "timeout")
+        else:
+            verdict = dataclasses.replace(verdict, reason="findings:partial")
+        return Inspection(
+            verdict, channel, 0, "timeout", time.monotonic() - started, tuple(e.partial)
+        )
     except TimeoutError:
         return Inspection(
             error_verdict(policy, "timeout"), channel, 0, "timeout", time.monotonic() - started

@@ -6,6 +6,6 @@ loads detectors from ``patterns/detectors.yaml``; ``scanner`` runs them all in o
 """
 
 from dlp_addon.detect.definitions import Detector, load_detectors
-from dlp_addon.detect.scanner import Finding, Scanner
+from dlp_addon.detect.scanner import Finding, Scanner, ScanTimeout
 
-__all__ = ["Detector", "Finding", "Scanner", "load_detectors"]
+__all__ = ["Detector", "Finding", "ScanTimeout", "Scanner", "load_detectors"]

@@ -225,8 +225,11 @@ class Scanner:
         """The keyed hash that stands for ``value`` wherever a value would be stored."""
         return hmac.digest(self._key, f"{detector}:{value}".encode(), "sha256").hex()[:24]
 
-    def scan(self, text: str, location: str, deadline: float | None = None) -> list[Finding]:
-        """Findings in ``text``; raises ``TimeoutError`` once ``deadline`` (monotonic) passes."""
+    def scan(
+        self, text: str, location: str, deadline: float | None = None, first_line: int = 0
+    ) -> list[Finding]:
+        """Findings in ``text`` (whose first line is line ``first_line`` of its part); raises
+        ``TimeoutError`` once ``deadline`` (monotonic) passes."""
         if not text:
             return []
         data = text.encode("utf-8", "replace")
@@ -276,7 +279,7 @@ class Scanner:
             near.sort()
         findings = []
         record_lines: set[int] = set()  # lines holding a personal identifier
-        line, counted_to = 0, 0
+        line, counted_to = first_line, 0
         for det, value, pos, base in found:
             line += data.count(b"\n", counted_to, pos)
             counted_to = pos
@@ -287,18 +290,26 @@ class Scanner:
             d for d in self._record_scoped if not d.keywords or self._index[d.id] in keyword_at
         ]
         if scoped and record_lines:
-            findings += self._in_records(text, record_lines, scoped, location, deadline)
+            findings += self._in_records(
+                text, record_lines, scoped, location, deadline, first_line
+            )
         return findings
 
     def scan_all(
         self, parts: Iterable[tuple[str, str]], deadline: float | None = None
     ) -> list[Finding]:
-        """Findings of every ``(location, text)`` part."""
+        """Findings of every ``(location, text)`` part. A long part (a big sheet) is scanned in
+        chunks of whole lines, the deadline checked between them; when it passes,
+        :class:`ScanTimeout` carries what was found so far."""
         found: list[Finding] = []
         for location, text in parts:
-            found.extend(self.scan(text, location, deadline))
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError
+            for first_line, chunk in _chunks(text):
+                try:
+                    found.extend(self.scan(chunk, location, deadline, first_line))
+                except TimeoutError as e:
+                    raise ScanTimeout(found) from e
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ScanTimeout(found)
         return found
 
     # -- stages ----------------------------------------------------------------------------
@@ -359,12 +370,13 @@ class Scanner:
         scoped: list[Detector],
         location: str,
         deadline: float | None,
+        first_line: int = 0,
     ) -> list[Finding]:
         """Names, addresses: searched only on lines that already hold a personal identifier,
         all such lines at once (joined), a match never crossing from one line to the next."""
         lines = sorted(record_lines)
         every = text.split("\n")
-        texts = [every[line] for line in lines]
+        texts = [every[line - first_line] for line in lines]
         starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
         joined = "\n".join(texts)
         out: list[Finding] = []
@@ -380,6 +392,33 @@ class Scanner:
                         Finding(det.id, key, det.mask(value), location, lines[i], det.confidence)
                     )
         return out
+
+
+_CHUNK_CHARS = 1 << 20  # a part longer than this is scanned a chunk of whole lines at a time
+
+
+def _chunks(text: str) -> Iterator[tuple[int, str]]:
+    """``(first line, chunk)`` of ``text``: all of it when short, else pieces cut after a
+    newline, so no line (a record) and no number is cut in two."""
+    if len(text) <= _CHUNK_CHARS:
+        yield 0, text
+        return
+    start, line = 0, 0
+    while start < len(text):
+        end = text.find("\n", start + _CHUNK_CHARS)
+        end = len(text) if end < 0 else end + 1
+        chunk = text[start:end]
+        yield line, chunk
+        line += chunk.count("\n")
+        start = end
+
+
+class ScanTimeout(TimeoutError):
+    """The deadline passed; ``partial`` holds the findings of what was scanned before."""
+
+    def __init__(self, partial: list[Finding]) -> None:
+        super().__init__("scan deadline passed")
+        self.partial = partial
 
 
 def _finditer(det: Detector, text: str, deadline: float | None) -> Iterator[Any]:
