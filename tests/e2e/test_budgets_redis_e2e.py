@@ -62,14 +62,6 @@ def send(proxy: Proxy, upstream: Upstream, texts: list[str]) -> list[httpx.Respo
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def key() -> str:
     return secrets.token_hex(32)
 

@@ -50,14 +50,6 @@ def _policy() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("fleet-redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def fleet(
     tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles, redis_server: RedisServer
 ) -> Iterator[Fleet]:

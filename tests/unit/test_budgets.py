@@ -184,14 +184,6 @@ def test_windows_in_words() -> None:
 # --- stores -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis-unit"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
