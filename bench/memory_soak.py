@@ -23,7 +23,6 @@ import contextlib
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,13 +35,11 @@ from websockets.asyncio.server import serve
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.proxy_overhead import (
-    BIN,
-    POLICY,
     chat_body,
     client,
     free_port,
+    start_proxies,
     upstream,
-    wait_listening,
 )
 from bench.websocket_throughput import echo, message
 
@@ -104,41 +101,22 @@ async def main() -> None:
     ws_server = await serve(echo, "127.0.0.1", ws_port, max_size=None)
     rng = random.Random(5)
     with tempfile.TemporaryDirectory() as tmp:
-        policy = Path(tmp) / "policy.yaml"
-        policy.write_text(POLICY, encoding="utf-8")
-        procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
-        for name, exe, extra in (
-            ("mitmdump (baseline)", "mitmdump", []),
-            (
-                "dlp-proxy",
-                "dlp-proxy",
-                ["--set", f"dlp_policy={policy}", "--set", "dlp_metrics_port=0",
-                 "--set", f"dlp_audit_log={tmp}/a.jsonl"],
-            ),
-        ):  # fmt: skip
-            port = free_port()
-            cmd = [
-                str(BIN / exe), "--listen-host", "127.0.0.1", "-p", str(port), "-q",
-                "--set", f"confdir={tmp}/conf-{exe}", *extra,
-            ]  # fmt: skip
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_listening(port, proc)
-            procs[name] = (proc, port)
+        procs = start_proxies(Path(tmp))
         rows: dict[str, dict[str, float]] = {n: {} for n in procs}
         series: list[tuple[float, dict[str, float]]] = []
         conns: dict[str, list[ClientConnection]] = {}
         try:
             bodies = [chat_body(rng) for _ in range(args.requests)]
-            for name, (_proc, port) in procs.items():
+            for name, (_proc, port, _ca) in procs.items():
                 await client(port, http_port, bodies[:500], [])
                 conns[name] = await ws_open(port, ws_port, args.ws)
                 for _ in range(10):
                     await ws_round(conns[name], rng)
             await asyncio.sleep(2)
-            for name, (proc, _) in procs.items():
+            for name, (proc, _, _ca) in procs.items():
                 rows[name]["warm"] = rss_mb(proc.pid)
                 rows[name]["warm_children"] = tree_rss(proc.pid)
-            for name, (proc, port) in procs.items():
+            for name, (proc, port, _ca) in procs.items():
                 per = len(bodies) // 8
                 await asyncio.gather(
                     *(
@@ -156,10 +134,12 @@ async def main() -> None:
                 await asyncio.gather(*(ws_round(c, rng) for c in conns.values()))
                 sent += args.ws
                 if tick >= next_sample:
-                    series.append((tick - start, {n: rss_mb(p.pid) for n, (p, _) in procs.items()}))
+                    series.append(
+                        (tick - start, {n: rss_mb(p.pid) for n, (p, _, _ca) in procs.items()})
+                    )
                     next_sample += 30
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
-            for name, (proc, _) in procs.items():
+            for name, (proc, _, _ca) in procs.items():
                 rows[name]["soak"] = rss_mb(proc.pid)
                 rows[name]["soak_children"] = tree_rss(proc.pid)
                 rows[name]["max"] = max(s[1][name] for s in series) if series else 0.0
@@ -167,7 +147,7 @@ async def main() -> None:
             for cs in conns.values():
                 for ws in cs:
                     await ws.close()
-            for proc, _ in procs.values():
+            for proc, _, _ca in procs.values():
                 proc.terminate()
                 proc.wait(10)
             http_server.close()

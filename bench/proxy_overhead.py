@@ -187,6 +187,35 @@ def med(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def start_proxies(
+    tmp: Path, common: list[str] | None = None
+) -> dict[str, tuple[subprocess.Popen[bytes], int, Path]]:
+    """Bare mitmdump (the baseline) and dlp-proxy running POLICY, side by side on loopback,
+    each with its own CA in ``tmp``: name -> (process, port, the CA certificate clients trust)."""
+    policy = tmp / "policy.yaml"
+    policy.write_text(POLICY, encoding="utf-8")
+    procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]] = {}
+    for name, exe, extra in (
+        ("mitmdump (baseline)", "mitmdump", []),
+        (
+            "dlp-proxy",
+            "dlp-proxy",
+            ["--set", f"dlp_policy={policy}", "--set", "dlp_metrics_port=0",
+             "--set", f"dlp_audit_log={tmp}/a.jsonl"],
+        ),
+    ):  # fmt: skip
+        port = free_port()
+        conf = tmp / f"conf-{exe}"
+        cmd = [
+            str(BIN / exe), "--listen-host", "127.0.0.1", "-p", str(port), "-q",
+            "--set", f"confdir={conf}", *(common or []), *extra,
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(port, proc)
+        procs[name] = (proc, port, conf / "mitmproxy-ca-cert.pem")
+    return procs
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=3000)
@@ -206,28 +235,7 @@ async def main() -> None:
         plain_port, tls_port = free_port(), free_port()
         servers = [await upstream(plain_port), await upstream(tls_port, server_ctx)]
         targets = {"http": plain_port, "https": tls_port}
-        policy = Path(tmp) / "policy.yaml"
-        policy.write_text(POLICY, encoding="utf-8")
-        procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]] = {}
-        for name, exe, extra in (
-            ("mitmdump (baseline)", "mitmdump", []),
-            (
-                "dlp-proxy",
-                "dlp-proxy",
-                ["--set", f"dlp_policy={policy}", "--set", "dlp_metrics_port=0",
-                 "--set", f"dlp_audit_log={tmp}/a.jsonl"],
-            ),
-        ):  # fmt: skip
-            port = free_port()
-            conf = Path(tmp) / f"conf-{exe}"
-            cmd = [
-                str(BIN / exe), "--listen-host", "127.0.0.1", "-p", str(port), "-q",
-                "--set", f"confdir={conf}",
-                "--set", f"ssl_verify_upstream_trusted_ca={tls.ca_cert}", *extra,
-            ]  # fmt: skip
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_listening(port, proc)
-            procs[name] = (proc, port, conf / "mitmproxy-ca-cert.pem")
+        procs = start_proxies(Path(tmp), ["--set", f"ssl_verify_upstream_trusted_ca={tls.ca_cert}"])
         try:
             rng = random.Random(1)
             bodies = [chat_body(rng) for _ in range(args.requests)]

@@ -20,7 +20,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.proxy_overhead import BIN, CHAT, POLICY, Meter, free_port, wait_listening
+from bench.proxy_overhead import CHAT, Meter, free_port, start_proxies
 
 
 def message(rng: random.Random) -> str:
@@ -79,32 +78,13 @@ async def main() -> None:
     rng = random.Random(3)
     msgs = [message(rng) for _ in range(args.messages)]
     with tempfile.TemporaryDirectory() as tmp:
-        policy = Path(tmp) / "policy.yaml"
-        policy.write_text(POLICY, encoding="utf-8")
-        procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
-        for name, exe, extra in (
-            ("mitmdump (baseline)", "mitmdump", []),
-            (
-                "dlp-proxy",
-                "dlp-proxy",
-                ["--set", f"dlp_policy={policy}", "--set", "dlp_metrics_port=0",
-                 "--set", f"dlp_audit_log={tmp}/a.jsonl"],
-            ),
-        ):  # fmt: skip
-            port = free_port()
-            cmd = [
-                str(BIN / exe), "--listen-host", "127.0.0.1", "-p", str(port), "-q",
-                "--set", f"confdir={tmp}/conf-{exe}", *extra,
-            ]  # fmt: skip
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_listening(port, proc)
-            procs[name] = (proc, port)
+        procs = start_proxies(Path(tmp))
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         try:
-            for _proc, port in procs.values():
+            for _proc, port, _ca in procs.values():
                 await talker(port, target, msgs[:300], [])
             for _ in range(args.repeat):
-                for name, (proc, port) in procs.items():
+                for name, (proc, port, _ca) in procs.items():
                     for kind, work, conns in (
                         ("many", msgs, args.connections),
                         ("one", msgs[: args.latency_messages], 1),
@@ -112,7 +92,7 @@ async def main() -> None:
                         r = await load(proc.pid, port, target, work, conns)
                         runs.setdefault((name, kind), []).append(r)
         finally:
-            for proc, _ in procs.values():
+            for proc, _, _ca in procs.values():
                 proc.terminate()
                 proc.wait(10)
             server.close()
