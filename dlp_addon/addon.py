@@ -499,6 +499,16 @@ class DlpAddon:
         if data.context.client.id in self._refused_tunnels:
             data.establish_server_tls_first = False  # there is no server to ask
 
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        """A client that rejects the proxy's certificate: an app pinning its own, or a desktop
+        without the CA. Counted by allowed destination, so the admin sees which platform's app
+        fails closed (the host itself stays out of the label: it is the client's to choose)."""
+        policy = self.policy
+        server = data.context.server.address
+        host = data.conn.sni or (server[0] if server else None)  # no SNI for an IP address
+        dest = policy.destination_for(host) if policy is not None and host else None
+        self.metrics.tls_client_failures.labels(dest or OTHER).inc()
+
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Never open a connection to a host off the allow-list, whatever asked for it.
 

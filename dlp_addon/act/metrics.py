@@ -95,6 +95,13 @@ class Metrics:
             ["action", "rule", "destination"],
             registry=r,
         )
+        self.tls_client_failures = Counter(
+            "dlp_tls_client_failures_total",
+            "Clients that refused the proxy's certificate (apps that pin theirs, or a desktop "
+            "without the CA), by allowed destination ('other' for the rest)",
+            ["destination"],
+            registry=r,
+        )
         self.unscannable = Counter(
             "dlp_unscannable_total",
             "Content that could not be inspected, by kind",
@@ -178,6 +185,8 @@ class Metrics:
         for budget in policy.budgets:
             enforced = policy.enforcing or budget.action != "block"
             self.budget_trips.labels(budget.name, budget.action if enforced else "would_block")
+        for dest in (*names, "other"):
+            self.tls_client_failures.labels(dest)
         for dest in names:
             self.ws_messages.labels(dest)
             for channel in ("http", "upload"):

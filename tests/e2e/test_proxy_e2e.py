@@ -37,6 +37,7 @@ from tests.e2e.harness import (
     Proxy,
     Upstream,
     sample_value,
+    wait_for,
 )
 from tests.synth import (
     customer_records,
@@ -703,3 +704,26 @@ def test_monitor_mode_forwards_and_audits_unenforced(
     assert event["destination"] == TEST_DESTINATION
     assert_samples_masked(event, values, {mask_id(r["id"]) for r in records})
     assert_no_leaks(monitor, values)
+
+
+def test_a_client_that_rejects_the_proxys_certificate_is_counted(
+    proxy: Proxy, upstream: Upstream
+) -> None:
+    """An app pinning its own certificate (here: a client that trusts only the platform's CA)
+    fails closed, and the admin sees which allowed platform it was for."""
+    name = "dlp_tls_client_failures_total"
+    labels = {"destination": TEST_DESTINATION}
+    before = sample_value(proxy.metrics(), name, labels)
+    assert before is not None, f"{name} is not exported before any failure"
+    pinned = ssl.create_default_context(cafile=str(upstream.tls.ca_cert))  # not the proxy's CA
+    with (
+        httpx.Client(proxy=proxy.url, verify=pinned, trust_env=False, timeout=10) as client,
+        pytest.raises(httpx.ConnectError),
+    ):
+        client.get(upstream.url("https", "/pinned"))
+    assert not upstream.recorder.requests("/pinned")
+    after = wait_for(
+        lambda: v if (v := sample_value(proxy.metrics(), name, labels) or 0) > before else None,
+        timeout=5,
+    )
+    assert after == before + 1
