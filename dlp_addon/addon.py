@@ -20,6 +20,7 @@ from typing import Any
 from mitmproxy import connection, ctx, exceptions, http, tcp, tls, udp, websocket
 from mitmproxy.proxy import server_hooks
 
+from dlp_addon.act import logfilter
 from dlp_addon.act.audit import AuditLog, decision_event, new_incident_id
 from dlp_addon.act.metrics import Metrics
 from dlp_addon.act.pages import block_body, detector_names, wants_json, ws_notice
@@ -121,6 +122,7 @@ class DlpAddon:
     # -- lifecycle -------------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
+        logfilter.install()
         loader.add_option(
             "dlp_policy",
             str,

@@ -48,6 +48,7 @@ from tests.synth import (
     ordinary_chat_corpus,
     raw_values,
     records_chat_text,
+    resident_id,
 )
 
 pytestmark = pytest.mark.e2e
@@ -727,3 +728,22 @@ def test_a_client_that_rejects_the_proxys_certificate_is_counted(
         timeout=5,
     )
     assert after == before + 1
+
+
+def test_websocket_ping_payloads_stay_out_of_the_proxys_log(
+    proxy: Proxy, upstream: Upstream
+) -> None:
+    """mitmproxy logs pings with their payload; a ping carrying an ID must not put it there."""
+    ident = resident_id(random.Random(8080))
+    proxy.sent_values.add(ident)
+
+    async def ping() -> None:
+        url = upstream.url("wss", f"/ws/chat/{new_marker()}")
+        async with connect(url, proxy=proxy.url, ssl=ws_context(proxy), open_timeout=TIMEOUT) as ws:
+            pong = await ws.ping(ident.encode())
+            await asyncio.wait_for(pong, TIMEOUT)
+
+    asyncio.run(ping())
+    logged = wait_for(lambda: True if "(payload not shown)" in proxy.output() else None, timeout=5)
+    assert logged, "the ping was not logged at all: this test would prove nothing"
+    assert ident not in proxy.output()
