@@ -377,6 +377,8 @@ class DlpAddon:
             self.audit.write(event)
         except OSError as e:
             logger.error("cannot write audit log %s: %s", self.audit.path, e.strerror)
+        except Exception as e:  # an audit failure must never stop the block that follows
+            logger.error("cannot write audit event: %s", type(e).__name__)
 
     def reload(self, trigger: str) -> tuple[bool, list[str]]:
         """Build the policy anew from its file; swap it in only if it is valid. The swap is
@@ -789,6 +791,8 @@ class DlpAddon:
             self.audit.write(event)
         except OSError as e:
             logger.error("cannot write audit log %s: %s", self.audit.path, e.strerror)
+        except Exception as e:  # an audit failure must never stop the block that follows
+            logger.error("cannot write audit event: %s", type(e).__name__)
         logger.warning(
             "%s%s rule=%s destination=%s channel=%s incident=%s counts=%s",
             verdict.action,

@@ -67,7 +67,7 @@ class AuditLog:
         else:
             p = Path(self.path)
             p.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = p.open("a", encoding="utf-8")
+            self._fh = p.open("a", encoding="utf-8", errors="backslashreplace")
 
     def close(self) -> None:
         if self._fh is not None and self.path != "-":
