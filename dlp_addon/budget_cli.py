@@ -10,6 +10,7 @@ counter of one user (or group) and is written to the audit log.
 
 from __future__ import annotations
 
+import sys
 import argparse
 import datetime as dt
 import getpass
@@ -39,14 +40,14 @@ def run(policy: Policy, args: argparse.Namespace) -> int:
     try:
         store = open_store(args.redis, args.db)
     except StoreError as e:
-        print(f"dlp-policy budgets: {e}")
+        print(f"dlp-policy budgets: {e}", file=sys.stderr)
         return 1
     try:
         if args.reset:
             return _reset(store, args)
         return _list(policy, store, args.top)
     except StoreError as e:
-        print(f"dlp-policy budgets: {e}")
+        print(f"dlp-policy budgets: {e}", file=sys.stderr)
         return 1
     finally:
         store.close()
