@@ -10,11 +10,11 @@ counter of one user (or group) and is written to the audit log.
 
 from __future__ import annotations
 
-import sys
 import argparse
 import datetime as dt
 import getpass
 import socket
+import sys
 import time
 
 from dlp_addon.act.audit import AuditLog
