@@ -290,9 +290,7 @@ class Scanner:
             d for d in self._record_scoped if not d.keywords or self._index[d.id] in keyword_at
         ]
         if scoped and record_lines:
-            findings += self._in_records(
-                text, record_lines, scoped, location, deadline, first_line
-            )
+            findings += self._in_records(text, record_lines, scoped, location, deadline, first_line)
         return findings
 
     def scan_all(
