@@ -1,7 +1,8 @@
 """Builds the scanner's hot path in C; everything else about the package is in pyproject.toml.
 
-``dlp_addon/detect/_numscan.c`` finds number tokens and their checked candidates, and tells
-whether a text needs folding; ``dlp_addon/detect/numbers.py`` holds its pure-Python twin.
+``dlp_addon/detect/_numscan.c`` finds number tokens and letter-and-digit tokens, validates,
+hashes (OpenSSL's SHA-256) and masks them, and tells whether a text needs folding;
+``dlp_addon/detect/numbers.py`` and ``validators.py`` hold its pure-Python twin.
 """
 
 from setuptools import Extension, setup
@@ -12,6 +13,7 @@ setup(
             "dlp_addon.detect._numscan",
             sources=["dlp_addon/detect/_numscan.c"],
             extra_compile_args=["-Wall", "-Wextra"],
+            libraries=["crypto"],  # OpenSSL's SHA-256 for the keyed hashes
         )
     ]
 )

@@ -1,24 +1,29 @@
-/* Numbers in UTF-8 text at C speed: the scanner's hot path.
+/* Identifiers in UTF-8 text at C speed: the scanner's hot path.
  *
- * Two functions, each the compiled twin of pure Python in numbers.py (which stays the
- * reference, used when this module is not built, and tested equal on generated input):
- *
- *   candidates(data, plan) -> [(token_start, start, end, digits, glued), ...]
- *       Every group-aligned candidate of every number token with at least 7 digits, of a
- *       length the plan asks for, that passes the plan's cheap necessary checks (first three
- *       digits possible for a detector of that length, and its checksum family: ISO 7064
- *       mod 11-2 or Luhn). Whether it is an identifier is decided in Python afterwards.
- *   has_any(data, bitmap) -> bool
- *       Whether any code point whose bit is set in ``bitmap`` occurs in ``data`` (used to tell
- *       whether a text needs folding: full-width digits, zero-width characters, ...).
+ * One pass over the bytes does what the pure Python of numbers.py, validators.py and the
+ * scanner does (that Python stays the reference, used when this module is not built, and is
+ * tested equal on generated input): it tells whether the text needs folding, finds every number
+ * token and its group-aligned candidates, checks them against the numeric detectors (plan
+ * prefilter, pattern as a DFA, validator twin) and every run of ASCII letters and digits
+ * against the token detectors, and returns each identifier found with its keyed hash and mask.
+ * See findings() below.
  *
  * The input is untrusted: every index is checked against the buffer length, nothing is
  * written outside fixed-size local buffers whose bounds are checked, and no state is kept
- * between calls. Plan layout: repeated entries of 127 bytes,
+ * between calls. The plan's prefilter entries are 127 bytes each,
  *   [length u8][check u8][125-byte bitmap of allowed first-three-digit prefixes 000..999].
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* SHA256_Init/Update/Final: deprecated in OpenSSL 3 for EVP, kept here because a copied
+ * context is the cheap way to reuse the HMAC key schedule; they use the CPU's SHA extensions. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #define ENTRY_SIZE 127
 #define MAX_LENGTH 64
@@ -81,48 +86,514 @@ static Py_ssize_t group_len(const unsigned char *d, Py_ssize_t pos, Py_ssize_t t
     return j - pos;
 }
 
-static int emit(PyObject *out, Py_ssize_t token_start, Py_ssize_t start, Py_ssize_t end,
-                const unsigned char *digits, Py_ssize_t n, int glued) {
-    PyObject *item = Py_BuildValue("(nnny#O)", token_start, start, end, (const char *)digits, n,
-                                   glued ? Py_True : Py_False);
+/* ---------------------------------------------------------------------------------------- */
+/* Findings: numbers (and ASCII letter-and-digit tokens) validated, hashed and masked in C. */
+/*                                                                                          */
+/*   compile(blob, key) -> plan       detectors laid out by numbers.compile_findings           */
+/*   findings(data, plan) -> (done, pending) | None                                          */
+/*       None: the text needs folding first (a code point of the plan's fold bitmap occurs). */
+/*       done: [(start, detector, key, masked, glued)]                                        */
+/*         - numeric detectors checked here (pattern as a DFA, validator one of the C twins  */
+/*           below), a number inside a longer one of the same detector in one token dropped; */
+/*         - token detectors: a regex (?<![0-9A-Za-z])BODY(?![0-9A-Za-z]) full-matches BODY  */
+/*           against a whole run of ASCII letters and digits, so each run is checked once.   */
+/*       pending: [(token_start, start, end, digits, glued, detector)] for numeric detectors */
+/*             left to Python (no DFA or no C twin of the validator).                        */
+/* Detector numbers count numeric detectors first, then token detectors. The key is an      */
+/* HMAC-SHA256 (OpenSSL's SHA-256) of "id:value", its first 12 bytes in hex. Every byte of   */
+/* the blob is checked when it is compiled; a bad blob is a ValueError.                     */
+/* ---------------------------------------------------------------------------------------- */
+
+static PyObject *sha256_hex(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
+    unsigned char out[SHA256_DIGEST_LENGTH];
+    char hex[64];
+    SHA256(data.buf, (size_t)data.len, out);
+    PyBuffer_Release(&data);
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = "0123456789abcdef"[out[i] >> 4];
+        hex[2 * i + 1] = "0123456789abcdef"[out[i] & 15];
+    }
+    return PyUnicode_FromStringAndSize(hex, 64);
+}
+
+/* A DFA. Numeric: '0'..'9' are symbols 0..9, 'X' 10, 'x' 11. Token: '0'..'9' 0..9, 'A'..'Z'
+ * 10..35, 'a'..'z' 36..61. */
+#define NUMERIC_SYMBOLS 12
+#define TOKEN_SYMBOLS 62
+typedef struct {
+    int32_t states, symbols;
+    int32_t *next; /* states * symbols, -1: no move */
+    unsigned char *accept;
+} Dfa;
+
+enum { V_PYTHON = 0, V_GB11643, V_GB11643_15, V_LUHN, V_LUHN_CARD, V_MOD11_2, V_CN_MOBILE,
+       V_CN_LANDLINE, V_AS_IS, V_UPPER, V_GB32100, V_COUNT };
+
+typedef struct {
+    int32_t validator;
+    int32_t mask_start, mask_end; /* mask_start -1: shown as is */
+    unsigned char lengths[MAX_LENGTH + 1];
+    char *id;
+    int32_t id_len;
+    Dfa pattern, accepts; /* accepts: the validator's own pattern (mobile, fixed line) */
+} Det;
+
+typedef struct {
+    unsigned char *entries; /* the candidate plan, as for candidates() */
+    Py_ssize_t n_entries;
+    unsigned char lengths[MAX_LENGTH + 1];
+    Py_ssize_t longest;
+    unsigned char provinces[13]; /* bits 0..99 */
+    unsigned char *fold; /* code-point bitmap of what needs folding */
+    Py_ssize_t fold_bits;
+    unsigned char lead_folds[256]; /* a UTF-8 lead byte some code point of the bitmap has */
+    int32_t n_numeric, n_tokens; /* dets[0..n_numeric), then the token detectors */
+    unsigned char token_lengths[MAX_LENGTH + 1];
+    Det *dets;
+    SHA256_CTX inner, outer; /* HMAC: the key's ipad and opad blocks, hashed once */
+} NumPlan;
+
+static void dfa_free(Dfa *d) { free(d->next); free(d->accept); d->next = NULL; d->accept = NULL; }
+
+static void plan_free(NumPlan *p) {
+    if (p == NULL) return;
+    if (p->dets != NULL) {
+        for (int32_t i = 0; i < p->n_numeric + p->n_tokens; i++) {
+            free(p->dets[i].id); dfa_free(&p->dets[i].pattern); dfa_free(&p->dets[i].accepts);
+        }
+        free(p->dets);
+    }
+    free(p->entries);
+    free(p->fold);
+    OPENSSL_cleanse(p, sizeof *p); /* the key schedule */
+    free(p);
+}
+
+static void plan_capsule_free(PyObject *capsule) {
+    plan_free(PyCapsule_GetPointer(capsule, "dlp_numscan.plan"));
+}
+
+typedef struct { const unsigned char *p; Py_ssize_t left; } Reader;
+
+static int take(Reader *r, void *out, Py_ssize_t n) {
+    if (n < 0 || r->left < n) { PyErr_SetString(PyExc_ValueError, "plan: truncated"); return -1; }
+    memcpy(out, r->p, (size_t)n);
+    r->p += n; r->left -= n;
+    return 0;
+}
+
+static int take_i32(Reader *r, int32_t *out) { return take(r, out, 4); }
+
+static int bad(const char *why) { PyErr_SetString(PyExc_ValueError, why); return -1; }
+
+static int read_dfa(Reader *r, Dfa *d, int32_t symbols) {
+    if (take_i32(r, &d->states) < 0) return -1;
+    if (d->states < 0 || d->states > 1 << 16) return bad("plan: DFA size");
+    d->symbols = symbols;
+    if (d->states == 0) return 0;
+    size_t cells = (size_t)d->states * (size_t)symbols;
+    d->next = malloc(cells * sizeof(int32_t));
+    d->accept = malloc((size_t)d->states);
+    if (d->next == NULL || d->accept == NULL) { PyErr_NoMemory(); return -1; }
+    if (take(r, d->next, (Py_ssize_t)(cells * sizeof(int32_t))) < 0) return -1;
+    if (take(r, d->accept, d->states) < 0) return -1;
+    for (size_t i = 0; i < cells; i++)
+        if (d->next[i] < -1 || d->next[i] >= d->states) return bad("plan: DFA move out of range");
+    return 0;
+}
+
+static int read_det(Reader *r, Det *d, int token) {
+    if (take_i32(r, &d->validator) < 0 || take_i32(r, &d->mask_start) < 0 ||
+        take_i32(r, &d->mask_end) < 0 || take(r, d->lengths, MAX_LENGTH + 1) < 0 ||
+        take_i32(r, &d->id_len) < 0)
+        return -1;
+    if (d->validator < 0 || d->validator >= V_COUNT) return bad("plan: validator");
+    if (token != (d->validator >= V_AS_IS)) return bad("plan: validator of the wrong kind");
+    if (d->mask_start < -1 || d->mask_start > 64 || d->mask_end < 0 || d->mask_end > 64)
+        return bad("plan: mask");
+    if (d->id_len < 0 || d->id_len > 256) return bad("plan: id");
+    d->id = malloc((size_t)d->id_len + 1);
+    if (d->id == NULL) { PyErr_NoMemory(); return -1; }
+    if (take(r, d->id, d->id_len) < 0) return -1;
+    int32_t symbols = token ? TOKEN_SYMBOLS : NUMERIC_SYMBOLS;
+    if (read_dfa(r, &d->pattern, symbols) < 0 || read_dfa(r, &d->accepts, NUMERIC_SYMBOLS) < 0)
+        return -1;
+    if (d->validator != V_PYTHON && d->pattern.states == 0) return bad("plan: no DFA");
+    if ((d->validator == V_CN_MOBILE || d->validator == V_CN_LANDLINE) && d->accepts.states == 0)
+        return bad("plan: validator without its pattern");
+    return 0;
+}
+
+static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer blob, key;
+    if (!PyArg_ParseTuple(args, "y*y*", &blob, &key)) return NULL;
+    NumPlan *p = calloc(1, sizeof(NumPlan));
+    PyObject *capsule = NULL;
+    Reader r = {blob.buf, blob.len};
+    char magic[4];
+    int32_t n_entries, fold_len;
+    if (p == NULL) { PyErr_NoMemory(); goto done; }
+    if (take(&r, magic, 4) < 0) goto done;
+    if (memcmp(magic, "DLN2", 4) != 0) { bad("plan: not a DLN2 plan"); goto done; }
+    if (take_i32(&r, &n_entries) < 0) goto done;
+    if (n_entries < 0 || n_entries > 4096) { bad("plan: entries"); goto done; }
+    p->n_entries = n_entries;
+    p->entries = malloc((size_t)n_entries * ENTRY_SIZE + 1);
+    if (p->entries == NULL) { PyErr_NoMemory(); goto done; }
+    if (take(&r, p->entries, (Py_ssize_t)n_entries * ENTRY_SIZE) < 0) goto done;
+    for (int32_t e = 0; e < n_entries; e++) {
+        int len = p->entries[e * ENTRY_SIZE];
+        if (len < MIN_DIGITS || len > MAX_LENGTH) { bad("plan: lengths are 7 to 64"); goto done; }
+        if (p->entries[e * ENTRY_SIZE + 1] > CHECK_LUHN) { bad("plan: check"); goto done; }
+        p->lengths[len] = 1;
+        if (len > p->longest) p->longest = len;
+    }
+    if (take(&r, p->provinces, 13) < 0) goto done;
+    if (take_i32(&r, &fold_len) < 0) goto done;
+    if (fold_len < 0 || fold_len > (1 << 18)) { bad("plan: fold bitmap"); goto done; }
+    p->fold = malloc((size_t)fold_len + 1);
+    if (p->fold == NULL) { PyErr_NoMemory(); goto done; }
+    if (take(&r, p->fold, fold_len) < 0) goto done;
+    p->fold_bits = (Py_ssize_t)fold_len * 8;
+    for (Py_ssize_t cp = 0x80; cp < p->fold_bits; cp++) {
+        if (!(p->fold[cp / 8] & (1u << (cp % 8)))) continue;
+        unsigned char lead = cp < 0x800 ? 0xC0 | (cp >> 6)
+                             : cp < 0x10000 ? 0xE0 | (cp >> 12) : 0xF0 | (cp >> 18);
+        p->lead_folds[lead] = 1;
+    }
+    if (take_i32(&r, &p->n_numeric) < 0 || take_i32(&r, &p->n_tokens) < 0) goto done;
+    if (p->n_numeric < 0 || p->n_numeric > 1024 || p->n_tokens < 0 || p->n_tokens > 1024) {
+        bad("plan: detectors"); goto done;
+    }
+    p->dets = calloc((size_t)(p->n_numeric + p->n_tokens) + 1, sizeof(Det));
+    if (p->dets == NULL) { PyErr_NoMemory(); goto done; }
+    for (int32_t i = 0; i < p->n_numeric + p->n_tokens; i++) {
+        int token = i >= p->n_numeric;
+        if (read_det(&r, &p->dets[i], token) < 0) goto done;
+        if (token)
+            for (int len = 0; len <= MAX_LENGTH; len++)
+                p->token_lengths[len] |= p->dets[i].lengths[len];
+    }
+    if (r.left != 0) { bad("plan: trailing bytes"); goto done; }
+    /* HMAC (RFC 2104): the key padded to a block, XORed with ipad and opad. */
+    unsigned char k0[64] = {0}, pad[64];
+    if (key.len > 64) SHA256(key.buf, (size_t)key.len, k0);
+    else memcpy(k0, key.buf, (size_t)key.len);
+    for (int i = 0; i < 64; i++) pad[i] = k0[i] ^ 0x36;
+    SHA256_Init(&p->inner); SHA256_Update(&p->inner, pad, 64);
+    for (int i = 0; i < 64; i++) pad[i] = k0[i] ^ 0x5c;
+    SHA256_Init(&p->outer); SHA256_Update(&p->outer, pad, 64);
+    OPENSSL_cleanse(k0, sizeof k0);
+    OPENSSL_cleanse(pad, sizeof pad);
+    capsule = PyCapsule_New(p, "dlp_numscan.plan", plan_capsule_free);
+    if (capsule != NULL) p = NULL; /* the capsule owns it now */
+done:
+    plan_free(p);
+    PyBuffer_Release(&blob);
+    PyBuffer_Release(&key);
+    return capsule;
+}
+
+static inline int is_alnum(unsigned char c) { return is_digit(c) || is_letter(c); }
+
+static inline int symbol(const Dfa *d, unsigned char c) {
+    if (is_digit(c)) return c - '0';
+    if (d->symbols == NUMERIC_SYMBOLS) return c == 'X' ? 10 : c == 'x' ? 11 : -1;
+    if (c >= 'A' && c <= 'Z') return 10 + c - 'A';
+    if (c >= 'a' && c <= 'z') return 36 + c - 'a';
+    return -1;
+}
+
+static int dfa_match(const Dfa *d, const unsigned char *s, Py_ssize_t n) {
+    int32_t state = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int sym = symbol(d, s[i]);
+        if (sym < 0) return 0;
+        state = d->next[state * d->symbols + sym];
+        if (state < 0) return 0;
+    }
+    return d->accept[state];
+}
+
+static int all_digits(const unsigned char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) if (!is_digit(s[i])) return 0;
+    return 1;
+}
+
+static int num(const unsigned char *s, int n) {
+    int v = 0;
+    for (int i = 0; i < n; i++) v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+static int province_ok(const NumPlan *p, const unsigned char *s) {
+    int code = num(s, 2);
+    return (p->provinces[code / 8] >> (code % 8)) & 1;
+}
+
+/* A real date, not before 1880 and not after today (local time, as Python's date.today()). */
+static int birth_date_ok(int y, int m, int d, long today) {
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1880 || m < 1 || m > 12 || d < 1) return 0;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    int dim = days[m - 1] + (m == 2 && leap);
+    if (d > dim) return 0;
+    return (long)y * 10000 + m * 100 + d <= today;
+}
+
+static int id_date_ok(const unsigned char *v, long today) { /* yyyymmdd at v[6..13] */
+    return birth_date_ok(num(v + 6, 4), num(v + 10, 2), num(v + 12, 2), today);
+}
+
+static const char GB32100_CHARS[] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+static const int GB32100_WEIGHTS[17] = {1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28};
+
+static int gb32100_ok(const unsigned char *v, Py_ssize_t n) {
+    if (n != 18) return 0;
+    int codes[18], sum = 0;
+    for (int i = 0; i < 18; i++) {
+        const char *at = v[i] ? strchr(GB32100_CHARS, v[i]) : NULL;
+        if (at == NULL) return 0;
+        codes[i] = (int)(at - GB32100_CHARS);
+    }
+    for (int i = 0; i < 17; i++) sum += codes[i] * GB32100_WEIGHTS[i];
+    return (31 - sum % 31) % 31 == codes[17];
+}
+
+/* The twins of validators.py: the canonical value into out (up to 64 bytes), its length, or 0. */
+static Py_ssize_t validate(const NumPlan *p, const Det *det, const unsigned char *d, Py_ssize_t n,
+                           unsigned char *out, long today) {
+    Py_ssize_t i;
+    switch (det->validator) {
+        case V_GB11643:
+            for (i = 0; i < n; i++) out[i] = d[i] == 'x' ? 'X' : d[i];
+            if (n != 18 || !all_digits(out, 17) || !province_ok(p, out)) return 0;
+            if (!mod11_2_ok(out, 18) || !id_date_ok(out, today)) return 0;
+            return 18;
+        case V_GB11643_15:
+            if (n != 15 || !all_digits(d, 15) || !province_ok(p, d)) return 0;
+            if (!birth_date_ok(1900 + num(d + 6, 2), num(d + 8, 2), num(d + 10, 2), today)) return 0;
+            memcpy(out, d, 15);
+            return 15;
+        case V_LUHN:
+        case V_LUHN_CARD:
+            if (n < 2 || !all_digits(d, n) || !luhn_ok(d, n)) return 0;
+            if (det->validator == V_LUHN_CARD) {
+                if (n < 16 || n > 19) return 0;
+                if (n == 18 && province_ok(p, d) && id_date_ok(d, today)) return 0;
+            }
+            memcpy(out, d, (size_t)n);
+            return n;
+        case V_MOD11_2:
+            for (i = 0; i < n; i++) out[i] = d[i] == 'x' ? 'X' : d[i];
+            if (n < 2 || !all_digits(out, n - 1) || !mod11_2_ok(out, n)) return 0;
+            return n;
+        case V_CN_MOBILE: { /* the last 11, in an allocated mobile block */
+            if (n < 11) return 0;
+            const unsigned char *tail = d + n - 11;
+            if (!dfa_match(&det->accepts, tail, 11)) return 0;
+            memcpy(out, tail, 11);
+            return 11;
+        }
+        case V_CN_LANDLINE: { /* trunk 0 + a fixed-line national number */
+            Py_ssize_t len = n;
+            for (i = 0; i < n; i++) out[i] = d[i] == 'x' ? 'X' : d[i];
+            if (len >= 4 && memcmp(out, "0086", 4) == 0) {
+                memmove(out + 1, out + 4, (size_t)(len - 4)); out[0] = '0'; len -= 3;
+            } else if (len > 11 && memcmp(out, "86", 2) == 0) {
+                memmove(out + 1, out + 2, (size_t)(len - 2)); out[0] = '0'; len -= 1;
+            }
+            if (len < 1 || out[0] != '0' || (len >= 2 && out[1] == '0')) return 0;
+            return dfa_match(&det->accepts, out + 1, len - 1) ? len : 0;
+        }
+        case V_AS_IS:
+            memcpy(out, d, (size_t)n);
+            return n;
+        case V_UPPER:
+        case V_GB32100:
+            for (i = 0; i < n; i++) out[i] = (d[i] >= 'a' && d[i] <= 'z') ? d[i] - 32 : d[i];
+            if (det->validator == V_GB32100 && !gb32100_ok(out, n)) return 0;
+            return n;
+        default:
+            return 0;
+    }
+}
+
+typedef struct {
+    Py_ssize_t start, end;
+    int32_t det;
+    int32_t len;
+    unsigned char value[MAX_LENGTH];
+    int dropped;
+} Valid;
+
+typedef struct { Valid *items; Py_ssize_t n, cap; } Valids;
+
+static int valids_push(Valids *v, const Valid *item) {
+    if (v->n == v->cap) {
+        Py_ssize_t cap = v->cap ? v->cap * 2 : 16;
+        Valid *grown = realloc(v->items, (size_t)cap * sizeof(Valid));
+        if (grown == NULL) { PyErr_NoMemory(); return -1; }
+        v->items = grown; v->cap = cap;
+    }
+    v->items[v->n++] = *item;
+    return 0;
+}
+
+typedef struct { Py_ssize_t start, end, index; int32_t det; } SortKey;
+
+static int by_det_start_longest(const void *a, const void *b) {
+    const SortKey *x = a, *y = b;
+    if (x->det != y->det) return x->det < y->det ? -1 : 1;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
+    if (x->end != y->end) return x->end > y->end ? -1 : 1;
+    return 0;
+}
+
+/* Drop each number inside a longer one of the same detector (same token): O(n log n). */
+static int outermost(Valids *v) {
+    if (v->n < 2) return 0;
+    SortKey *order = malloc((size_t)v->n * sizeof(SortKey));
+    if (order == NULL) { PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < v->n; i++) {
+        SortKey key = {v->items[i].start, v->items[i].end, i, v->items[i].det};
+        order[i] = key;
+    }
+    qsort(order, (size_t)v->n, sizeof(SortKey), by_det_start_longest);
+    int32_t det = -1;
+    Py_ssize_t reach = -1; /* the furthest end of this detector's numbers seen so far */
+    for (Py_ssize_t k = 0; k < v->n; k++) {
+        Valid *it = &v->items[order[k].index];
+        if (it->det != det) { det = it->det; reach = -1; }
+        if (reach >= it->end) it->dropped = 1;
+        if (it->end > reach) reach = it->end;
+    }
+    free(order);
+    return 0;
+}
+
+/* (start, detector, key, masked, glued) appended to done. */
+static int emit_done(const NumPlan *p, const Valid *v, int glued, PyObject *done) {
+    const Det *det = &p->dets[v->det];
+    SHA256_CTX c = p->inner;
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    char hex[24], masked[MAX_LENGTH];
+    SHA256_Update(&c, det->id, (size_t)det->id_len);
+    SHA256_Update(&c, ":", 1);
+    SHA256_Update(&c, v->value, (size_t)v->len);
+    SHA256_Final(digest, &c);
+    c = p->outer;
+    SHA256_Update(&c, digest, sizeof digest);
+    SHA256_Final(digest, &c);
+    for (int i = 0; i < 12; i++) {
+        hex[2 * i] = "0123456789abcdef"[digest[i] >> 4];
+        hex[2 * i + 1] = "0123456789abcdef"[digest[i] & 15];
+    }
+    memcpy(masked, v->value, (size_t)v->len);
+    if (det->mask_start >= 0) {
+        if (v->len <= det->mask_start + det->mask_end)
+            memset(masked, '*', (size_t)v->len);
+        else
+            memset(masked + det->mask_start, '*', (size_t)(v->len - det->mask_start - det->mask_end));
+    }
+    PyObject *item = Py_BuildValue("(nis#s#O)", v->start, (int)v->det, hex, (Py_ssize_t)24, masked,
+                                   (Py_ssize_t)v->len, glued ? Py_True : Py_False);
     if (item == NULL) return -1;
-    int rc = PyList_Append(out, item);
+    int rc = PyList_Append(done, item);
     Py_DECREF(item);
     return rc;
 }
 
-static PyObject *candidates(PyObject *Py_UNUSED(self), PyObject *args) {
-    Py_buffer data, plan;
-    if (!PyArg_ParseTuple(args, "y*y*", &data, &plan)) return NULL;
-    PyObject *out = NULL;
-    if (plan.len % ENTRY_SIZE != 0) {
-        PyErr_SetString(PyExc_ValueError, "plan: entries are 127 bytes");
-        goto done;
+static int flush_token(const NumPlan *p, Valids *v, int glued, PyObject *done) {
+    if (outermost(v) < 0) return -1;
+    for (Py_ssize_t i = 0; i < v->n; i++)
+        if (!v->items[i].dropped && emit_done(p, &v->items[i], glued, done) < 0) return -1;
+    v->n = 0;
+    return 0;
+}
+
+/* The run of ASCII letters and digits starting at ``at`` against every token detector. */
+static int check_run(const NumPlan *p, const unsigned char *d, Py_ssize_t n, Py_ssize_t at,
+                     PyObject *done) {
+    Py_ssize_t j = at;
+    while (j < n && is_alnum(d[j]) && j - at <= MAX_LENGTH) j++;
+    Py_ssize_t len = j - at;
+    if (len > MAX_LENGTH || (j < n && is_alnum(d[j])) || !p->token_lengths[len]) return 0;
+    for (int32_t x = p->n_numeric; x < p->n_numeric + p->n_tokens; x++) {
+        const Det *det = &p->dets[x];
+        Valid v;
+        if (!det->lengths[len] || !dfa_match(&det->pattern, d + at, len)) continue;
+        v.len = (int32_t)validate(p, det, d + at, len, v.value, 0);
+        if (v.len <= 0) continue;
+        v.start = at; v.end = j; v.det = x; v.dropped = 0;
+        if (emit_done(p, &v, 0, done) < 0) return -1;
     }
-    const unsigned char *d = data.buf, *p = plan.buf;
-    const Py_ssize_t n = data.len, entries = plan.len / ENTRY_SIZE;
-    int lengths[MAX_LENGTH + 1] = {0};
-    Py_ssize_t longest = 0;
-    for (Py_ssize_t e = 0; e < entries; e++) {
-        int len = p[e * ENTRY_SIZE];
-        if (len < MIN_DIGITS || len > MAX_LENGTH) {
-            PyErr_SetString(PyExc_ValueError, "plan: lengths are 7 to 64");
-            goto done;
-        }
-        lengths[len] = 1;
-        if (len > longest) longest = len;
-    }
-    out = PyList_New(0);
-    if (out == NULL) goto done;
-    unsigned char buf[MAX_LENGTH];
+    return 0;
+}
+
+static long today_local(void) {
+    time_t now = time(NULL);
+    struct tm tm;
+    if (localtime_r(&now, &tm) == NULL) return 0; /* no date: no birth date is valid */
+    return (long)(tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
+}
+
+/* Whether the UTF-8 sequence at d[i] is a code point in the fold bitmap; *step its length. */
+static int folds_at(const NumPlan *p, const unsigned char *d, Py_ssize_t n, Py_ssize_t i,
+                    Py_ssize_t *step) {
+    unsigned char c = d[i];
+    Py_ssize_t need;
+    unsigned long cp;
+    if (c >= 0xF0) { need = 3; cp = c & 0x07; }
+    else if (c >= 0xE0) { need = 2; cp = c & 0x0F; }
+    else if (c >= 0xC0) { need = 1; cp = c & 0x1F; }
+    else { *step = 1; return 0; }
+    if (i + need >= n) { *step = n - i; return 0; }
+    *step = need + 1;
+    if (!p->lead_folds[c]) return 0; /* e.g. every Chinese character: nothing to decode */
+    for (Py_ssize_t k = 1; k <= need; k++) cp = (cp << 6) | (d[i + k] & 0x3F);
+    return (Py_ssize_t)cp < p->fold_bits && (p->fold[cp / 8] & (1u << (cp % 8)));
+}
+
+static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data;
+    PyObject *capsule;
+    if (!PyArg_ParseTuple(args, "y*O", &data, &capsule)) return NULL;
+    NumPlan *p = PyCapsule_GetPointer(capsule, "dlp_numscan.plan");
+    PyObject *done = NULL, *pending = NULL, *result = NULL;
+    Valids valids = {NULL, 0, 0};
+    if (p == NULL) goto out;
+    done = PyList_New(0);
+    pending = PyList_New(0);
+    if (done == NULL || pending == NULL) goto out;
+    const unsigned char *d = data.buf;
+    const Py_ssize_t n = data.len;
+    const long today = today_local();
+    const int tokens = p->n_tokens > 0;
+    unsigned char buf[MAX_LENGTH], value[MAX_LENGTH];
     Py_ssize_t i = 0;
     while (i < n) {
-        if (!is_digit(d[i])) { i++; continue; }
-        /* A token: digit groups joined by single separators, maybe ending in X. */
+        unsigned char c = d[i];
+        if (c >= 0x80) {
+            Py_ssize_t step;
+            if (folds_at(p, d, n, i, &step)) { result = Py_None; Py_INCREF(result); goto out; }
+            i += step;
+            continue;
+        }
+        if (!is_alnum(c)) { i++; continue; }
+        if (tokens && (i == 0 || !is_alnum(d[i - 1])) && check_run(p, d, n, i, done) < 0) goto out;
+        if (!is_digit(c)) { i++; continue; }
+        /* A number token: digit groups joined by single separators, maybe ending in X. */
         Py_ssize_t start = i, j = i, ndigits = 0;
         for (;;) {
             while (j < n && is_digit(d[j])) { j++; ndigits++; }
-            if (j + 1 < n && is_sep(d[j]) && is_digit(d[j + 1])) { j++; continue; }
+            if (j + 1 < n && is_sep(d[j]) && is_digit(d[j + 1])) {
+                j++;
+                if (tokens && check_run(p, d, n, j, done) < 0) goto out; /* a run starts here */
+                continue;
+            }
             break;
         }
         Py_ssize_t end = (j < n && is_x(d[j])) ? j + 1 : j;
@@ -134,53 +605,50 @@ static PyObject *candidates(PyObject *Py_UNUSED(self), PyObject *args) {
             Py_ssize_t total = 0, k = g;
             while (k < end) {
                 Py_ssize_t len = group_len(d, k, end);
-                if (total + len > longest) break;
+                if (total + len > p->longest) break;
                 memcpy(buf + total, d + k, (size_t)len);
                 total += len;
-                if (lengths[total] && passes(p, entries, buf, total) &&
-                    emit(out, start, g, k + len, buf, total, glued) < 0) {
-                    Py_CLEAR(out);
-                    goto done;
+                if (p->lengths[total] && passes(p->entries, p->n_entries, buf, total)) {
+                    for (int32_t x = 0; x < p->n_numeric; x++) {
+                        const Det *det = &p->dets[x];
+                        if (!det->lengths[total]) continue;
+                        if (det->validator == V_PYTHON) {
+                            PyObject *item = Py_BuildValue(
+                                "(nnny#Oi)", start, g, k + len, (const char *)buf, total,
+                                glued ? Py_True : Py_False, (int)x);
+                            if (item == NULL) goto out;
+                            int rc = PyList_Append(pending, item);
+                            Py_DECREF(item);
+                            if (rc < 0) goto out;
+                            continue;
+                        }
+                        if (!dfa_match(&det->pattern, buf, total)) continue;
+                        Py_ssize_t vlen = validate(p, det, buf, total, value, today);
+                        if (vlen <= 0) continue;
+                        Valid v = {g, k + len, x, (int32_t)vlen, {0}, 0};
+                        memcpy(v.value, value, (size_t)vlen);
+                        if (valids_push(&valids, &v) < 0) goto out;
+                    }
                 }
                 k += len + 1; /* past the separator */
             }
             g += group_len(d, g, end) + 1;
         }
+        if (valids.n && flush_token(p, &valids, glued, done) < 0) goto out;
     }
-done:
+    result = PyTuple_Pack(2, done, pending);
+out:
+    free(valids.items);
+    Py_XDECREF(done);
+    Py_XDECREF(pending);
     PyBuffer_Release(&data);
-    PyBuffer_Release(&plan);
-    return out;
-}
-
-static PyObject *has_any(PyObject *Py_UNUSED(self), PyObject *args) {
-    Py_buffer data, bitmap;
-    if (!PyArg_ParseTuple(args, "y*y*", &data, &bitmap)) return NULL;
-    const unsigned char *d = data.buf, *bits = bitmap.buf;
-    const Py_ssize_t n = data.len, limit = bitmap.len * 8;
-    int found = 0;
-    for (Py_ssize_t i = 0; i < n && !found;) {
-        unsigned char c = d[i];
-        if (c < 0x80) { i++; continue; }
-        Py_ssize_t need;
-        unsigned long cp;
-        if (c >= 0xF0) { need = 3; cp = c & 0x07; }
-        else if (c >= 0xE0) { need = 2; cp = c & 0x0F; }
-        else if (c >= 0xC0) { need = 1; cp = c & 0x1F; }
-        else { i++; continue; } /* a stray continuation byte */
-        if (i + need >= n) break; /* a truncated sequence at the end */
-        for (Py_ssize_t k = 1; k <= need; k++) cp = (cp << 6) | (d[i + k] & 0x3F);
-        i += need + 1;
-        if ((Py_ssize_t)cp < limit && (bits[cp / 8] & (1u << (cp % 8)))) found = 1;
-    }
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&bitmap);
-    return PyBool_FromLong(found);
+    return result;
 }
 
 static PyMethodDef methods[] = {
-    {"candidates", candidates, METH_VARARGS, "Checked candidates of every number token."},
-    {"has_any", has_any, METH_VARARGS, "Whether a code point of the bitmap occurs."},
+    {"compile", compile_plan, METH_VARARGS, "A findings plan from its blob and the HMAC key."},
+    {"findings", findings, METH_VARARGS, "Validated, hashed, masked numbers; None: fold first."},
+    {"sha256_hex", sha256_hex, METH_VARARGS, "SHA-256 of bytes, hex (tests the hash twin)."},
     {NULL, NULL, 0, NULL},
 };
 

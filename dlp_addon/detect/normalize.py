@@ -12,11 +12,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-try:
-    from dlp_addon.detect import _numscan
-except ImportError:  # pragma: no cover - scripts/setup builds it
-    _numscan = None  # type: ignore[assignment]
-
 _DROP = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63"
 _SPACES = (
@@ -46,7 +41,7 @@ TRIGGERS = "".join(sorted(map(chr, _TABLE)))
 _NEEDS = re.compile("[" + re.escape(TRIGGERS) + "]")
 
 
-# The same set as a bitmap over code points, for the C scan of the UTF-8 bytes.
+# The same set as a bitmap over code points, for the C pass over the UTF-8 bytes.
 _BITMAP = bytearray((max(_TABLE) + 8) // 8)
 for _cp in _TABLE:
     _BITMAP[_cp // 8] |= 1 << (_cp % 8)
@@ -56,13 +51,6 @@ TRIGGER_BITMAP = bytes(_BITMAP)
 def needs_folding(text: str) -> bool:
     """True when ``normalize`` would change something a detector sees."""
     return not text.isascii() and _NEEDS.search(text) is not None
-
-
-def needs_folding_utf8(data: bytes, text: str) -> bool:
-    """:func:`needs_folding` of ``text``, read from its UTF-8 bytes ``data`` (in C when built)."""
-    if _numscan is not None:
-        return bool(_numscan.has_any(data, TRIGGER_BITMAP))
-    return needs_folding(text)
 
 
 def normalize(text: str) -> str:

@@ -6,18 +6,27 @@ slash), optionally ending in ``X``, with at least seven digits. A candidate is t
 of one or more adjacent groups; it may start only where a group starts and end only where a
 group ends, so no candidate ever cuts a written number in two.
 
-A :class:`Plan`, made once per detector set, says which candidates are worth Python's time: a
+A :class:`Plan`, made once per detector set, says which candidates are worth checking: a
 length some numeric detector wants, first three digits its pattern allows, and its checksum
 family (ISO 7064 mod 11-2 for resident IDs, Luhn for cards) satisfied. These are necessary
-conditions only; the detector's own pattern and validator still decide. The work is done by
-the C module ``_numscan`` when it is built (``scripts/setup`` builds it), otherwise by the
-pure-Python twin below, which is the reference the C code is tested against.
+conditions only; the detector's own pattern and validator still decide.
+
+The C module ``_numscan`` (``scripts/setup`` builds it) does all of it in one pass: each
+detector's pattern becomes a DFA (:func:`dfa`), its validator a C twin
+(``validators.C_TWINS``), and every identifier comes back hashed and masked
+(:func:`compile_findings`). The same pass checks token detectors: regexes that only match whole
+runs of ASCII letters and digits (:func:`token_body`). Without the module, the pure-Python
+twin below (:func:`find_python`, then the regexes and validators) is used; it is the reference
+the C code is tested against.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+import re._constants as _c  # type: ignore[import-not-found]
+import re._parser as _sre  # type: ignore[import-not-found]
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -106,72 +115,55 @@ class Plan:
 _ALPHABET = frozenset(b"0123456789Xx")  # what a candidate is made of
 
 
+def _chars(op: object, av: object, alphabet: frozenset[int] = _ALPHABET) -> frozenset[int]:
+    """The characters of ``alphabet`` one literal or class of a pattern allows."""
+    allowed, negate = _charset(op, av)
+    return alphabet - allowed if negate else allowed & alphabet
+
+
+def _charset(op: object, av: object) -> tuple[frozenset[int], bool]:
+    """What one literal or class names, and whether it is negated (``[^...]``)."""
+    if op is _c.LITERAL:
+        return frozenset({int(av)}), False  # type: ignore[call-overload]
+    out: set[int] = set()
+    negate = False
+    for item_op, item in av:  # type: ignore[attr-defined]
+        if item_op is _c.NEGATE:
+            negate = True
+        elif item_op is _c.LITERAL:
+            out.add(item)
+        elif item_op is _c.RANGE:
+            out.update(range(item[0], item[1] + 1))
+        elif item_op is _c.CATEGORY and item is _c.CATEGORY_DIGIT:
+            out.update(b"0123456789")
+        else:
+            raise ValueError(f"unsupported in a numeric pattern: {item_op}")
+    return frozenset(out), negate
+
+
 def _prefixes_by_length(pattern: bytes) -> dict[int, set[int]]:
     """For each length, the first three digits of the strings of that length ``pattern``
-    full-matches: exact, from the pattern's syntax tree (``0086...`` is 15 digits, so a
-    13-digit timestamp starting ``17`` is no mobile). Numeric patterns use literals,
-    classes, repeats, groups and alternation only (definitions checks this at load)."""
-    import re._constants as c  # type: ignore[import-not-found]
-    import re._parser as sre  # type: ignore[import-not-found]
-
-    State = tuple[bytes, int]  # (first characters, up to three; length so far)
-
-    def chars(op: object, av: object) -> frozenset[int]:
-        if op is c.LITERAL:
-            return frozenset({int(av)}) & _ALPHABET  # type: ignore[call-overload]
-        out: set[int] = set()
-        negate = False
-        for item_op, item in av:  # type: ignore[attr-defined]
-            if item_op is c.NEGATE:
-                negate = True
-            elif item_op is c.LITERAL:
-                out.add(item)
-            elif item_op is c.RANGE:
-                out.update(range(item[0], item[1] + 1))
-            elif item_op is c.CATEGORY and item is c.CATEGORY_DIGIT:
-                out.update(b"0123456789")
-            else:
-                raise ValueError(f"unsupported in a numeric pattern: {item_op}")
-        return _ALPHABET - out if negate else frozenset(out) & _ALPHABET
-
-    def step(states: set[State], allowed: frozenset[int]) -> set[State]:
-        out: set[State] = set()
-        for head, length in states:
-            if length >= _MAX_LENGTH:
-                continue
-            if len(head) < 3:
-                out.update((head + bytes([ch]), length + 1) for ch in allowed)
-            elif allowed:
-                out.add((head, length + 1))
-        return out
-
-    def walk(seq: object, states: set[State]) -> set[State]:
-        for op, av in seq:  # type: ignore[attr-defined]
-            if op in (c.LITERAL, c.IN):
-                states = step(states, chars(op, av))
-            elif op in (c.MAX_REPEAT, c.MIN_REPEAT):
-                lo, hi, sub = av
-                result: set[State] = set()
-                current = states
-                for k in range(min(hi, _MAX_LENGTH) + 1):
-                    if k >= lo:
-                        result |= current
-                    if k == hi or not current:
-                        break
-                    current = walk(sub, current)
-                states = result
-            elif op is c.SUBPATTERN:
-                states = walk(av[-1], states)
-            elif op is c.BRANCH:
-                states = set().union(*(walk(branch, states) for branch in av[1]))
-            else:
-                raise ValueError(f"unsupported in a numeric pattern: {op}")
-        return states
-
+    full-matches: exact, read off the pattern's DFA (``0086...`` is 15 digits, so a 13-digit
+    timestamp starting ``17`` is no mobile). Numeric patterns use literals, classes, repeats,
+    groups and alternation only (definitions checks this at load)."""
+    machine = dfa(pattern.decode("ascii"))
+    if machine is None:
+        raise ValueError("too large, or more than literals, classes, repeats, groups and |")
+    moves, accepting = machine
     out: dict[int, set[int]] = {}
-    for head, length in walk(sre.parse(pattern.decode("ascii")), {(b"", 0)}):
-        if len(head) == 3 and head.isdigit():
-            out.setdefault(length, set()).add(int(head))
+    level = {(0, b"")}  # (state, first characters up to three)
+    for length in range(_MAX_LENGTH + 1):
+        for state, head in level:
+            if accepting[state] and len(head) == 3 and head.isdigit():
+                out.setdefault(length, set()).add(int(head))
+        level = {
+            (target, head if len(head) == 3 else head + NUMERIC_SYMBOLS[sym : sym + 1])
+            for state, head in level
+            for sym, target in enumerate(moves[state])
+            if target >= 0
+        }
+        if not level:
+            break
     return out
 
 
@@ -187,6 +179,212 @@ def numeric_problem(pattern: str, lengths: Iterable[int]) -> str | None:
     if not any(reachable.get(n) for n in lengths):
         return "the numeric pattern matches no number of the given lengths"
     return None
+
+
+NUMERIC_SYMBOLS = b"0123456789Xx"  # a DFA's alphabets, in _numscan's symbol order
+TOKEN_SYMBOLS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_NFA_LIMIT, _DFA_LIMIT = 50_000, 4096
+Machine = tuple[list[list[int]], list[bool]]
+
+
+def dfa(pattern: str, symbols: bytes = NUMERIC_SYMBOLS) -> Machine | None:
+    """``pattern`` as a DFA over ``symbols``: ``(moves, accepting)``, ``moves[state][i]`` the
+    state after ``symbols[i]`` or -1, state 0 the start. With the numeric alphabet it
+    full-matches exactly the candidates of up to 64 characters the regex full-matches (a
+    class's other characters can never occur in a candidate); with the token alphabet a
+    pattern naming any other character, or able to match more than 64, gives ``None``.
+    ``None`` too when the pattern is too large or uses more than literals, classes, repeats,
+    groups and alternation: the regex in Python decides then."""
+    alphabet = frozenset(symbols)
+    strict = symbols != NUMERIC_SYMBOLS
+    try:
+        tree = _sre.parse(pattern)
+    except re.error:
+        return None
+    if tree.state.flags & (re.IGNORECASE | re.VERBOSE):
+        return None
+    edges: list[dict[int, set[int]]] = [{}]  # an NFA without empty moves; state 0 the start
+
+    def step(states: frozenset[int], op: object, av: object) -> frozenset[int]:
+        named, negate = _charset(op, av)
+        if strict and (negate or not named <= alphabet):
+            raise ValueError("a character outside the alphabet")
+        allowed = alphabet - named if negate else named & alphabet
+        if not states or not allowed:
+            return frozenset()
+        if len(edges) >= _NFA_LIMIT:
+            raise ValueError("too large")
+        edges.append({})
+        target = len(edges) - 1
+        for state in states:
+            for ch in allowed:
+                edges[state].setdefault(symbols.index(ch), set()).add(target)
+        return frozenset({target})
+
+    def walk(seq: object, states: frozenset[int]) -> frozenset[int]:
+        for op, av in seq:  # type: ignore[attr-defined]
+            if op in (_c.LITERAL, _c.IN):
+                states = step(states, op, av)
+            elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+                lo, hi, sub = av
+                if strict and hi > _MAX_LENGTH:
+                    raise ValueError("may match more than 64")
+                result: frozenset[int] = frozenset()
+                current = states
+                for k in range(min(hi, _MAX_LENGTH) + 1):
+                    if k >= lo:
+                        result |= current
+                    if k == hi or not current:
+                        break
+                    current = walk(sub, current)
+                states = result
+            elif op is _c.SUBPATTERN:
+                states = walk(av[-1], states)
+            elif op is _c.BRANCH:
+                states = frozenset().union(*(walk(branch, states) for branch in av[1]))
+            else:
+                raise ValueError(f"unsupported in a numeric pattern: {op}")
+        return states
+
+    try:
+        final = walk(tree, frozenset({0}))
+    except ValueError:
+        return None
+    index: dict[frozenset[int], int] = {frozenset({0}): 0}
+    queue = [frozenset({0})]
+    moves: list[list[int]] = []
+    accepting: list[bool] = []
+    while len(moves) < len(queue):
+        current = queue[len(moves)]
+        row = []
+        for sym in range(len(symbols)):
+            target = frozenset().union(*(edges[s].get(sym, ()) for s in current))
+            if not target:
+                row.append(-1)
+                continue
+            if target not in index:
+                if len(queue) >= _DFA_LIMIT:
+                    return None
+                index[target] = len(queue)
+                queue.append(target)
+            row.append(index[target])
+        moves.append(row)
+        accepting.append(bool(current & final))
+    return moves, accepting
+
+
+def accepted_lengths(machine: Machine) -> frozenset[int] | None:
+    """The lengths of the strings ``machine`` accepts, or ``None`` if one exceeds 64."""
+    moves, accepting = machine
+    level = {0}
+    lengths: set[int] = set()
+    for depth in range(_MAX_LENGTH + 2):
+        if not level:
+            return frozenset(lengths)
+        if depth > _MAX_LENGTH:
+            return None
+        lengths.update(depth for state in level if accepting[state])
+        level = {m for state in level for m in moves[state] if m >= 0}
+    return frozenset(lengths)  # pragma: no cover - the loop returns
+
+
+_BEFORE, _AFTER = "(?<![0-9A-Za-z])", "(?![0-9A-Za-z])"
+
+
+def token_body(pattern: str) -> str | None:
+    """``BODY`` of a regex written ``(?<![0-9A-Za-z])BODY(?![0-9A-Za-z])``: it matches whole
+    runs of ASCII letters and digits only, so the C pass can full-match each run instead."""
+    if not (pattern.startswith(_BEFORE) and pattern.endswith(_AFTER)):
+        return None
+    try:
+        items = list(_sre.parse(pattern))
+    except re.error:
+        return None
+    if len(items) < 3 or items[0][0] is not _c.ASSERT_NOT or items[-1][0] is not _c.ASSERT_NOT:
+        return None  # e.g. a top-level | splitting the edges from each other
+    return pattern[len(_BEFORE) : -len(_AFTER)]
+
+
+def dfa_fullmatch(machine: Machine, text: bytes, symbols: bytes = NUMERIC_SYMBOLS) -> bool:
+    """What ``_numscan`` does with a DFA, in Python (tests hold the two against ``re``)."""
+    moves, accepting = machine
+    state = 0
+    for ch in text:
+        if ch not in symbols:
+            return False
+        state = moves[state][symbols.index(ch)]
+        if state < 0:
+            return False
+    return accepting[state]
+
+
+def _dfa_blob(machine: Machine | None) -> bytes:
+    if machine is None:
+        return struct.pack("<i", 0)
+    moves, accepting = machine
+    flat = [m for row in moves for m in row]
+    return (
+        struct.pack("<i", len(moves))
+        + struct.pack(f"<{len(flat)}i", *flat)
+        + bytes(map(int, accepting))
+    )
+
+
+def compile_findings(
+    numeric: Sequence[Detector],
+    tokens: Sequence[tuple[Detector, Machine]],
+    plan: Plan,
+    key: bytes,
+    fold_bitmap: bytes,
+) -> object | None:
+    """Numeric and token detectors laid out for ``_numscan.findings``, with the HMAC key;
+    ``None`` without the C module. A numeric detector whose pattern cannot become a DFA or
+    whose validator has no C twin (``validators.C_TWINS``) is left to Python: its candidates
+    come back pending. ``tokens``: regex detectors with their body's DFA (see
+    :func:`token_body`), each with a validator in ``validators.TOKEN_TWINS``."""
+    if _numscan is None:
+        return None
+    parts = [b"DLN2", struct.pack("<i", len(plan.entries)), plan.blob]
+    parts.append(_bitmap(validators.PROVINCES, 100))
+    parts += [struct.pack("<i", len(fold_bitmap)), fold_bitmap]
+    parts.append(struct.pack("<ii", len(numeric), len(tokens)))
+    for det in numeric:
+        twin = validators.C_TWINS.get(det.validate)
+        machine = dfa(det.numeric.pattern.decode("ascii")) if twin else None
+        own = dfa(twin[1]) if twin and twin[1] else None
+        code = twin[0] if twin and machine and (own or not twin[1]) and _maskable(det) else 0
+        parts.append(_det_blob(det, code, det.lengths, machine if code else None, own))
+    for det, machine in tokens:
+        lengths = accepted_lengths(machine)
+        assert lengths is not None and _maskable(det)  # the scanner chose them so
+        code = validators.TOKEN_TWINS[det.validate]
+        parts.append(_det_blob(det, code, lengths, machine, None))
+    plan_object: object = _numscan.compile(b"".join(parts), key)
+    return plan_object
+
+
+def _maskable(det: Detector) -> bool:
+    return det.mask_keep is None or max(det.mask_keep) <= _MAX_LENGTH
+
+
+def _det_blob(
+    det: Detector, code: int, lengths: Iterable[int], machine: Machine | None, own: Machine | None
+) -> bytes:
+    keep = det.mask_keep
+    ident = det.id.encode()
+    wanted = frozenset(lengths)
+    return b"".join(
+        [
+            struct.pack(
+                "<iii", code, -1 if keep is None else keep[0], 0 if keep is None else keep[1]
+            ),
+            bytes(1 if n in wanted else 0 for n in range(_MAX_LENGTH + 1)),
+            struct.pack("<i", len(ident)),
+            ident,
+            _dfa_blob(machine),
+            _dfa_blob(own if code else None),
+        ]
+    )
 
 
 def _bitmap(members: Iterable[int], size: int) -> bytes:
@@ -215,16 +413,9 @@ def _luhn_ok(d: bytes) -> bool:
     return total % 10 == 0
 
 
-def find(data: bytes, plan: Plan) -> list[tuple[int, int, int, bytes, bool]]:
-    """Admitted candidates of every token in ``data`` (UTF-8, already folded), in order, as
-    plain tuples in :class:`Candidate`'s field order."""
-    if _numscan is not None:
-        return _numscan.candidates(data, plan.blob)
-    return list(find_python(data, plan))
-
-
 def find_python(data: bytes, plan: Plan) -> list[Candidate]:
-    """:func:`find` in pure Python: the reference for the C code."""
+    """Admitted candidates of every token in ``data`` (UTF-8, already folded), in order: the
+    pure-Python reference for the C pass."""
     out: list[Candidate] = []
     lengths = plan.lengths
     done_until = 0

@@ -28,8 +28,23 @@ from typing import Any, NamedTuple, cast
 import ahocorasick
 
 from dlp_addon.detect.definitions import CONFIDENCE, Detector, DetectorSet
-from dlp_addon.detect.normalize import needs_folding, needs_folding_utf8, normalize
-from dlp_addon.detect.numbers import Plan, find, find_python
+from dlp_addon.detect.normalize import TRIGGER_BITMAP, needs_folding, normalize
+from dlp_addon.detect.numbers import (
+    TOKEN_SYMBOLS,
+    Machine,
+    Plan,
+    accepted_lengths,
+    compile_findings,
+    dfa,
+    find_python,
+    token_body,
+)
+from dlp_addon.detect.validators import TOKEN_TWINS
+
+try:
+    from dlp_addon.detect import _numscan
+except ImportError:  # pragma: no cover - scripts/setup builds it
+    _numscan = None  # type: ignore[assignment]
 
 hyperscan: Any
 try:
@@ -67,6 +82,9 @@ class _Hits(NamedTuple):
     # detector index -> byte spans where its prefilter occurred (None: anywhere, scan it all)
     gates: dict[int, list[tuple[int, int]] | None]
 
+
+# A finding before it becomes a Finding: byte offset, detector, keyed hash, masked, base.
+_Found = tuple[int, Detector, str, str, str]
 
 _WINDOW_MARGIN = 256  # bytes around a prefilter hit that the full regex looks at
 
@@ -208,18 +226,33 @@ class Scanner:
         self._regex = [
             (i, d) for i, d in enumerate(self.detectors) if d.kind == "regex" and not d.record_scope
         ]
+        use_hs = engine == "hyperscan" or (engine == "auto" and hyperscan is not None)
+        # Regex detectors that only match whole runs of letters and digits: checked in C.
+        tokens = _token_detectors(self._regex) if use_hs else []
+        if tokens:
+            in_c = {id(det) for det, _ in tokens}
+            self._regex = [(i, d) for i, d in self._regex if id(d) not in in_c]
         self._record_scoped = [d for d in self.detectors if d.record_scope]
         self._index = {d.id: i for i, d in enumerate(self.detectors)}
         self._personal = frozenset(
             d.id for d in self.detectors if d.personal and not d.record_scope and d.kind != "words"
         )
         gates = {i: d.prefilter for i, d in enumerate(self.detectors) if d.prefilter}
-        use_hs = engine == "hyperscan" or (engine == "auto" and hyperscan is not None)
         self.engine = "hyperscan" if use_hs else "python"
         prefilter = _HyperscanPrefilter if use_hs else _PythonPrefilter
         self._pre: _HyperscanPrefilter | _PythonPrefilter = prefilter(self._words.words, gates)
-        self._find = find if use_hs else find_python
-        self._needs_folding = needs_folding_utf8 if use_hs else lambda _, t: needs_folding(t)
+        # The compiled path: numbers found, validated, hashed and masked in C, with the fold
+        # check in the same pass. Without it (engine="python"), the pure-Python twin.
+        self._compiled = (
+            compile_findings(self._numeric, tokens, self._plan, hmac_key, TRIGGER_BITMAP)
+            if use_hs
+            else None
+        )
+        if self._compiled is None:  # no C module: the token detectors stay regexes
+            self._regex += [(self._index[d.id], d) for d, _ in tokens]
+            self._regex.sort(key=lambda item: item[0])
+        self._c_dets = [*self._numeric, *(d for d, _ in tokens)]
+        self._base = [(d.confidence, "low") for d in self._c_dets]
 
     def key(self, detector: str, value: str) -> str:
         """The keyed hash that stands for ``value`` wherever a value would be stored."""
@@ -233,12 +266,22 @@ class Scanner:
         if not text:
             return []
         data = text.encode("utf-8", "replace")
-        if self._needs_folding(data, text):
-            text = normalize(text)
-            data = text.encode("utf-8", "replace")
+        found: list[_Found] = []
+        gated: list[_Found] = []  # token detectors' findings that count only near a keyword
+        if self._compiled is not None:
+            numbers = _numscan.findings(data, self._compiled)
+            if numbers is None:  # full-width digits, zero-width characters: fold, then again
+                text = normalize(text)
+                data = text.encode("utf-8", "replace")
+                numbers = _numscan.findings(data, self._compiled)
+                assert numbers is not None  # folded text has nothing left to fold
+            self._take(numbers, found, gated)
+        else:
+            if needs_folding(text):
+                text = normalize(text)
+                data = text.encode("utf-8", "replace")
+            self._validate(find_python(data, self._plan), found)
         hits = self._pre.scan(data, text)
-        found: list[tuple[Detector, str, int, str]] = []  # detector, value, byte offset, base
-        self._numbers(data, found)
         gates = dict(hits.gates)
         context_at: dict[int, list[int]] = {}
         keyword_at: dict[int, list[int]] = {}
@@ -250,16 +293,23 @@ class Scanner:
                     context_at.setdefault(d_idx, []).append(pos)
                 else:
                     det = self.detectors[d_idx]
-                    found.append((det, self._words.words[word], pos, det.confidence))
+                    value = self._words.words[word]
+                    found.append(
+                        (pos, det, self.key(det.id, value), det.mask(value), det.confidence)
+                    )
+        for item in gated:
+            near = keyword_at.get(self._index[item[1].id])
+            if near and _within(sorted(near), item[0], self.window):
+                found.append(item)
         for d_idx, det in self._regex:
             if d_idx in keyword_at:  # only matches within the window of a keyword count
                 near = sorted(keyword_at[d_idx])
                 spans = [(max(0, p - self.window), p + self.window) for p in near]
-                hits_here: list[tuple[Detector, str, int, str]] = []
+                hits_here: list[_Found] = []
                 for start, end in _windows(data, spans):
                     window = data[start:end].decode("utf-8", "replace")
                     self._regex_matches(det, window, start, hits_here, deadline)
-                found.extend(h for h in hits_here if _within(near, h[2], self.window))
+                found.extend(h for h in hits_here if _within(near, h[0], self.window))
             elif det.keywords:
                 continue
             elif not det.prefilter:
@@ -274,16 +324,22 @@ class Scanner:
                         self._regex_matches(det, window, start, found, deadline)
         if not found:
             return []
-        found.sort(key=lambda item: item[2])
+        found.sort(key=_first)
         for near in context_at.values():
             near.sort()
         findings = []
         record_lines: set[int] = set()  # lines holding a personal identifier
         line, counted_to = first_line, 0
-        for det, value, pos, base in found:
+        reach, index, raised = self.window, self._index, _RAISED
+        for pos, det, key, masked, base in found:
             line += data.count(b"\n", counted_to, pos)
             counted_to = pos
-            findings.append(self._finding(det, value, pos, base, location, line, context_at))
+            context = context_at.get(index[det.id])
+            if context:
+                lo = bisect.bisect_left(context, pos - reach)
+                if lo < len(context) and context[lo] <= pos + reach:
+                    base = raised[base]
+            findings.append(Finding(det.id, key, masked, location, line, base))
             if det.id in self._personal:
                 record_lines.add(line)
         scoped = [
@@ -312,27 +368,69 @@ class Scanner:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def _numbers(self, data: bytes, found: list[tuple[Detector, str, int, str]]) -> None:
+    def _take(
+        self,
+        numbers: tuple[list[tuple[int, int, str, str, bool]], list[Any]],
+        found: list[_Found],
+        gated: list[_Found],
+    ) -> None:
+        """What ``_numscan.findings`` returned: done in C, or pending for Python."""
+        done, pending = numbers
+        dets, base, numeric = self._c_dets, self._base, self._numeric
+        for pos, d_idx, key, masked, glued in done:
+            det = dets[d_idx]
+            (gated if det.keywords else found).append((pos, det, key, masked, base[d_idx][glued]))
+        if pending:
+            self._validate(
+                [(t, s, e, digits, g) for t, s, e, digits, g, _ in pending],
+                found,
+                only=[numeric[item[5]] for item in pending],
+            )
+
+    def _validate(
+        self,
+        candidates: Iterable[tuple[int, int, int, bytes, bool]],
+        found: list[_Found],
+        only: list[Detector] | None = None,
+    ) -> None:
+        """Candidates checked by each detector's pattern and validator in Python (``only``:
+        the detector each candidate is for), a number inside a longer one of the same
+        detector in the same token dropped."""
         by_length = self._by_length
         valid: list[tuple[Detector, str, int, int, str]] = []
         token = -1
-        for token_start, start, end, digits, glued in self._find(data, self._plan):
+        for i, (token_start, start, end, digits, glued) in enumerate(candidates):
             if token_start != token:
-                _outermost(valid, found)
+                self._outermost(valid, found)
                 valid, token = [], token_start
             for det in by_length.get(len(digits), ()):
+                if only is not None and det is not only[i]:
+                    continue
                 if det.numeric.fullmatch(digits) is not None:
                     value = det.validate(digits.decode("ascii"))
                     if value is not None:
                         valid.append((det, value, start, end, "low" if glued else det.confidence))
-        _outermost(valid, found)
+        self._outermost(valid, found)
+
+    def _outermost(
+        self, valid: list[tuple[Detector, str, int, int, str]], found: list[_Found]
+    ) -> None:
+        """A number inside a longer one of the same detector (in one token) is part of it,
+        not another: sorted by start and longest first, a number whose end some earlier one
+        of its detector reaches is inside it."""
+        reach: dict[int, int] = {}
+        for det, value, pos, end, base in sorted(valid, key=_outermost_order):
+            if reach.get(id(det), -1) >= end:
+                continue
+            reach[id(det)] = end
+            found.append((pos, det, self.key(det.id, value), det.mask(value), base))
 
     def _regex_matches(
         self,
         det: Detector,
         text: str,
         offset: int,
-        found: list[tuple[Detector, str, int, str]],
+        found: list[_Found],
         deadline: float | None,
     ) -> None:
         """Matches of ``det`` in ``text``, which starts at byte ``offset`` of the scanned data."""
@@ -342,24 +440,9 @@ class Scanner:
             if value is not None:
                 byte_at += len(text[char_at : m.start()].encode("utf-8", "replace"))
                 char_at = m.start()
-                found.append((det, value, byte_at, det.confidence))
-
-    def _finding(
-        self,
-        det: Detector,
-        value: str,
-        pos: int,
-        base: str,
-        location: str,
-        line: int,
-        context_at: dict[int, list[int]],
-    ) -> Finding:
-        near = context_at.get(self._index[det.id])
-        if near:
-            lo = bisect.bisect_left(near, pos - self.window)
-            if lo < len(near) and near[lo] <= pos + self.window:
-                base = _RAISED[base]
-        return Finding(det.id, self.key(det.id, value), det.mask(value), location, line, base)
+                found.append(
+                    (byte_at, det, self.key(det.id, value), det.mask(value), det.confidence)
+                )
 
     def _in_records(
         self,
@@ -428,17 +511,29 @@ def _finditer(det: Detector, text: str, deadline: float | None) -> Iterator[Any]
     return cast(Iterator[Any], det.pattern.finditer(text, timeout=timeout))
 
 
-def _outermost(
-    valid: list[tuple[Detector, str, int, int, str]],
-    found: list[tuple[Detector, str, int, str]],
-) -> None:
-    """A number inside a longer one of the same kind (in one token) is part of it, not another."""
-    if len(valid) == 1:
-        det, value, pos, _, base = valid[0]
-        found.append((det, value, pos, base))
-        return
-    for det, value, pos, end, base in valid:
-        if not any(
-            d is det and p <= pos and end <= e and (p, e) != (pos, end) for d, _, p, e, _ in valid
+def _token_detectors(regexes: list[tuple[int, Detector]]) -> list[tuple[Detector, Machine]]:
+    """The regex detectors the C pass checks as whole runs of letters and digits: written
+    ``(?<![0-9A-Za-z])BODY(?![0-9A-Za-z])``, BODY a DFA of at most 64 characters, no
+    prefilter, a validator with a C twin and a mask C can apply."""
+    out = []
+    for _, det in regexes:
+        body = token_body(det.pattern.pattern)
+        machine = dfa(body, TOKEN_SYMBOLS) if body is not None else None
+        if (
+            machine is None
+            or det.prefilter
+            or det.validate not in TOKEN_TWINS
+            or accepted_lengths(machine) is None
+            or (det.mask_keep is not None and max(det.mask_keep) > 64)
         ):
-            found.append((det, value, pos, base))
+            continue
+        out.append((det, machine))
+    return out
+
+
+def _outermost_order(item: tuple[Detector, str, int, int, str]) -> tuple[int, int]:
+    return (item[2], -item[3])
+
+
+def _first(item: _Found) -> int:
+    return item[0]

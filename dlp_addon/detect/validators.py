@@ -206,6 +206,20 @@ def gb32100(text: str) -> str | None:
     return value if check == codes[17] else None
 
 
+# Validators with a twin in _numscan.c (its V_* codes), and the pattern the twin needs.
+C_TWINS: dict[Validator, tuple[int, str | None]] = {
+    gb11643: (1, None),
+    gb11643_15: (2, None),
+    luhn: (3, None),
+    luhn_card: (4, None),
+    iso7064_mod11_2: (5, None),
+    cn_mobile: (6, _CN_MOBILE.pattern),
+    cn_landline: (7, _CN_FIXED.pattern),
+}
+# Validators with a C twin for whole runs of letters and digits (token detectors).
+TOKEN_TWINS: dict[Validator, int] = {none: 8, format_only: 9, gb32100: 10}
+PROVINCES = _PROVINCES
+
 VALIDATORS: dict[str, Validator] = {
     "gb11643_15": gb11643_15,
     "cn_landline": cn_landline,

@@ -1,0 +1,244 @@
+"""The compiled findings pass (``_numscan.findings``) equals its Python twin: the same
+findings, keys, masks, lines and confidences on any input; its DFAs full-match exactly what the
+detectors' regexes full-match; its SHA-256 is SHA-256; a damaged plan is refused, not used."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dlp_addon.decide import load_policy
+from dlp_addon.detect import Scanner, _numscan, numbers, validators
+from dlp_addon.detect.normalize import TRIGGER_BITMAP
+from dlp_addon.detect.numbers import (
+    NUMERIC_SYMBOLS,
+    TOKEN_SYMBOLS,
+    Plan,
+    compile_findings,
+    dfa,
+    dfa_fullmatch,
+    token_body,
+)
+from tests.synth import mobile, resident_id
+
+DETECTORS = load_policy().detectors
+KEY = b"compiled-test-key"
+COMPILED = Scanner(DETECTORS, KEY, engine="hyperscan")
+PYTHON = Scanner(DETECTORS, KEY, engine="python")
+NUMERIC = [d for d in DETECTORS.detectors if d.kind == "numeric"]
+
+
+def uscc(rng: random.Random, *, valid: bool = True) -> str:
+    """A synthetic unified social credit code with a right (or wrong) check character."""
+    chars = validators._GB32100_CHARS
+    body = rng.choice("9157") + rng.choice("123") + f"{rng.randrange(10**6):06d}"
+    body += "".join(rng.choice(chars) for _ in range(9))
+    total = sum(chars.index(c) * w for c, w in zip(body, validators._GB32100_WEIGHTS, strict=True))
+    check = (31 - total % 31) % 31
+    return body + chars[check if valid else (check + 1) % 31]
+
+
+def luhn_number(rng: random.Random, prefix: str, length: int) -> str:
+    body = prefix + "".join(rng.choice("0123456789") for _ in range(length - len(prefix) - 1))
+    for last in "0123456789":
+        if validators.luhn(body + last):
+            return body + last
+    raise AssertionError("unreachable")
+
+
+def _pieces(rng: random.Random) -> list[str]:
+    return [
+        resident_id(rng),
+        resident_id(rng)[:17] + "x",
+        mobile(rng),
+        "+86 " + mobile(rng),
+        luhn_number(rng, "62", 19),
+        luhn_number(rng, "4", 16),
+        "0755-" + "".join(rng.choice("0123456789") for _ in range(8)),
+        uscc(rng),
+        uscc(rng, valid=False),
+        f"P{rng.randrange(10, 99)}20{rng.randrange(10, 99)}{rng.randrange(10**10):010d}",
+        str(rng.randrange(10**17, 10**19)),
+    ]
+
+
+_GLUE = st.sampled_from(
+    [
+        " ",
+        "-",
+        "",
+        "x",
+        "X",
+        "a",
+        "Q",
+        "号",
+        "\n",
+        "税号：",
+        "身份证",
+        "电话",
+        "卡号",
+        "台胞证 ",
+        "１",
+        "\u200b",
+        "，",
+        ".",
+        "/",
+        "保单号 ",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.randoms(use_true_random=False), st.lists(st.tuples(st.integers(0, 10), _GLUE), max_size=14)
+)
+def test_compiled_and_python_scanners_give_the_same_findings(
+    rng: random.Random, picks: list[tuple[int, str]]
+) -> None:
+    pieces = _pieces(rng)
+    text = "".join(pieces[i] + glue for i, glue in picks)
+    assert sorted(COMPILED.scan(text, "t")) == sorted(PYTHON.scan(text, "t"))
+
+
+def test_the_token_detectors_are_checked_in_c() -> None:
+    """cn_uscc, tw_permit and the policy's own policy_number are whole-token shapes."""
+    in_c = {d.id for d in COMPILED._c_dets} - {d.id for d in NUMERIC}
+    assert {"cn_uscc", "policy_number", "tw_permit"} <= in_c
+    assert not {d.id for _, d in COMPILED._regex} & in_c
+
+
+def _mutants(rng: random.Random, seed: str, symbols: bytes, n: int) -> list[str]:
+    out = [seed]
+    for _ in range(n):
+        s = list(seed)
+        for _ in range(rng.randrange(1, 3)):
+            op = rng.randrange(3)
+            at = rng.randrange(len(s) + 1)
+            ch = chr(rng.choice(symbols))
+            if op == 0 and at < len(s):
+                s[at] = ch
+            elif op == 1:
+                s.insert(at, ch)
+            elif s and at < len(s):
+                del s[at]
+        out.append("".join(s))
+    return out
+
+
+def test_dfas_full_match_what_the_regexes_full_match() -> None:
+    rng = random.Random(11)
+    seeds = [resident_id(rng) for _ in range(20)] + [mobile(rng) for _ in range(20)]
+    seeds += ["008613800138000", "8613912345678", "01012345678", "075512345678", "09516012345"]
+    seeds += [luhn_number(rng, p, n) for p, n in (("62", 19), ("4", 16), ("35", 17), ("22", 16))]
+    patterns = [d.numeric.pattern.decode() for d in NUMERIC]
+    patterns += [p for _, p in validators.C_TWINS.values() if p]
+    for pattern in patterns:
+        machine = dfa(pattern)
+        assert machine is not None, pattern
+        compiled = re.compile(pattern)
+        for seed in seeds:
+            for s in _mutants(rng, seed, NUMERIC_SYMBOLS, 30):
+                want = compiled.fullmatch(s) is not None
+                assert dfa_fullmatch(machine, s.encode()) == want, (pattern, s)
+
+
+def test_token_dfas_full_match_what_the_bodies_full_match() -> None:
+    rng = random.Random(12)
+    seeds = [uscc(rng) for _ in range(20)] + ["P3120240012345678", "91350100M000100Y43"]
+    seeds += ["12345678", "1234567890", "A1234567"]
+    for det in DETECTORS.detectors:
+        body = token_body(det.pattern.pattern) if det.kind == "regex" else None
+        machine = dfa(body, TOKEN_SYMBOLS) if body else None
+        if machine is None:
+            continue
+        compiled = re.compile(body)  # type: ignore[arg-type]
+        for seed in seeds:
+            for s in _mutants(rng, seed, TOKEN_SYMBOLS, 40):
+                assert dfa_fullmatch(machine, s.encode(), TOKEN_SYMBOLS) == (
+                    compiled.fullmatch(s) is not None
+                ), (det.id, s)
+
+
+def test_only_whole_token_regexes_become_token_detectors() -> None:
+    assert token_body("(?<![0-9A-Za-z])P[0-9]{4}(?![0-9A-Za-z])") == "P[0-9]{4}"
+    # A top-level | would split the edges from the body: not a token shape.
+    assert token_body("(?<![0-9A-Za-z])A1|B2(?![0-9A-Za-z])") is None
+    assert token_body("P[0-9]{4}") is None
+    # Characters other than letters and digits, or more than 64 of them: left to the regex.
+    assert dfa("A-[0-9]{4}", TOKEN_SYMBOLS) is None
+    assert dfa("[^a]{4}", TOKEN_SYMBOLS) is None
+    assert dfa("[0-9]+", TOKEN_SYMBOLS) is None
+    assert dfa("(?i)p[0-9]{4}", TOKEN_SYMBOLS) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_sha256_is_sha256(data: bytes) -> None:
+    assert _numscan.sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
+def test_keys_are_the_scanners_hmac() -> None:
+    rng = random.Random(13)
+    ident = resident_id(rng)
+    (finding,) = [
+        f for f in COMPILED.scan(f"身份证 {ident}", "t") if f.detector == "cn_resident_id"
+    ]
+    assert finding.key == COMPILED.key("cn_resident_id", ident)
+    assert finding.masked == ident[:6] + "*" * 8 + ident[-4:]
+    long_key = Scanner(DETECTORS, b"k" * 100, engine="hyperscan")  # hashed to a block first
+    (f2,) = [f for f in long_key.scan(ident, "t") if f.detector == "cn_resident_id"]
+    assert f2.key == long_key.key("cn_resident_id", ident)
+
+
+def test_a_damaged_plan_is_refused() -> None:
+    plan = Plan.for_detectors(NUMERIC)
+    good = _blob(plan)
+    assert _numscan.compile(good, KEY) is not None
+    for cut in range(0, len(good) - 1, max(1, len(good) // 300)):
+        with pytest.raises(ValueError):
+            _numscan.compile(good[:cut], KEY)
+    with pytest.raises(ValueError):
+        _numscan.compile(good + b"\0", KEY)
+    rng = random.Random(14)
+    for _ in range(300):  # flipped bytes: refused, or a plan that scans without crashing
+        damaged = bytearray(good)
+        damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+        try:
+            compiled = _numscan.compile(bytes(damaged), KEY)
+        except ValueError:
+            continue
+        _numscan.findings(f"身份证 {resident_id(rng)} 13800138000".encode(), compiled)
+
+
+def _blob(plan: Plan) -> bytes:
+    """The blob compile_findings hands to C, captured by calling it with a recording stub."""
+    captured: list[bytes] = []
+
+    class Recorder:
+        @staticmethod
+        def compile(blob: bytes, key: bytes) -> object:
+            captured.append(blob)
+            return object()
+
+    real = numbers._numscan
+    numbers._numscan = Recorder  # type: ignore[assignment]
+    try:
+        compile_findings(NUMERIC, [], plan, KEY, TRIGGER_BITMAP)
+    finally:
+        numbers._numscan = real
+    return captured[0]
+
+
+def test_every_number_of_a_long_token_is_found() -> None:
+    """Thousands of IDs written as one space-separated token: each found once, none lost to
+    the rule that a number inside a longer one of the same detector is part of it."""
+    rng = random.Random(15)
+    ids = [resident_id(rng) for _ in range(3000)]
+    found = COMPILED.scan(" ".join(ids), "t")
+    assert len({f.key for f in found if f.detector == "cn_resident_id"}) == len(set(ids))
+    assert sorted(found) == sorted(PYTHON.scan(" ".join(ids), "t"))
