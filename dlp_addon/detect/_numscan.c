@@ -514,23 +514,29 @@ static int flush_token(const NumPlan *p, Valids *v, int glued, PyObject *done) {
     return 0;
 }
 
-/* The run of ASCII letters and digits starting at ``at`` against every token detector. */
-static int check_run(const NumPlan *p, const unsigned char *d, Py_ssize_t n, Py_ssize_t at,
-                     PyObject *done) {
-    Py_ssize_t j = at;
-    while (j < n && is_alnum(d[j]) && j - at <= MAX_LENGTH) j++;
-    Py_ssize_t len = j - at;
-    if (len > MAX_LENGTH || (j < n && is_alnum(d[j])) || !p->token_lengths[len]) return 0;
+/* The run of ASCII letters and digits d[at..end) against every token detector. */
+static int check_span(const NumPlan *p, const unsigned char *d, Py_ssize_t at, Py_ssize_t end,
+                      PyObject *done) {
+    Py_ssize_t len = end - at;
+    if (len > MAX_LENGTH || !p->token_lengths[len]) return 0;
     for (int32_t x = p->n_numeric; x < p->n_numeric + p->n_tokens; x++) {
         const Det *det = &p->dets[x];
         Valid v;
         if (!det->lengths[len] || !dfa_match(&det->pattern, d + at, len)) continue;
         v.len = (int32_t)validate(p, det, d + at, len, v.value, 0);
         if (v.len <= 0) continue;
-        v.start = at; v.end = j; v.det = x; v.dropped = 0;
+        v.start = at; v.end = end; v.det = x; v.dropped = 0;
         if (emit_done(p, &v, 0, done) < 0) return -1;
     }
     return 0;
+}
+
+/* The same for the run starting at ``at`` (looked at up to 65 characters: longer never match). */
+static int check_run(const NumPlan *p, const unsigned char *d, Py_ssize_t n, Py_ssize_t at,
+                     PyObject *done) {
+    Py_ssize_t j = at;
+    while (j < n && is_alnum(d[j]) && j - at <= MAX_LENGTH) j++;
+    return check_span(p, d, at, j, done);
 }
 
 static long today_local(void) {
@@ -583,8 +589,19 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
             continue;
         }
         if (!is_alnum(c)) { i++; continue; }
-        if (tokens && (i == 0 || !is_alnum(d[i - 1])) && check_run(p, d, n, i, done) < 0) goto out;
-        if (!is_digit(c)) { i++; continue; }
+        const int run_start = i == 0 || !is_alnum(d[i - 1]);
+        if (!is_digit(c)) {
+            if (run_start) { /* a run of letters and digits: checked whole, skipped if no digit */
+                Py_ssize_t j = i;
+                int digits = 0;
+                while (j < n && is_alnum(d[j])) digits |= is_digit(d[j++]);
+                if (tokens && check_span(p, d, i, j, done) < 0) goto out;
+                if (!digits) { i = j; continue; }
+            }
+            i++;
+            continue;
+        }
+        if (tokens && run_start && check_run(p, d, n, i, done) < 0) goto out;
         /* A number token: digit groups joined by single separators, maybe ending in X. */
         Py_ssize_t start = i, j = i, ndigits = 0;
         for (;;) {

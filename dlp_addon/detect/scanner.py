@@ -111,14 +111,15 @@ def _within(sorted_positions: list[int], pos: int, window: int) -> bool:
 
 
 class _Words:
-    """Every keyword of every detector, once, with the roles it plays for whom."""
+    """Every keyword of every detector, once, with the roles it plays for whom. A record-scoped
+    detector's keywords are not here: they are looked for in its record lines themselves."""
 
     def __init__(self, detectors: tuple[Detector, ...]) -> None:
         index: dict[str, int] = {}
         self.owners: list[list[tuple[str, int]]] = []
         for d_idx, det in enumerate(detectors):
             for role, words in (
-                ("gate", det.keywords),
+                ("gate", () if det.record_scope else det.keywords),
                 ("context", det.context),
                 ("dict", det.words),
             ):
@@ -328,7 +329,7 @@ class Scanner:
         for near in context_at.values():
             near.sort()
         findings = []
-        record_lines: set[int] = set()  # lines holding a personal identifier
+        record_lines: dict[int, int] = {}  # lines holding a personal identifier: a byte in each
         line, counted_to = first_line, 0
         reach, index, raised = self.window, self._index, _RAISED
         for pos, det, key, masked, base in found:
@@ -341,12 +342,9 @@ class Scanner:
                     base = raised[base]
             findings.append(Finding(det.id, key, masked, location, line, base))
             if det.id in self._personal:
-                record_lines.add(line)
-        scoped = [
-            d for d in self._record_scoped if not d.keywords or self._index[d.id] in keyword_at
-        ]
-        if scoped and record_lines:
-            findings += self._in_records(text, record_lines, scoped, location, deadline, first_line)
+                record_lines[line] = pos
+        if self._record_scoped and record_lines:
+            findings += self._in_records(data, record_lines, location, deadline)
         return findings
 
     def scan_all(
@@ -445,32 +443,34 @@ class Scanner:
                 )
 
     def _in_records(
-        self,
-        text: str,
-        record_lines: set[int],
-        scoped: list[Detector],
-        location: str,
-        deadline: float | None,
-        first_line: int = 0,
+        self, data: bytes, record_lines: dict[int, int], location: str, deadline: float | None
     ) -> list[Finding]:
-        """Names, addresses: searched only on lines that already hold a personal identifier,
-        all such lines at once (joined), a match never crossing from one line to the next."""
-        lines = sorted(record_lines)
-        every = text.split("\n")
-        texts = [every[line - first_line] for line in lines]
-        starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
-        joined = "\n".join(texts)
+        """Names, addresses: searched only on lines that already hold a personal identifier
+        (and, for a detector with keywords, one of its keywords), all such lines at once
+        (joined), a match never crossing from one line to the next."""
+        lines: list[tuple[int, str]] = []  # (line number, text) of each record line
+        for line, pos in sorted(record_lines.items()):
+            start = data.rfind(b"\n", 0, pos) + 1
+            end = data.find(b"\n", pos)
+            lines.append((line, data[start : None if end < 0 else end].decode("utf-8", "replace")))
         out: list[Finding] = []
-        for det in scoped:
+        for det in self._record_scoped:
+            here = lines
+            if det.keywords:
+                here = [(n, t) for n, t in lines if any(k in t.lower() for k in det.keywords)]
+            if not here:
+                continue
+            starts = list(itertools.accumulate((len(t) + 1 for _, t in here[:-1]), initial=0))
+            joined = "\n".join(t for _, t in here)
             for m in _finditer(det, joined, deadline):
                 i = bisect.bisect_right(starts, m.start()) - 1
-                if m.end() > starts[i] + len(texts[i]):
+                if m.end() > starts[i] + len(here[i][1]):
                     continue
                 value = det.validate(m.group())
                 if value is not None:
                     key = self.key(det.id, value)
                     out.append(
-                        Finding(det.id, key, det.mask(value), location, lines[i], det.confidence)
+                        Finding(det.id, key, det.mask(value), location, here[i][0], det.confidence)
                     )
         return out
 
