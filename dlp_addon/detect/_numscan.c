@@ -89,16 +89,21 @@ static Py_ssize_t group_len(const unsigned char *d, Py_ssize_t pos, Py_ssize_t t
 /* ---------------------------------------------------------------------------------------- */
 /* Findings: numbers (and ASCII letter-and-digit tokens) validated, hashed and masked in C. */
 /*                                                                                          */
-/*   compile(blob, key) -> plan       detectors laid out by numbers.compile_findings           */
-/*   findings(data, plan) -> (done, pending) | None                                          */
+/*   compile(blob, key, Finding, ("low", "medium", "high")) -> plan                          */
+/*       detectors laid out by numbers.compile_findings                                      */
+/*   findings(data, plan, location, first_line, near) -> (found, records, pending) | None    */
 /*       None: the text needs folding first (a code point of the plan's fold bitmap occurs). */
-/*       done: [(start, detector, key, masked, glued)]                                        */
+/*       found: [Finding(detector, key, masked, location, line, confidence)]                 */
 /*         - numeric detectors checked here (pattern as a DFA, validator one of the C twins  */
 /*           below), a number inside a longer one of the same detector in one token dropped; */
 /*         - token detectors: a regex (?<![0-9A-Za-z])BODY(?![0-9A-Za-z]) full-matches BODY  */
 /*           against a whole run of ASCII letters and digits, so each run is checked once.   */
-/*       pending: [(token_start, start, end, digits, glued, detector)] for numeric detectors */
-/*             left to Python (no DFA or no C twin of the validator).                        */
+/*       A context word of the detector within the window raises the confidence one level;  */
+/*       a keyword-gated token detector's findings count only within the window of one of   */
+/*       its keywords (``near`` holds both, from the scanner's keyword pass).                 */
+/*       records: [(line, start, end)] of the lines holding a personal identifier.          */
+/*       pending: [(token_start, start, end, digits, glued, detector)] for numeric           */
+/*             detectors left to Python (no DFA or no C twin of the validator).              */
 /* Detector numbers count numeric detectors first, then token detectors. The key is an      */
 /* HMAC-SHA256 (OpenSSL's SHA-256) of "id:value", its first 12 bytes in hex. Every byte of   */
 /* the blob is checked when it is compiled; a bad blob is a ValueError.                     */
@@ -134,10 +139,13 @@ enum { V_PYTHON = 0, V_GB11643, V_GB11643_15, V_LUHN, V_LUHN_CARD, V_MOD11_2, V_
 typedef struct {
     int32_t validator;
     int32_t mask_start, mask_end; /* mask_start -1: shown as is */
+    int32_t level; /* base confidence: 0 low, 1 medium, 2 high */
+    int32_t personal; /* its findings make a line a record */
     unsigned char lengths[MAX_LENGTH + 1];
     char *id;
     int32_t id_len;
     Dfa pattern, accepts; /* accepts: the validator's own pattern (mobile, fixed line) */
+    PyObject *name; /* the id as a str, for the Finding */
 } Det;
 
 typedef struct {
@@ -152,6 +160,9 @@ typedef struct {
     int32_t n_numeric, n_tokens; /* dets[0..n_numeric), then the token detectors */
     unsigned char token_lengths[MAX_LENGTH + 1];
     Det *dets;
+    int32_t window; /* bytes either side within which a context word raises confidence */
+    PyObject *finding; /* the Finding type (a tuple subclass) */
+    PyObject *levels[3]; /* "low", "medium", "high" */
     SHA256_CTX inner, outer; /* HMAC: the key's ipad and opad blocks, hashed once */
 } NumPlan;
 
@@ -162,11 +173,14 @@ static void plan_free(NumPlan *p) {
     if (p->dets != NULL) {
         for (int32_t i = 0; i < p->n_numeric + p->n_tokens; i++) {
             free(p->dets[i].id); dfa_free(&p->dets[i].pattern); dfa_free(&p->dets[i].accepts);
+            Py_XDECREF(p->dets[i].name);
         }
         free(p->dets);
     }
     free(p->entries);
     free(p->fold);
+    Py_XDECREF(p->finding);
+    for (int i = 0; i < 3; i++) Py_XDECREF(p->levels[i]);
     OPENSSL_cleanse(p, sizeof *p); /* the key schedule */
     free(p);
 }
@@ -206,9 +220,12 @@ static int read_dfa(Reader *r, Dfa *d, int32_t symbols) {
 
 static int read_det(Reader *r, Det *d, int token) {
     if (take_i32(r, &d->validator) < 0 || take_i32(r, &d->mask_start) < 0 ||
-        take_i32(r, &d->mask_end) < 0 || take(r, d->lengths, MAX_LENGTH + 1) < 0 ||
+        take_i32(r, &d->mask_end) < 0 || take_i32(r, &d->level) < 0 ||
+        take_i32(r, &d->personal) < 0 || take(r, d->lengths, MAX_LENGTH + 1) < 0 ||
         take_i32(r, &d->id_len) < 0)
         return -1;
+    if (d->level < 0 || d->level > 2 || d->personal < 0 || d->personal > 1)
+        return bad("plan: confidence or record flag");
     if (d->validator < 0 || d->validator >= V_COUNT) return bad("plan: validator");
     if (token != (d->validator >= V_AS_IS)) return bad("plan: validator of the wrong kind");
     if (d->mask_start < -1 || d->mask_start > 64 || d->mask_end < 0 || d->mask_end > 64)
@@ -217,6 +234,8 @@ static int read_det(Reader *r, Det *d, int token) {
     d->id = malloc((size_t)d->id_len + 1);
     if (d->id == NULL) { PyErr_NoMemory(); return -1; }
     if (take(r, d->id, d->id_len) < 0) return -1;
+    d->name = PyUnicode_DecodeUTF8(d->id, d->id_len, "strict");
+    if (d->name == NULL) return -1;
     int32_t symbols = token ? TOKEN_SYMBOLS : NUMERIC_SYMBOLS;
     if (read_dfa(r, &d->pattern, symbols) < 0 || read_dfa(r, &d->accepts, NUMERIC_SYMBOLS) < 0)
         return -1;
@@ -228,7 +247,8 @@ static int read_det(Reader *r, Det *d, int token) {
 
 static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer blob, key;
-    if (!PyArg_ParseTuple(args, "y*y*", &blob, &key)) return NULL;
+    PyObject *finding, *levels;
+    if (!PyArg_ParseTuple(args, "y*y*OO", &blob, &key, &finding, &levels)) return NULL;
     NumPlan *p = calloc(1, sizeof(NumPlan));
     PyObject *capsule = NULL;
     Reader r = {blob.buf, blob.len};
@@ -236,7 +256,17 @@ static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
     int32_t n_entries, fold_len;
     if (p == NULL) { PyErr_NoMemory(); goto done; }
     if (take(&r, magic, 4) < 0) goto done;
-    if (memcmp(magic, "DLN2", 4) != 0) { bad("plan: not a DLN2 plan"); goto done; }
+    if (memcmp(magic, "DLN3", 4) != 0) { bad("plan: not a DLN3 plan"); goto done; }
+    if (!PyType_Check(finding) || !PyType_IsSubtype((PyTypeObject *)finding, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "plan: the Finding type must be a tuple subclass");
+        goto done;
+    }
+    if (!PyTuple_Check(levels) || PyTuple_GET_SIZE(levels) != 3) {
+        PyErr_SetString(PyExc_TypeError, "plan: three confidence names");
+        goto done;
+    }
+    p->finding = Py_NewRef(finding);
+    for (int i = 0; i < 3; i++) p->levels[i] = Py_NewRef(PyTuple_GET_ITEM(levels, i));
     if (take_i32(&r, &n_entries) < 0) goto done;
     if (n_entries < 0 || n_entries > 4096) { bad("plan: entries"); goto done; }
     p->n_entries = n_entries;
@@ -257,6 +287,8 @@ static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
     if (p->fold == NULL) { PyErr_NoMemory(); goto done; }
     if (take(&r, p->fold, fold_len) < 0) goto done;
     p->fold_bits = (Py_ssize_t)fold_len * 8;
+    if (take_i32(&r, &p->window) < 0) goto done;
+    if (p->window < 0) { bad("plan: window"); goto done; }
     for (Py_ssize_t cp = 0x80; cp < p->fold_bits; cp++) {
         if (!(p->fold[cp / 8] & (1u << (cp % 8)))) continue;
         unsigned char lead = cp < 0x800 ? 0xC0 | (cp >> 6)
@@ -474,9 +506,35 @@ static int outermost(Valids *v) {
     return 0;
 }
 
-/* (start, detector, key, masked, glued) appended to done. */
-static int emit_done(const NumPlan *p, const Valid *v, int glued, PyObject *done) {
+/* Where some position of the sorted ``at[0..n)`` lies within ``window`` of ``pos``. */
+typedef struct { Py_ssize_t *at; Py_ssize_t n; int present; } Positions;
+
+static int near(const Positions *ps, Py_ssize_t pos, Py_ssize_t window) {
+    Py_ssize_t lo = 0, hi = ps->n;
+    while (lo < hi) { /* the first position >= pos - window */
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (ps->at[mid] < pos - window) lo = mid + 1; else hi = mid;
+    }
+    return lo < ps->n && ps->at[lo] <= pos + window;
+}
+
+/* One call's state: the text, where its lines are, and what has been found. */
+typedef struct {
+    const NumPlan *p;
+    const unsigned char *d;
+    Py_ssize_t n;
+    PyObject *location, *found, *records, *pending;
+    Py_ssize_t first_line, line, line_start; /* line of the byte being looked at, its start */
+    Py_ssize_t recorded_line;                /* the last line put in records */
+    Positions *context, *gates;              /* per detector, from the keyword pass */
+} Scan;
+
+/* The Finding (detector, key, masked, location, line, confidence) of one valid value. */
+static int emit(Scan *sc, const Valid *v, int glued) {
+    const NumPlan *p = sc->p;
     const Det *det = &p->dets[v->det];
+    const Positions *gate = &sc->gates[v->det];
+    if (gate->present && !near(gate, v->start, p->window)) return 0; /* not near its keyword */
     SHA256_CTX c = p->inner;
     unsigned char digest[SHA256_DIGEST_LENGTH];
     char hex[24], masked[MAX_LENGTH];
@@ -498,45 +556,70 @@ static int emit_done(const NumPlan *p, const Valid *v, int glued, PyObject *done
         else
             memset(masked + det->mask_start, '*', (size_t)(v->len - det->mask_start - det->mask_end));
     }
-    PyObject *item = Py_BuildValue("(nis#s#O)", v->start, (int)v->det, hex, (Py_ssize_t)24, masked,
-                                   (Py_ssize_t)v->len, glued ? Py_True : Py_False);
-    if (item == NULL) return -1;
-    int rc = PyList_Append(done, item);
-    Py_DECREF(item);
-    return rc;
+    int level = glued ? 0 : det->level;
+    if (sc->context[v->det].present && near(&sc->context[v->det], v->start, p->window) && level < 2)
+        level++;
+    Py_ssize_t line = sc->first_line + sc->line;
+    PyObject *key = PyUnicode_FromStringAndSize(hex, 24);
+    PyObject *shown = PyUnicode_FromStringAndSize(masked, v->len);
+    PyObject *lineno = PyLong_FromSsize_t(line);
+    PyObject *f = ((PyTypeObject *)p->finding)->tp_alloc((PyTypeObject *)p->finding, 6);
+    if (key == NULL || shown == NULL || lineno == NULL || f == NULL) {
+        Py_XDECREF(key); Py_XDECREF(shown); Py_XDECREF(lineno); Py_XDECREF(f);
+        return -1;
+    }
+    PyTuple_SET_ITEM(f, 0, Py_NewRef(det->name));
+    PyTuple_SET_ITEM(f, 1, key);
+    PyTuple_SET_ITEM(f, 2, shown);
+    PyTuple_SET_ITEM(f, 3, Py_NewRef(sc->location));
+    PyTuple_SET_ITEM(f, 4, lineno);
+    PyTuple_SET_ITEM(f, 5, Py_NewRef(p->levels[level]));
+    int rc = PyList_Append(sc->found, f);
+    Py_DECREF(f);
+    if (rc < 0) return -1;
+    if (det->personal && sc->recorded_line != sc->line) { /* (line, start, end) of a record */
+        const unsigned char *nl = memchr(sc->d + sc->line_start, '\n', (size_t)(sc->n - sc->line_start));
+        Py_ssize_t end = nl ? nl - sc->d : sc->n;
+        PyObject *rec = Py_BuildValue("(nnn)", line, sc->line_start, end);
+        if (rec == NULL) return -1;
+        rc = PyList_Append(sc->records, rec);
+        Py_DECREF(rec);
+        if (rc < 0) return -1;
+        sc->recorded_line = sc->line;
+    }
+    return 0;
 }
 
-static int flush_token(const NumPlan *p, Valids *v, int glued, PyObject *done) {
+static int flush_token(Scan *sc, Valids *v, int glued) {
     if (outermost(v) < 0) return -1;
     for (Py_ssize_t i = 0; i < v->n; i++)
-        if (!v->items[i].dropped && emit_done(p, &v->items[i], glued, done) < 0) return -1;
+        if (!v->items[i].dropped && emit(sc, &v->items[i], glued) < 0) return -1;
     v->n = 0;
     return 0;
 }
 
 /* The run of ASCII letters and digits d[at..end) against every token detector. */
-static int check_span(const NumPlan *p, const unsigned char *d, Py_ssize_t at, Py_ssize_t end,
-                      PyObject *done) {
+static int check_span(Scan *sc, Py_ssize_t at, Py_ssize_t end) {
+    const NumPlan *p = sc->p;
     Py_ssize_t len = end - at;
     if (len > MAX_LENGTH || !p->token_lengths[len]) return 0;
     for (int32_t x = p->n_numeric; x < p->n_numeric + p->n_tokens; x++) {
         const Det *det = &p->dets[x];
         Valid v;
-        if (!det->lengths[len] || !dfa_match(&det->pattern, d + at, len)) continue;
-        v.len = (int32_t)validate(p, det, d + at, len, v.value, 0);
+        if (!det->lengths[len] || !dfa_match(&det->pattern, sc->d + at, len)) continue;
+        v.len = (int32_t)validate(p, det, sc->d + at, len, v.value, 0);
         if (v.len <= 0) continue;
         v.start = at; v.end = end; v.det = x; v.dropped = 0;
-        if (emit_done(p, &v, 0, done) < 0) return -1;
+        if (emit(sc, &v, 0) < 0) return -1;
     }
     return 0;
 }
 
 /* The same for the run starting at ``at`` (looked at up to 65 characters: longer never match). */
-static int check_run(const NumPlan *p, const unsigned char *d, Py_ssize_t n, Py_ssize_t at,
-                     PyObject *done) {
+static int check_run(Scan *sc, Py_ssize_t at) {
     Py_ssize_t j = at;
-    while (j < n && is_alnum(d[j]) && j - at <= MAX_LENGTH) j++;
-    return check_span(p, d, at, j, done);
+    while (j < sc->n && is_alnum(sc->d[j]) && j - at <= MAX_LENGTH) j++;
+    return check_span(sc, at, j);
 }
 
 static long today_local(void) {
@@ -563,19 +646,60 @@ static int folds_at(const NumPlan *p, const unsigned char *d, Py_ssize_t n, Py_s
     return (Py_ssize_t)cp < p->fold_bits && (p->fold[cp / 8] & (1u << (cp % 8)));
 }
 
+/* ``near``: for each detector, its context words' positions then its keywords' positions
+ * (sorted lists of byte offsets; None: none occurred, or for keywords: not keyword-gated). */
+static int read_positions(PyObject *near, Py_ssize_t dets, Positions *context, Positions *gates) {
+    if (!PyList_Check(near) || PyList_GET_SIZE(near) != 2 * dets) {
+        PyErr_SetString(PyExc_TypeError, "near: a list of two entries per detector");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < 2 * dets; k++) {
+        PyObject *item = PyList_GET_ITEM(near, k);
+        Positions *ps = k % 2 ? &gates[k / 2] : &context[k / 2];
+        if (item == Py_None) continue;
+        if (!PyList_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "near: None or a list of positions");
+            return -1;
+        }
+        ps->present = 1;
+        ps->n = PyList_GET_SIZE(item);
+        ps->at = malloc((size_t)ps->n * sizeof(Py_ssize_t) + 1);
+        if (ps->at == NULL) { PyErr_NoMemory(); return -1; }
+        for (Py_ssize_t i = 0; i < ps->n; i++) {
+            ps->at[i] = PyLong_AsSsize_t(PyList_GET_ITEM(item, i));
+            if (ps->at[i] == -1 && PyErr_Occurred()) return -1;
+            if (i && ps->at[i] < ps->at[i - 1]) {
+                PyErr_SetString(PyExc_ValueError, "near: positions must be sorted");
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data;
-    PyObject *capsule;
-    if (!PyArg_ParseTuple(args, "y*O", &data, &capsule)) return NULL;
+    PyObject *capsule, *location, *near_words;
+    Py_ssize_t first_line;
+    if (!PyArg_ParseTuple(args, "y*OUnO", &data, &capsule, &location, &first_line, &near_words))
+        return NULL;
     NumPlan *p = PyCapsule_GetPointer(capsule, "dlp_numscan.plan");
-    PyObject *done = NULL, *pending = NULL, *result = NULL;
+    PyObject *result = NULL;
     Valids valids = {NULL, 0, 0};
+    Scan sc = {p, data.buf, data.len, location, NULL, NULL, NULL, first_line, 0, 0, -1, NULL, NULL};
+    Py_ssize_t dets = 0;
     if (p == NULL) goto out;
-    done = PyList_New(0);
-    pending = PyList_New(0);
-    if (done == NULL || pending == NULL) goto out;
-    const unsigned char *d = data.buf;
-    const Py_ssize_t n = data.len;
+    dets = p->n_numeric + p->n_tokens;
+    sc.context = calloc((size_t)dets + 1, sizeof(Positions));
+    sc.gates = calloc((size_t)dets + 1, sizeof(Positions));
+    if (sc.context == NULL || sc.gates == NULL) { PyErr_NoMemory(); goto out; }
+    if (read_positions(near_words, dets, sc.context, sc.gates) < 0) goto out;
+    sc.found = PyList_New(0);
+    sc.records = PyList_New(0);
+    sc.pending = PyList_New(0);
+    if (sc.found == NULL || sc.records == NULL || sc.pending == NULL) goto out;
+    const unsigned char *d = sc.d;
+    const Py_ssize_t n = sc.n;
     const long today = today_local();
     const int tokens = p->n_tokens > 0;
     unsigned char buf[MAX_LENGTH], value[MAX_LENGTH];
@@ -584,31 +708,35 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
         unsigned char c = d[i];
         if (c >= 0x80) {
             Py_ssize_t step;
-            if (folds_at(p, d, n, i, &step)) { result = Py_None; Py_INCREF(result); goto out; }
+            if (folds_at(p, d, n, i, &step)) { result = Py_NewRef(Py_None); goto out; }
             i += step;
             continue;
         }
-        if (!is_alnum(c)) { i++; continue; }
+        if (!is_alnum(c)) {
+            if (c == '\n') { sc.line++; sc.line_start = i + 1; }
+            i++;
+            continue;
+        }
         const int run_start = i == 0 || !is_alnum(d[i - 1]);
         if (!is_digit(c)) {
             if (run_start) { /* a run of letters and digits: checked whole, skipped if no digit */
                 Py_ssize_t j = i;
                 int digits = 0;
                 while (j < n && is_alnum(d[j])) digits |= is_digit(d[j++]);
-                if (tokens && check_span(p, d, i, j, done) < 0) goto out;
+                if (tokens && check_span(&sc, i, j) < 0) goto out;
                 if (!digits) { i = j; continue; }
             }
             i++;
             continue;
         }
-        if (tokens && run_start && check_run(p, d, n, i, done) < 0) goto out;
+        if (tokens && run_start && check_run(&sc, i) < 0) goto out;
         /* A number token: digit groups joined by single separators, maybe ending in X. */
         Py_ssize_t start = i, j = i, ndigits = 0;
         for (;;) {
             while (j < n && is_digit(d[j])) { j++; ndigits++; }
             if (j + 1 < n && is_sep(d[j]) && is_digit(d[j + 1])) {
                 j++;
-                if (tokens && check_run(p, d, n, j, done) < 0) goto out; /* a run starts here */
+                if (tokens && check_run(&sc, j) < 0) goto out; /* a run starts here */
                 continue;
             }
             break;
@@ -634,7 +762,7 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                                 "(nnny#Oi)", start, g, k + len, (const char *)buf, total,
                                 glued ? Py_True : Py_False, (int)x);
                             if (item == NULL) goto out;
-                            int rc = PyList_Append(pending, item);
+                            int rc = PyList_Append(sc.pending, item);
                             Py_DECREF(item);
                             if (rc < 0) goto out;
                             continue;
@@ -651,20 +779,27 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
             }
             g += group_len(d, g, end) + 1;
         }
-        if (valids.n && flush_token(p, &valids, glued, done) < 0) goto out;
+        if (valids.n && flush_token(&sc, &valids, glued) < 0) goto out;
     }
-    result = PyTuple_Pack(2, done, pending);
+    result = PyTuple_Pack(3, sc.found, sc.records, sc.pending);
 out:
     free(valids.items);
-    Py_XDECREF(done);
-    Py_XDECREF(pending);
+    if (sc.context != NULL)
+        for (Py_ssize_t k = 0; k < dets; k++) free(sc.context[k].at);
+    if (sc.gates != NULL)
+        for (Py_ssize_t k = 0; k < dets; k++) free(sc.gates[k].at);
+    free(sc.context);
+    free(sc.gates);
+    Py_XDECREF(sc.found);
+    Py_XDECREF(sc.records);
+    Py_XDECREF(sc.pending);
     PyBuffer_Release(&data);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"compile", compile_plan, METH_VARARGS, "A findings plan from its blob and the HMAC key."},
-    {"findings", findings, METH_VARARGS, "Validated, hashed, masked numbers; None: fold first."},
+    {"findings", findings, METH_VARARGS, "Findings of numbers and tokens; None: fold first."},
     {"sha256_hex", sha256_hex, METH_VARARGS, "SHA-256 of bytes, hex (tests the hash twin)."},
     {NULL, NULL, 0, NULL},
 };

@@ -1,10 +1,18 @@
 """Types of the compiled hot path (``_numscan.c``); ``numbers.py`` holds its Python twin."""
 
-def compile(blob: bytes, key: bytes, /) -> object: ...
+from dlp_addon.detect.scanner import Finding
+
+def compile(
+    blob: bytes, key: bytes, finding: type, levels: tuple[str, str, str], /
+) -> object: ...
 def findings(
-    data: bytes, plan: object, /
+    data: bytes, plan: object, location: str, first_line: int, near: list[list[int] | None], /
 ) -> (
-    tuple[list[tuple[int, int, str, str, bool]], list[tuple[int, int, int, bytes, bool, int]]]
+    tuple[
+        list[Finding],
+        list[tuple[int, int, int]],
+        list[tuple[int, int, int, bytes, bool, int]],
+    ]
     | None
 ): ...
 def sha256_hex(data: bytes, /) -> str: ...

@@ -330,12 +330,23 @@ def _dfa_blob(machine: Machine | None) -> bytes:
     )
 
 
+@dataclass(frozen=True)
+class FindingsLayout:
+    """What the C pass needs besides the detectors to hand back finished findings."""
+
+    finding: type  # the scanner's Finding (a NamedTuple)
+    levels: tuple[str, str, str]  # confidence names, lowest first
+    window: int  # bytes either side within which a context word or keyword counts
+    personal: frozenset[str]  # detectors whose findings make their line a record
+
+
 def compile_findings(
     numeric: Sequence[Detector],
     tokens: Sequence[tuple[Detector, Machine]],
     plan: Plan,
     key: bytes,
     fold_bitmap: bytes,
+    layout: FindingsLayout,
 ) -> object | None:
     """Numeric and token detectors laid out for ``_numscan.findings``, with the HMAC key;
     ``None`` without the C module. A numeric detector whose pattern cannot become a DFA or
@@ -344,22 +355,22 @@ def compile_findings(
     :func:`token_body`), each with a validator in ``validators.TOKEN_TWINS``."""
     if _numscan is None:
         return None
-    parts = [b"DLN2", struct.pack("<i", len(plan.entries)), plan.blob]
+    parts = [b"DLN3", struct.pack("<i", len(plan.entries)), plan.blob]
     parts.append(_bitmap(validators.PROVINCES, 100))
-    parts += [struct.pack("<i", len(fold_bitmap)), fold_bitmap]
+    parts += [struct.pack("<i", len(fold_bitmap)), fold_bitmap, struct.pack("<i", layout.window)]
     parts.append(struct.pack("<ii", len(numeric), len(tokens)))
     for det in numeric:
         twin = validators.C_TWINS.get(det.validate)
         machine = dfa(det.numeric.pattern.decode("ascii")) if twin else None
         own = dfa(twin[1]) if twin and twin[1] else None
         code = twin[0] if twin and machine and (own or not twin[1]) and _maskable(det) else 0
-        parts.append(_det_blob(det, code, det.lengths, machine if code else None, own))
+        parts.append(_det_blob(det, code, det.lengths, machine if code else None, own, layout))
     for det, machine in tokens:
         lengths = accepted_lengths(machine)
         assert lengths is not None and _maskable(det)  # the scanner chose them so
         code = validators.TOKEN_TWINS[det.validate]
-        parts.append(_det_blob(det, code, lengths, machine, None))
-    plan_object: object = _numscan.compile(b"".join(parts), key)
+        parts.append(_det_blob(det, code, lengths, machine, None, layout))
+    plan_object: object = _numscan.compile(b"".join(parts), key, layout.finding, layout.levels)
     return plan_object
 
 
@@ -368,16 +379,20 @@ def _maskable(det: Detector) -> bool:
 
 
 def _det_blob(
-    det: Detector, code: int, lengths: Iterable[int], machine: Machine | None, own: Machine | None
+    det: Detector,
+    code: int,
+    lengths: Iterable[int],
+    machine: Machine | None,
+    own: Machine | None,
+    layout: FindingsLayout,
 ) -> bytes:
-    keep = det.mask_keep
+    keep = (-1, 0) if det.mask_keep is None else det.mask_keep
     ident = det.id.encode()
     wanted = frozenset(lengths)
+    level, personal = layout.levels.index(det.confidence), det.id in layout.personal
     return b"".join(
         [
-            struct.pack(
-                "<iii", code, -1 if keep is None else keep[0], 0 if keep is None else keep[1]
-            ),
+            struct.pack("<iiiii", code, keep[0], keep[1], level, personal),
             bytes(1 if n in wanted else 0 for n in range(_MAX_LENGTH + 1)),
             struct.pack("<i", len(ident)),
             ident,

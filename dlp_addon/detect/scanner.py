@@ -31,6 +31,7 @@ from dlp_addon.detect.definitions import CONFIDENCE, Detector, DetectorSet
 from dlp_addon.detect.normalize import TRIGGER_BITMAP, needs_folding, normalize
 from dlp_addon.detect.numbers import (
     TOKEN_SYMBOLS,
+    FindingsLayout,
     Machine,
     Plan,
     accepted_lengths,
@@ -244,8 +245,9 @@ class Scanner:
         self._pre: _HyperscanPrefilter | _PythonPrefilter = prefilter(self._words.words, gates)
         # The compiled path: numbers found, validated, hashed and masked in C, with the fold
         # check in the same pass. Without it (engine="python"), the pure-Python twin.
+        layout = FindingsLayout(Finding, CONFIDENCE, self.window, self._personal)
         self._compiled = (
-            compile_findings(self._numeric, tokens, self._plan, hmac_key, TRIGGER_BITMAP)
+            compile_findings(self._numeric, tokens, self._plan, hmac_key, TRIGGER_BITMAP, layout)
             if use_hs
             else None
         )
@@ -253,7 +255,8 @@ class Scanner:
             self._regex += [(self._index[d.id], d) for d, _ in tokens]
             self._regex.sort(key=lambda item: item[0])
         self._c_dets = [*self._numeric, *(d for d, _ in tokens)]
-        self._base = [(d.confidence, "low") for d in self._c_dets]
+        # (detector index, keyword-gated) of each detector of the C pass, in its order
+        self._c_index = [(self._index[d.id], bool(d.keywords)) for d in self._c_dets]
 
     def key(self, detector: str, value: str) -> str:
         """The keyed hash that stands for ``value`` wherever a value would be stored."""
@@ -266,26 +269,68 @@ class Scanner:
         ``TimeoutError`` once ``deadline`` (monotonic) passes."""
         if not text:
             return []
+        if self._compiled is None:
+            return self._scan_python(text, location, deadline, first_line)
         data = text.encode("utf-8", "replace")
-        found: list[_Found] = []
-        gated: list[_Found] = []  # token detectors' findings that count only near a keyword
-        if self._compiled is not None:
-            numbers = _numscan.findings(data, self._compiled)
-            if numbers is None:  # full-width digits, zero-width characters: fold, then again
-                text = normalize(text)
-                data = text.encode("utf-8", "replace")
-                numbers = _numscan.findings(data, self._compiled)
-                assert numbers is not None  # folded text has nothing left to fold
-            self._take(numbers, found, gated)
-        else:
-            if needs_folding(text):
-                text = normalize(text)
-                data = text.encode("utf-8", "replace")
-            self._validate(find_python(data, self._plan), found)
         hits = self._pre.scan(data, text)
-        gates = dict(hits.gates)
+        context_at, keyword_at, found = self._keywords(hits)
+        result = _numscan.findings(
+            data, self._compiled, location, first_line, self._near(context_at, keyword_at)
+        )
+        if result is None:  # full-width digits, zero-width characters: fold, then again
+            text = normalize(text)
+            data = text.encode("utf-8", "replace")
+            hits = self._pre.scan(data, text)
+            context_at, keyword_at, found = self._keywords(hits)
+            result = _numscan.findings(
+                data, self._compiled, location, first_line, self._near(context_at, keyword_at)
+            )
+            assert result is not None  # folded text has nothing left to fold
+        findings, c_records, pending = result
+        if pending:
+            numeric = self._numeric
+            self._validate(
+                [(t, s, e, digits, g) for t, s, e, digits, g, _ in pending],
+                found,
+                only=[numeric[item[5]] for item in pending],
+            )
+        self._regexes(data, text, hits, keyword_at, found, deadline)
+        records = {line: (start, end) for line, start, end in c_records}
+        if found:
+            self._assemble(found, data, context_at, location, first_line, findings, records)
+        if self._record_scoped and records:
+            findings += self._in_records(data, records, location, deadline)
+        return findings
+
+    def _scan_python(
+        self, text: str, location: str, deadline: float | None, first_line: int
+    ) -> list[Finding]:
+        """:meth:`scan` without the C pass: the pure-Python twin, the reference for it."""
+        if needs_folding(text):
+            text = normalize(text)
+        data = text.encode("utf-8", "replace")
+        hits = self._pre.scan(data, text)
+        context_at, keyword_at, found = self._keywords(hits)
+        self._validate(find_python(data, self._plan), found)
+        self._regexes(data, text, hits, keyword_at, found, deadline)
+        findings: list[Finding] = []
+        records: dict[int, tuple[int, int]] = {}
+        if found:
+            self._assemble(found, data, context_at, location, first_line, findings, records)
+        if self._record_scoped and records:
+            findings += self._in_records(data, records, location, deadline)
+        return findings
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def _keywords(
+        self, hits: _Hits
+    ) -> tuple[dict[int, list[int]], dict[int, list[int]], list[_Found]]:
+        """Context words and keywords by detector (sorted byte offsets), and the dictionary
+        detectors' findings."""
         context_at: dict[int, list[int]] = {}
         keyword_at: dict[int, list[int]] = {}
+        found: list[_Found] = []
         for word, pos in hits.words:
             for role, d_idx in self._words.owners[word]:
                 if role == "gate":
@@ -298,13 +343,34 @@ class Scanner:
                     found.append(
                         (pos, det, self.key(det.id, value), det.mask(value), det.confidence)
                     )
-        for item in gated:
-            near = keyword_at.get(self._index[item[1].id])
-            if near and _within(sorted(near), item[0], self.window):
-                found.append(item)
+        for positions in (*context_at.values(), *keyword_at.values()):
+            positions.sort()
+        return context_at, keyword_at, found
+
+    def _near(
+        self, context_at: dict[int, list[int]], keyword_at: dict[int, list[int]]
+    ) -> list[list[int] | None]:
+        """For each detector of the C pass: its context words' offsets, its keywords' (or
+        ``None`` when it is not keyword-gated)."""
+        near: list[list[int] | None] = []
+        for d_idx, gated in self._c_index:
+            near.append(context_at.get(d_idx))
+            near.append(keyword_at.get(d_idx, []) if gated else None)
+        return near
+
+    def _regexes(
+        self,
+        data: bytes,
+        text: str,
+        hits: _Hits,
+        keyword_at: dict[int, list[int]],
+        found: list[_Found],
+        deadline: float | None,
+    ) -> None:
+        """The regex detectors, each where its keyword or prefilter occurred."""
         for d_idx, det in self._regex:
             if d_idx in keyword_at:  # only matches within the window of a keyword count
-                near = sorted(keyword_at[d_idx])
+                near = keyword_at[d_idx]
                 spans = [(max(0, p - self.window), p + self.window) for p in near]
                 hits_here: list[_Found] = []
                 for start, end in _windows(data, spans):
@@ -315,23 +381,29 @@ class Scanner:
                 continue
             elif not det.prefilter:
                 self._regex_matches(det, text, 0, found, deadline)
-            elif d_idx in gates:
-                gate_spans = gates[d_idx]
+            elif d_idx in hits.gates:
+                gate_spans = hits.gates[d_idx]
                 if gate_spans is None:
                     self._regex_matches(det, text, 0, found, deadline)
                 else:
                     for start, end in _windows(data, gate_spans):
                         window = data[start:end].decode("utf-8", "replace")
                         self._regex_matches(det, window, start, found, deadline)
-        if not found:
-            return []
+
+    def _assemble(
+        self,
+        found: list[_Found],
+        data: bytes,
+        context_at: dict[int, list[int]],
+        location: str,
+        first_line: int,
+        out: list[Finding],
+        records: dict[int, tuple[int, int]],
+    ) -> None:
+        """Findings found in Python: line, context, and the record lines they make."""
         found.sort(key=_first)
-        for near in context_at.values():
-            near.sort()
-        findings = []
-        record_lines: dict[int, int] = {}  # lines holding a personal identifier: a byte in each
         line, counted_to = first_line, 0
-        reach, index, raised = self.window, self._index, _RAISED
+        reach, index, raised, personal = self.window, self._index, _RAISED, self._personal
         for pos, det, key, masked, base in found:
             line += data.count(b"\n", counted_to, pos)
             counted_to = pos
@@ -340,12 +412,10 @@ class Scanner:
                 lo = bisect.bisect_left(context, pos - reach)
                 if lo < len(context) and context[lo] <= pos + reach:
                     base = raised[base]
-            findings.append(Finding(det.id, key, masked, location, line, base))
-            if det.id in self._personal:
-                record_lines[line] = pos
-        if self._record_scoped and record_lines:
-            findings += self._in_records(data, record_lines, location, deadline)
-        return findings
+            out.append(Finding(det.id, key, masked, location, line, base))
+            if det.id in personal and line not in records:
+                end = data.find(b"\n", pos)
+                records[line] = (data.rfind(b"\n", 0, pos) + 1, len(data) if end < 0 else end)
 
     def scan_all(
         self, parts: Iterable[tuple[str, str]], deadline: float | None = None
@@ -363,27 +433,6 @@ class Scanner:
                 if deadline is not None and time.monotonic() > deadline:
                     raise ScanTimeout(found)
         return found
-
-    # -- stages ----------------------------------------------------------------------------
-
-    def _take(
-        self,
-        numbers: tuple[list[tuple[int, int, str, str, bool]], list[Any]],
-        found: list[_Found],
-        gated: list[_Found],
-    ) -> None:
-        """What ``_numscan.findings`` returned: done in C, or pending for Python."""
-        done, pending = numbers
-        dets, base, numeric = self._c_dets, self._base, self._numeric
-        for pos, d_idx, key, masked, glued in done:
-            det = dets[d_idx]
-            (gated if det.keywords else found).append((pos, det, key, masked, base[d_idx][glued]))
-        if pending:
-            self._validate(
-                [(t, s, e, digits, g) for t, s, e, digits, g, _ in pending],
-                found,
-                only=[numeric[item[5]] for item in pending],
-            )
 
     def _validate(
         self,
@@ -443,16 +492,18 @@ class Scanner:
                 )
 
     def _in_records(
-        self, data: bytes, record_lines: dict[int, int], location: str, deadline: float | None
+        self,
+        data: bytes,
+        records: dict[int, tuple[int, int]],
+        location: str,
+        deadline: float | None,
     ) -> list[Finding]:
         """Names, addresses: searched only on lines that already hold a personal identifier
         (and, for a detector with keywords, one of its keywords), all such lines at once
         (joined), a match never crossing from one line to the next."""
-        lines: list[tuple[int, str]] = []  # (line number, text) of each record line
-        for line, pos in sorted(record_lines.items()):
-            start = data.rfind(b"\n", 0, pos) + 1
-            end = data.find(b"\n", pos)
-            lines.append((line, data[start : None if end < 0 else end].decode("utf-8", "replace")))
+        numbers = sorted(records)
+        texts = b"\n".join(data[a:b] for a, b in (records[n] for n in numbers))
+        lines = list(zip(numbers, texts.decode("utf-8", "replace").split("\n"), strict=True))
         out: list[Finding] = []
         for det in self._record_scoped:
             here = lines

@@ -14,16 +14,19 @@ from hypothesis import strategies as st
 
 from dlp_addon.decide import load_policy
 from dlp_addon.detect import Scanner, _numscan, numbers, validators
+from dlp_addon.detect.definitions import CONFIDENCE
 from dlp_addon.detect.normalize import TRIGGER_BITMAP
 from dlp_addon.detect.numbers import (
     NUMERIC_SYMBOLS,
     TOKEN_SYMBOLS,
+    FindingsLayout,
     Plan,
     compile_findings,
     dfa,
     dfa_fullmatch,
     token_body,
 )
+from dlp_addon.detect.scanner import Finding
 from tests.synth import mobile, resident_id
 
 DETECTORS = load_policy().detectors
@@ -31,6 +34,7 @@ KEY = b"compiled-test-key"
 COMPILED = Scanner(DETECTORS, KEY, engine="hyperscan")
 PYTHON = Scanner(DETECTORS, KEY, engine="python")
 NUMERIC = [d for d in DETECTORS.detectors if d.kind == "numeric"]
+LAYOUT = FindingsLayout(Finding, CONFIDENCE, 900, frozenset({"cn_resident_id", "cn_mobile"}))
 
 
 def uscc(rng: random.Random, *, valid: bool = True) -> str:
@@ -198,21 +202,24 @@ def test_keys_are_the_scanners_hmac() -> None:
 def test_a_damaged_plan_is_refused() -> None:
     plan = Plan.for_detectors(NUMERIC)
     good = _blob(plan)
-    assert _numscan.compile(good, KEY) is not None
+    assert _numscan.compile(good, KEY, Finding, CONFIDENCE) is not None
     for cut in range(0, len(good) - 1, max(1, len(good) // 300)):
         with pytest.raises(ValueError):
-            _numscan.compile(good[:cut], KEY)
+            _numscan.compile(good[:cut], KEY, Finding, CONFIDENCE)
     with pytest.raises(ValueError):
-        _numscan.compile(good + b"\0", KEY)
+        _numscan.compile(good + b"\0", KEY, Finding, CONFIDENCE)
+    with pytest.raises(TypeError):
+        _numscan.compile(good, KEY, dict, CONFIDENCE)  # findings must be tuples
     rng = random.Random(14)
     for _ in range(300):  # flipped bytes: refused, or a plan that scans without crashing
         damaged = bytearray(good)
         damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
         try:
-            compiled = _numscan.compile(bytes(damaged), KEY)
+            compiled = _numscan.compile(bytes(damaged), KEY, Finding, CONFIDENCE)
         except ValueError:
             continue
-        _numscan.findings(f"身份证 {resident_id(rng)} 13800138000".encode(), compiled)
+        text = f"身份证 {resident_id(rng)} 13800138000".encode()
+        _numscan.findings(text, compiled, "t", 0, [None] * (2 * len(NUMERIC)))
 
 
 def _blob(plan: Plan) -> bytes:
@@ -221,14 +228,14 @@ def _blob(plan: Plan) -> bytes:
 
     class Recorder:
         @staticmethod
-        def compile(blob: bytes, key: bytes) -> object:
+        def compile(blob: bytes, key: bytes, finding: type, levels: tuple[str, ...]) -> object:
             captured.append(blob)
             return object()
 
     real = numbers._numscan
     numbers._numscan = Recorder  # type: ignore[assignment]
     try:
-        compile_findings(NUMERIC, [], plan, KEY, TRIGGER_BITMAP)
+        compile_findings(NUMERIC, [], plan, KEY, TRIGGER_BITMAP, LAYOUT)
     finally:
         numbers._numscan = real
     return captured[0]

@@ -83,6 +83,11 @@ SCANNERS = {
 }
 
 
+def _nothing_near(scanner: Scanner) -> list[list[int] | None]:
+    """No context word or keyword anywhere, for each detector of the scanner's C pass."""
+    return [None] * (2 * len(scanner._c_dets))
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_PIECES, max_size=60))
 def test_c_and_python_find_the_same(pieces: list[str]) -> None:
@@ -93,10 +98,12 @@ def test_c_and_python_find_the_same(pieces: list[str]) -> None:
 
 def test_candidates_left_to_python_come_back_pending() -> None:
     compiled, _ = SCANNERS["shipped + any number"]
-    result = _numscan.findings(b"order 1234567 and 1234 5678 9012", compiled._compiled)
+    result = _numscan.findings(
+        b"order 1234567 and 1234 5678 9012", compiled._compiled, "t", 0, _nothing_near(compiled)
+    )
     assert result is not None
-    done, pending = result
-    assert done == []
+    done, records, pending = result
+    assert done == [] and records == []
     assert {p[3] for p in pending} == {b"1234567", b"12345678", b"123456789012", b"56789012"}
 
 
@@ -116,8 +123,9 @@ def test_c_and_python_agree_on_identifiers_among_noise() -> None:
 )
 def test_fold_check_in_c_equals_python(text: str) -> None:
     """The C pass answers None (fold first) exactly when the text needs folding."""
-    plan = SCANNERS["shipped"][0]._compiled
-    assert (_numscan.findings(text.encode(), plan) is None) == needs_folding(text)
+    compiled = SCANNERS["shipped"][0]
+    result = _numscan.findings(text.encode(), compiled._compiled, "t", 0, _nothing_near(compiled))
+    assert (result is None) == needs_folding(text)
 
 
 def test_plan_drops_only_what_no_detector_accepts() -> None:
