@@ -31,12 +31,23 @@
 
 enum { CHECK_NONE = 0, CHECK_MOD11_2 = 1, CHECK_LUHN = 2 };
 
-static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-static inline int is_sep(unsigned char c) { return c == ' ' || c == '-' || c == '.' || c == '/'; }
-static inline int is_x(unsigned char c) { return c == 'X' || c == 'x'; }
-static inline int is_letter(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+/* What each byte is, one table lookup instead of several comparisons in the hot loop. */
+enum { K_DIGIT = 1, K_LETTER = 2, K_SEP = 4, K_NEWLINE = 8, K_HIGH = 16 };
+#define K_ALNUM (K_DIGIT | K_LETTER)
+static unsigned char KIND[256];
+
+static void init_kinds(void) {
+    for (int c = '0'; c <= '9'; c++) KIND[c] = K_DIGIT;
+    for (int c = 'A'; c <= 'Z'; c++) KIND[c] = KIND[c + 32] = K_LETTER;
+    KIND[' '] = KIND['-'] = KIND['.'] = KIND['/'] = K_SEP;
+    KIND['\n'] = K_NEWLINE;
+    for (int c = 0x80; c < 256; c++) KIND[c] = K_HIGH;
 }
+
+static inline int is_digit(unsigned char c) { return KIND[c] & K_DIGIT; }
+static inline int is_sep(unsigned char c) { return KIND[c] & K_SEP; }
+static inline int is_x(unsigned char c) { return c == 'X' || c == 'x'; }
+static inline int is_letter(unsigned char c) { return KIND[c] & K_LETTER; }
 
 /* ISO 7064 MOD 11-2 over digits[0..n-2], check character digits[n-1] ('X' stands for 10). */
 static int mod11_2_ok(const unsigned char *d, Py_ssize_t n) {
@@ -63,10 +74,11 @@ static int luhn_ok(const unsigned char *d, Py_ssize_t n) {
     return sum % 10 == 0;
 }
 
-static int passes(const unsigned char *plan, Py_ssize_t entries, const unsigned char *d,
-                  Py_ssize_t n) {
+/* Whether some entry plan[from..to) (those of length n) admits the candidate d[0..n). */
+static int passes(const unsigned char *plan, Py_ssize_t from, Py_ssize_t to,
+                  const unsigned char *d, Py_ssize_t n) {
     int prefix = (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
-    for (Py_ssize_t e = 0; e < entries; e++) {
+    for (Py_ssize_t e = from; e < to; e++) {
         const unsigned char *entry = plan + e * ENTRY_SIZE;
         if (entry[0] != n) continue;
         if (!(entry[2 + prefix / 8] & (1u << (prefix % 8)))) continue;
@@ -77,13 +89,6 @@ static int passes(const unsigned char *plan, Py_ssize_t entries, const unsigned 
         }
     }
     return 0;
-}
-
-/* Length of the digit group starting at ``pos`` (a trailing X belongs to the token's last group). */
-static Py_ssize_t group_len(const unsigned char *d, Py_ssize_t pos, Py_ssize_t token_end) {
-    Py_ssize_t j = pos;
-    while (j < token_end && !is_sep(d[j])) j++;
-    return j - pos;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -152,11 +157,13 @@ typedef struct {
     unsigned char *entries; /* the candidate plan, as for candidates() */
     Py_ssize_t n_entries;
     unsigned char lengths[MAX_LENGTH + 1];
+    Py_ssize_t entry_from[MAX_LENGTH + 1], entry_to[MAX_LENGTH + 1]; /* entries by length */
     Py_ssize_t longest;
     unsigned char provinces[13]; /* bits 0..99 */
     unsigned char *fold; /* code-point bitmap of what needs folding */
     Py_ssize_t fold_bits;
     unsigned char lead_folds[256]; /* a UTF-8 lead byte some code point of the bitmap has */
+    unsigned char skip[256]; /* bytes to step over from a byte that needs no look (0: look) */
     int32_t n_numeric, n_tokens; /* dets[0..n_numeric), then the token detectors */
     unsigned char token_lengths[MAX_LENGTH + 1];
     Det *dets;
@@ -277,6 +284,9 @@ static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
         int len = p->entries[e * ENTRY_SIZE];
         if (len < MIN_DIGITS || len > MAX_LENGTH) { bad("plan: lengths are 7 to 64"); goto done; }
         if (p->entries[e * ENTRY_SIZE + 1] > CHECK_LUHN) { bad("plan: check"); goto done; }
+        if (!p->lengths[len]) p->entry_from[len] = e;
+        else if (p->entry_to[len] != e) { bad("plan: entries not grouped by length"); goto done; }
+        p->entry_to[len] = e + 1;
         p->lengths[len] = 1;
         if (len > p->longest) p->longest = len;
     }
@@ -294,6 +304,11 @@ static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
         unsigned char lead = cp < 0x800 ? 0xC0 | (cp >> 6)
                              : cp < 0x10000 ? 0xE0 | (cp >> 12) : 0xF0 | (cp >> 18);
         p->lead_folds[lead] = 1;
+    }
+    for (int c = 0; c < 256; c++) {
+        int len = c < 0x80 ? 1 : c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 1;
+        int look = c < 0x80 ? (KIND[c] & ~K_SEP) != 0 : p->lead_folds[c];
+        p->skip[c] = look ? 0 : (unsigned char)len;
     }
     if (take_i32(&r, &p->n_numeric) < 0 || take_i32(&r, &p->n_tokens) < 0) goto done;
     if (p->n_numeric < 0 || p->n_numeric > 1024 || p->n_tokens < 0 || p->n_tokens > 1024) {
@@ -328,7 +343,7 @@ done:
     return capsule;
 }
 
-static inline int is_alnum(unsigned char c) { return is_digit(c) || is_letter(c); }
+static inline int is_alnum(unsigned char c) { return KIND[c] & K_ALNUM; }
 
 static inline int symbol(const Dfa *d, unsigned char c) {
     if (is_digit(c)) return c - '0';
@@ -686,6 +701,7 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     NumPlan *p = PyCapsule_GetPointer(capsule, "dlp_numscan.plan");
     PyObject *result = NULL;
     Valids valids = {NULL, 0, 0};
+    Py_ssize_t *group_at = NULL, group_cap = 0; /* where each group of a number token starts */
     Scan sc = {p, data.buf, data.len, location, NULL, NULL, NULL, first_line, 0, 0, -1, NULL, NULL};
     Py_ssize_t dets = 0;
     if (p == NULL) goto out;
@@ -705,15 +721,19 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     unsigned char buf[MAX_LENGTH], value[MAX_LENGTH];
     Py_ssize_t i = 0;
     while (i < n) {
+        /* Spaces, punctuation, Chinese characters: nothing to look at, a character at a time. */
+        for (unsigned char step; i < n && (step = p->skip[d[i]]) != 0;) i += step;
+        if (i >= n) break;
         unsigned char c = d[i];
-        if (c >= 0x80) {
-            Py_ssize_t step;
-            if (folds_at(p, d, n, i, &step)) { result = Py_NewRef(Py_None); goto out; }
-            i += step;
-            continue;
-        }
-        if (!is_alnum(c)) {
-            if (c == '\n') { sc.line++; sc.line_start = i + 1; }
+        const unsigned char kind = KIND[c];
+        if (kind & (K_HIGH | K_NEWLINE)) {
+            if (kind & K_HIGH) {
+                Py_ssize_t step;
+                if (folds_at(p, d, n, i, &step)) { result = Py_NewRef(Py_None); goto out; }
+                i += step;
+                continue;
+            }
+            if (kind & K_NEWLINE) { sc.line++; sc.line_start = i + 1; }
             i++;
             continue;
         }
@@ -731,8 +751,15 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
         }
         if (tokens && run_start && check_run(&sc, i) < 0) goto out;
         /* A number token: digit groups joined by single separators, maybe ending in X. */
-        Py_ssize_t start = i, j = i, ndigits = 0;
+        Py_ssize_t start = i, j = i, ndigits = 0, groups = 0;
         for (;;) {
+            if (groups == group_cap) {
+                Py_ssize_t cap = group_cap ? group_cap * 2 : 64;
+                Py_ssize_t *grown = realloc(group_at, (size_t)cap * sizeof(Py_ssize_t));
+                if (grown == NULL) { PyErr_NoMemory(); goto out; }
+                group_at = grown; group_cap = cap;
+            }
+            group_at[groups++] = j;
             while (j < n && is_digit(d[j])) { j++; ndigits++; }
             if (j + 1 < n && is_sep(d[j]) && is_digit(d[j + 1])) {
                 j++;
@@ -745,15 +772,19 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
         i = end;
         if (ndigits < MIN_DIGITS) continue;
         int glued = (start > 0 && is_letter(d[start - 1])) || (end < n && is_letter(d[end]));
-        /* Candidates start where a group starts and end where a group ends. */
-        for (Py_ssize_t g = start; g < end;) {
-            Py_ssize_t total = 0, k = g;
-            while (k < end) {
-                Py_ssize_t len = group_len(d, k, end);
+        /* Candidates start where a group starts and end where a group ends; group k runs from
+         * group_at[k] to the separator before group_at[k + 1] (the last one to the token's end,
+         * its X included). */
+        for (Py_ssize_t gi = 0; gi < groups; gi++) {
+            Py_ssize_t total = 0, g = group_at[gi];
+            for (Py_ssize_t ki = gi; ki < groups; ki++) {
+                Py_ssize_t k = group_at[ki];
+                Py_ssize_t len = (ki + 1 < groups ? group_at[ki + 1] - 1 : end) - k;
                 if (total + len > p->longest) break;
                 memcpy(buf + total, d + k, (size_t)len);
                 total += len;
-                if (p->lengths[total] && passes(p->entries, p->n_entries, buf, total)) {
+                if (p->lengths[total] &&
+                    passes(p->entries, p->entry_from[total], p->entry_to[total], buf, total)) {
                     for (int32_t x = 0; x < p->n_numeric; x++) {
                         const Det *det = &p->dets[x];
                         if (!det->lengths[total]) continue;
@@ -775,15 +806,14 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                         if (valids_push(&valids, &v) < 0) goto out;
                     }
                 }
-                k += len + 1; /* past the separator */
             }
-            g += group_len(d, g, end) + 1;
         }
         if (valids.n && flush_token(&sc, &valids, glued) < 0) goto out;
     }
     result = PyTuple_Pack(3, sc.found, sc.records, sc.pending);
 out:
     free(valids.items);
+    free(group_at);
     if (sc.context != NULL)
         for (Py_ssize_t k = 0; k < dets; k++) free(sc.context[k].at);
     if (sc.gates != NULL)
@@ -809,4 +839,7 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__numscan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__numscan(void) {
+    init_kinds();
+    return PyModule_Create(&module);
+}

@@ -2,9 +2,7 @@
 
 from dlp_addon.detect.scanner import Finding
 
-def compile(
-    blob: bytes, key: bytes, finding: type, levels: tuple[str, str, str], /
-) -> object: ...
+def compile(blob: bytes, key: bytes, finding: type, levels: tuple[str, str, str], /) -> object: ...
 def findings(
     data: bytes, plan: object, location: str, first_line: int, near: list[list[int] | None], /
 ) -> (

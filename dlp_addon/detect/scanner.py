@@ -139,9 +139,10 @@ class _HyperscanPrefilter:
         exprs: list[bytes] = []
         flags: list[int] = []
         ids: list[int] = []
+        self._lengths = [len(word.encode()) for word in words]  # caseless: same in any case
         for i, word in enumerate(words):
             exprs.append(re.escape(word.encode()))
-            flags.append(hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_CASELESS)
+            flags.append(hyperscan.HS_FLAG_CASELESS)  # start = end - length: no SOM needed
             ids.append(self._WORD0 + i)
         for d_idx, expr in gates.items():
             exprs.append(expr.encode())
@@ -165,6 +166,7 @@ class _HyperscanPrefilter:
     def scan(self, data: bytes, text: str) -> _Hits:
         words: list[tuple[int, int]] = []
         gates: dict[int, list[tuple[int, int]] | None] = {}
+        lengths = self._lengths
         if self._db is None:
             return _Hits(words, gates)
 
@@ -174,7 +176,7 @@ class _HyperscanPrefilter:
                 if spans is not None:
                     spans.append((start, end))
             else:
-                words.append((id_, start))
+                words.append((id_, end - lengths[id_]))
 
         self._db.scan(data, match_event_handler=on_match, scratch=self._scratch_for_thread())
         return _Hits(words, gates)
@@ -235,6 +237,11 @@ class Scanner:
             in_c = {id(det) for det, _ in tokens}
             self._regex = [(i, d) for i, d in self._regex if id(d) not in in_c]
         self._record_scoped = [d for d in self.detectors if d.record_scope]
+        self._record_gates = {
+            d.id: re.compile("|".join(map(re.escape, d.keywords)), re.IGNORECASE)
+            for d in self._record_scoped
+            if d.keywords
+        }
         self._index = {d.id: i for i, d in enumerate(self.detectors)}
         self._personal = frozenset(
             d.id for d in self.detectors if d.personal and not d.record_scope and d.kind != "words"
@@ -502,13 +509,21 @@ class Scanner:
         (and, for a detector with keywords, one of its keywords), all such lines at once
         (joined), a match never crossing from one line to the next."""
         numbers = sorted(records)
-        texts = b"\n".join(data[a:b] for a, b in (records[n] for n in numbers))
-        lines = list(zip(numbers, texts.decode("utf-8", "replace").split("\n"), strict=True))
+        joined_all = b"\n".join(data[a:b] for a, b in (records[n] for n in numbers)).decode(
+            "utf-8", "replace"
+        )
+        lines = list(zip(numbers, joined_all.split("\n"), strict=True))
+        line_starts = list(itertools.accumulate((len(t) + 1 for _, t in lines[:-1]), initial=0))
         out: list[Finding] = []
         for det in self._record_scoped:
             here = lines
-            if det.keywords:
-                here = [(n, t) for n, t in lines if any(k in t.lower() for k in det.keywords)]
+            gate = self._record_gates.get(det.id)
+            if gate is not None:  # only lines holding one of its keywords
+                hit = {
+                    bisect.bisect_right(line_starts, m.start()) - 1
+                    for m in gate.finditer(joined_all)
+                }
+                here = [lines[i] for i in sorted(hit)]
             if not here:
                 continue
             starts = list(itertools.accumulate((len(t) + 1 for _, t in here[:-1]), initial=0))
