@@ -589,6 +589,9 @@ static int emit(Scan *sc, const Valid *v, int glued) {
     PyTuple_SET_ITEM(f, 3, Py_NewRef(sc->location));
     PyTuple_SET_ITEM(f, 4, lineno);
     PyTuple_SET_ITEM(f, 5, Py_NewRef(p->levels[level]));
+    /* Only strings and an int inside: it can never be part of a cycle, so the garbage
+     * collector need not visit it (CPython untracks such tuples itself, later). */
+    PyObject_GC_UnTrack(f);
     int rc = PyList_Append(sc->found, f);
     Py_DECREF(f);
     if (rc < 0) return -1;
@@ -597,6 +600,7 @@ static int emit(Scan *sc, const Valid *v, int glued) {
         Py_ssize_t end = nl ? nl - sc->d : sc->n;
         PyObject *rec = Py_BuildValue("(nnn)", line, sc->line_start, end);
         if (rec == NULL) return -1;
+        PyObject_GC_UnTrack(rec); /* three ints */
         rc = PyList_Append(sc->records, rec);
         Py_DECREF(rec);
         if (rc < 0) return -1;

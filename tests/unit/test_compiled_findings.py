@@ -1,6 +1,7 @@
-"""The compiled findings pass (``_numscan.findings``) equals its Python twin: the same
+r"""The compiled findings pass (``_numscan.findings``) equals its Python twin: the same
 findings, keys, masks, lines and confidences on any input; its DFAs full-match exactly what the
-detectors' regexes full-match; its SHA-256 is SHA-256; a damaged plan is refused, not used."""
+detectors' regexes full-match; its SHA-256 is SHA-256; a damaged plan is refused, not used.
+Shipped regexes moved from ``regex`` to ``re`` (\p{Han} spelled out) match as written."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import random
 import re
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlp_addon.decide import load_policy
 from dlp_addon.detect import Scanner, _numscan, numbers, validators
-from dlp_addon.detect.definitions import CONFIDENCE
+from dlp_addon.detect.definitions import CONFIDENCE, DEFAULT_DETECTORS, for_stdlib_re, han_class
 from dlp_addon.detect.normalize import TRIGGER_BITMAP
 from dlp_addon.detect.numbers import (
     NUMERIC_SYMBOLS,
@@ -27,6 +29,8 @@ from dlp_addon.detect.numbers import (
     token_body,
 )
 from dlp_addon.detect.scanner import Finding
+from dlp_addon.sourcefile import load_yaml
+from tests import synth
 from tests.synth import mobile, resident_id
 
 DETECTORS = load_policy().detectors
@@ -249,3 +253,35 @@ def test_every_number_of_a_long_token_is_found() -> None:
     found = COMPILED.scan(" ".join(ids), "t")
     assert len({f.key for f in found if f.detector == "cn_resident_id"}) == len(set(ids))
     assert sorted(found) == sorted(PYTHON.scan(" ".join(ids), "t"))
+
+
+def test_han_class_is_regex_han_on_every_code_point() -> None:
+    """Shipped regexes with \\p{Han} run on stdlib re with the script spelled out as a class;
+    the class must be the regex module's \\p{Han}, code point for code point."""
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    spelled = re.compile(han_class() + "+")
+    script = regex.compile(r"\p{Han}+")
+    assert [m.span() for m in spelled.finditer(every)] == [m.span() for m in script.finditer(every)]
+
+
+def test_shipped_han_regexes_match_as_written() -> None:
+    """cn_name and cn_address on re (translated) find exactly what the YAML's regex finds."""
+    raw = {
+        d["id"]: d["regex"] for d in load_yaml(DEFAULT_DETECTORS).data["detectors"] if "regex" in d
+    }
+    rng = random.Random(16)
+    texts = [
+        f"{synth.name(rng)} {resident_id(rng)} {synth.address(rng)}，{synth.name(rng)}收"
+        for _ in range(300)
+    ] + ["我张伟", "欧阳娜娜，电话", "张伟", "王张伟 李", "x张三y", "司马光砸缸 诸葛亮"]
+    for det in DETECTORS.detectors:
+        if det.id not in ("cn_name", "cn_address"):
+            continue
+        assert isinstance(det.pattern, re.Pattern), det.id  # runs on stdlib re
+        written = regex.compile(raw[det.id])
+        for text in texts:
+            assert [m.span() for m in det.pattern.finditer(text)] == [
+                m.span() for m in written.finditer(text)
+            ], (det.id, text)
+    # \p{Han} inside a class is left alone (re cannot read it, so such a regex stays on regex).
+    assert for_stdlib_re(r"[^\p{Han}]x") == r"[^\p{Han}]x"
