@@ -428,17 +428,31 @@ class Scanner:
         self, parts: Iterable[tuple[str, str]], deadline: float | None = None
     ) -> list[Finding]:
         """Findings of every ``(location, text)`` part. A long part (a big sheet) is scanned in
-        chunks of whole lines, the deadline checked between them; when it passes,
-        :class:`ScanTimeout` carries what was found so far."""
+        chunks of whole lines, the deadline checked before each; when it has passed,
+        :class:`ScanTimeout` carries what was found so far (a fully scanned input never
+        raises). Each chunk is scanned with a margin of the context window on either side,
+        so a context word or keyword across a chunk's edge still counts; what is found in a
+        margin is left to the chunk it belongs to."""
         found: list[Finding] = []
+        margin = self.window  # characters: at least the window's bytes
         for location, text in parts:
-            for first_line, chunk in _chunks(text):
-                try:
-                    found.extend(self.scan(chunk, location, deadline, first_line))
-                except TimeoutError as e:
-                    raise ScanTimeout(found) from e
+            for first_line, start, end in _chunks(text):
                 if deadline is not None and time.monotonic() > deadline:
                     raise ScanTimeout(found)
+                if start == 0 and end == len(text):
+                    window, window_first, last_line = text, first_line, -1
+                else:
+                    lo, hi = max(0, start - margin), min(len(text), end + margin)
+                    window = text[lo:hi]
+                    window_first = first_line - text.count("\n", lo, start)
+                    last_line = first_line + text.count("\n", start, end - 1)
+                try:
+                    here = self.scan(window, location, deadline, window_first)
+                except TimeoutError as e:
+                    raise ScanTimeout(found) from e
+                if last_line >= 0:
+                    here = [f for f in here if first_line <= f.line <= last_line]
+                found.extend(here)
         return found
 
     def _validate(
@@ -544,19 +558,18 @@ class Scanner:
 _CHUNK_CHARS = 1 << 20  # a part longer than this is scanned a chunk of whole lines at a time
 
 
-def _chunks(text: str) -> Iterator[tuple[int, str]]:
-    """``(first line, chunk)`` of ``text``: all of it when short, else pieces cut after a
-    newline, so no line (a record) and no number is cut in two."""
+def _chunks(text: str) -> Iterator[tuple[int, int, int]]:
+    """``(first line, start, end)`` of the chunks of ``text``: all of it when short, else
+    pieces cut after a newline, so no line (a record) and no number is cut in two."""
     if len(text) <= _CHUNK_CHARS:
-        yield 0, text
+        yield 0, 0, len(text)
         return
     start, line = 0, 0
     while start < len(text):
         end = text.find("\n", start + _CHUNK_CHARS)
         end = len(text) if end < 0 else end + 1
-        chunk = text[start:end]
-        yield line, chunk
-        line += chunk.count("\n")
+        yield line, start, end
+        line += text.count("\n", start, end)
         start = end
 
 

@@ -1,8 +1,10 @@
 """A long part (a big sheet's text) is scanned in chunks of whole lines with the deadline checked
-between them; what was found before the deadline may decide the block by itself."""
+before each; context and keywords across a chunk's edge still count; what was found before the
+deadline may decide the block by itself."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from dlp_addon.decide import load_policy
 from dlp_addon.decide.policy import Policy
 from dlp_addon.detect import scanner as scanner_module
+from dlp_addon.detect import validators
 from dlp_addon.detect.scanner import Scanner, ScanTimeout
 from dlp_addon.extract import HttpInput
 from dlp_addon.pipeline import inspect_http
@@ -28,6 +31,63 @@ def test_chunked_scan_finds_what_one_pass_finds(monkeypatch: pytest.MonkeyPatch)
     assert {(f.detector, f.key) for f in chunked} == {(f.detector, f.key) for f in whole}
     assert {f.record for f in chunked} == {f.record for f in whole}  # same lines, same records
     assert len({f.record for f in chunked if f.detector == "cn_resident_id"}) == len(RECORDS)
+
+
+def _cards(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        body = "62" + "".join(rng.choice("0123456789") for _ in range(16))
+        out += [body + d for d in "0123456789" if validators.luhn_card(body + d)][:1]
+    return out
+
+
+@pytest.mark.parametrize("where", ["word before the edge", "word after the edge"])
+def test_context_across_a_chunk_edge_still_counts(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A context word in one chunk raises the cards in the next one, as in one pass (a long
+    line ending in 银行卡号 followed by card numbers turned a bulk-records block into an allow
+    before chunks had margins)."""
+    scanner = load_policy().scanner
+    filler = "这款行李箱还有货吗 " * 700  # one long line, longer than a chunk
+    cards = "\n".join(_cards(10, seed=7))
+    if where == "word before the edge":
+        text = filler + " 银行卡号:\n" + cards + "\n"
+    else:
+        text = filler[:190] + "\n" + cards + "\n银行卡号 以上\n"  # card 1 ends the first chunk
+    monkeypatch.setattr(scanner_module, "_CHUNK_CHARS", 200)
+    assert len(list(scanner_module._chunks(text))) > 1
+    whole = scanner.scan(text, "body")
+    chunked = scanner.scan_all([("body", text)])
+    assert sorted(chunked) == sorted(whole)
+    assert sum(f.detector == "bank_card" and f.confidence == "medium" for f in chunked) == 10
+
+
+def test_a_fully_scanned_input_is_not_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline is checked before each chunk: one that passes while the last chunk is
+    scanned leaves a complete result, not a timeout; one that passed before a chunk stops
+    there. (A clock that moves one tick per chunk scanned.)"""
+    scanner = load_policy().scanner
+    monkeypatch.setattr(scanner_module, "_CHUNK_CHARS", 5_000)
+    now = [0.0]
+    real_scan = scanner.scan
+
+    def one_tick_per_chunk(*args: Any, **kwargs: Any) -> Any:
+        now[0] += 1
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(scanner, "scan", one_tick_per_chunk)
+    monkeypatch.setattr(scanner_module.time, "monotonic", lambda: now[0])
+    chunks = len(list(scanner_module._chunks(TABLE)))
+    found = scanner.scan_all([("body", TABLE)], deadline=chunks - 0.5)  # passes in the last
+    assert now[0] == chunks
+    assert len({f.key for f in found if f.detector == "cn_resident_id"}) == len(RECORDS)
+    now[0] = 0.0
+    with pytest.raises(ScanTimeout) as stopped:
+        scanner.scan_all([("body", TABLE)], deadline=2.5)  # passed before the fourth chunk
+    assert now[0] == 3
+    assert 0 < len(stopped.value.partial) < len(found)
 
 
 class _StopsHalfway(Scanner):
