@@ -21,6 +21,7 @@ from pathlib import Path
 from dlp_addon import budget_cli
 from dlp_addon.decide.policy import Policy, Rule, load_policy
 from dlp_addon.decide.tally import Tally
+from dlp_addon.detect.redact import redact
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract import HttpInput
 from dlp_addon.extract.message import Extraction
@@ -95,8 +96,9 @@ def _explain(rule: Rule, tally: Tally) -> str:
     return ", ".join(parts)
 
 
-def _test(policy: Policy, inputs: Sequence[str], destination: str) -> int:
-    """Each input through the proxy's own pipeline (same limits and deadline), then why."""
+def _test(policy: Policy, inputs: Sequence[str], destination: str, show: int = 0) -> int:
+    """Each input through the proxy's own pipeline (same limits and deadline), then why;
+    with ``show``, the first lines of each part as the scanner read them, identifiers masked."""
     for name in inputs:
         print(f"== {name}")
         seen: list[Extraction] = []
@@ -108,11 +110,27 @@ def _test(policy: Policy, inputs: Sequence[str], destination: str) -> int:
             print(f"  {verdict.reason}")
         else:
             _explain_all(policy, inspection, seen[0], destination)
+            if show:
+                _show(inspection, seen[0], show)
         enforced = "" if verdict.enforced else " (monitor mode: not enforced)"
         print(
             f"  verdict: {verdict.action}{' by ' + verdict.rule if verdict.rule else ''}{enforced}"
         )
     return 0
+
+
+def _show(inspection: Inspection, extraction: Extraction, lines: int) -> None:
+    """The text of each part holding findings, with every identifier found masked in place."""
+    for location, text in extraction.parts:
+        found = [f for f in inspection.findings if f.location == location]
+        if not found:
+            continue
+        head = redact(text, found).split("\n")
+        print(f"  text of {location} ({len(found)} findings), identifiers masked:")
+        for line in head[:lines]:
+            print(f"    | {line}")
+        if len(head) > lines:
+            print(f"    | ... {len(head) - lines} more lines")
 
 
 def _explain_all(
@@ -150,6 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     test.add_argument("policy")
     test.add_argument("inputs", nargs="+")
     test.add_argument("--destination", help="destination name (default: the first)")
+    test.add_argument(
+        "--show",
+        type=int,
+        default=0,
+        metavar="LINES",
+        help="print the first LINES lines of each part with findings, identifiers masked",
+    )
     pac = sub.add_parser("pac", help="write a proxy auto-config file for the clients")
     pac.add_argument("policy")
     pac.add_argument(
@@ -194,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "budgets":
         return budget_cli.run(policy, args)
     destination = args.destination or policy.destinations[0].name
-    return _test(policy, args.inputs, destination)
+    return _test(policy, args.inputs, destination, args.show)
 
 
 def _pac(policy: Policy, args: argparse.Namespace) -> int:

@@ -98,7 +98,8 @@ static int passes(const unsigned char *plan, Py_ssize_t from, Py_ssize_t to,
 /*       detectors laid out by numbers.compile_findings                                      */
 /*   findings(data, plan, location, first_line, near) -> (found, records, pending) | None    */
 /*       None: the text needs folding first (a code point of the plan's fold bitmap occurs). */
-/*       found: [Finding(detector, key, masked, location, line, confidence)]                 */
+/*       found: [Finding(detector, key, masked, location, line, confidence, start, end)],    */
+/*             start and end in characters of the text (the str the bytes were encoded from) */
 /*         - numeric detectors checked here (pattern as a DFA, validator one of the C twins  */
 /*           below), a number inside a longer one of the same detector in one token dropped; */
 /*         - token detectors: a regex (?<![0-9A-Za-z])BODY(?![0-9A-Za-z]) full-matches BODY  */
@@ -469,7 +470,8 @@ static Py_ssize_t validate(const NumPlan *p, const Det *det, const unsigned char
 }
 
 typedef struct {
-    Py_ssize_t start, end;
+    Py_ssize_t start, end;   /* bytes */
+    Py_ssize_t cstart, cend; /* characters: where it is in the text as Python sees it */
     int32_t det;
     int32_t len;
     unsigned char value[MAX_LENGTH];
@@ -578,9 +580,12 @@ static int emit(Scan *sc, const Valid *v, int glued) {
     PyObject *key = PyUnicode_FromStringAndSize(hex, 24);
     PyObject *shown = PyUnicode_FromStringAndSize(masked, v->len);
     PyObject *lineno = PyLong_FromSsize_t(line);
-    PyObject *f = ((PyTypeObject *)p->finding)->tp_alloc((PyTypeObject *)p->finding, 6);
-    if (key == NULL || shown == NULL || lineno == NULL || f == NULL) {
+    PyObject *cstart = PyLong_FromSsize_t(v->cstart), *cend = PyLong_FromSsize_t(v->cend);
+    PyObject *f = ((PyTypeObject *)p->finding)->tp_alloc((PyTypeObject *)p->finding, 8);
+    if (key == NULL || shown == NULL || lineno == NULL || cstart == NULL || cend == NULL ||
+        f == NULL) {
         Py_XDECREF(key); Py_XDECREF(shown); Py_XDECREF(lineno); Py_XDECREF(f);
+        Py_XDECREF(cstart); Py_XDECREF(cend);
         return -1;
     }
     PyTuple_SET_ITEM(f, 0, Py_NewRef(det->name));
@@ -589,6 +594,8 @@ static int emit(Scan *sc, const Valid *v, int glued) {
     PyTuple_SET_ITEM(f, 3, Py_NewRef(sc->location));
     PyTuple_SET_ITEM(f, 4, lineno);
     PyTuple_SET_ITEM(f, 5, Py_NewRef(p->levels[level]));
+    PyTuple_SET_ITEM(f, 6, cstart);
+    PyTuple_SET_ITEM(f, 7, cend);
     /* Only strings and an int inside: it can never be part of a cycle, so the garbage
      * collector need not visit it (CPython untracks such tuples itself, later). */
     PyObject_GC_UnTrack(f);
@@ -617,8 +624,9 @@ static int flush_token(Scan *sc, Valids *v, int glued) {
     return 0;
 }
 
-/* The run of ASCII letters and digits d[at..end) against every token detector. */
-static int check_span(Scan *sc, Py_ssize_t at, Py_ssize_t end) {
+/* The run of ASCII letters and digits d[at..end) (character ``c_at`` onwards) against every
+ * token detector. */
+static int check_span(Scan *sc, Py_ssize_t at, Py_ssize_t end, Py_ssize_t c_at) {
     const NumPlan *p = sc->p;
     Py_ssize_t len = end - at;
     if (len > MAX_LENGTH || !p->token_lengths[len]) return 0;
@@ -629,16 +637,17 @@ static int check_span(Scan *sc, Py_ssize_t at, Py_ssize_t end) {
         v.len = (int32_t)validate(p, det, sc->d + at, len, v.value, 0);
         if (v.len <= 0) continue;
         v.start = at; v.end = end; v.det = x; v.dropped = 0;
+        v.cstart = c_at; v.cend = c_at + len;
         if (emit(sc, &v, 0) < 0) return -1;
     }
     return 0;
 }
 
 /* The same for the run starting at ``at`` (looked at up to 65 characters: longer never match). */
-static int check_run(Scan *sc, Py_ssize_t at) {
+static int check_run(Scan *sc, Py_ssize_t at, Py_ssize_t c_at) {
     Py_ssize_t j = at;
     while (j < sc->n && is_alnum(sc->d[j]) && j - at <= MAX_LENGTH) j++;
-    return check_span(sc, at, j);
+    return check_span(sc, at, j, c_at);
 }
 
 static long today_local(void) {
@@ -723,10 +732,10 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     const long today = today_local();
     const int tokens = p->n_tokens > 0;
     unsigned char buf[MAX_LENGTH], value[MAX_LENGTH];
-    Py_ssize_t i = 0;
+    Py_ssize_t i = 0, ci = 0; /* a byte, and how many characters come before it */
     while (i < n) {
         /* Spaces, punctuation, Chinese characters: nothing to look at, a character at a time. */
-        for (unsigned char step; i < n && (step = p->skip[d[i]]) != 0;) i += step;
+        for (unsigned char step; i < n && (step = p->skip[d[i]]) != 0; ci++) i += step;
         if (i >= n) break;
         unsigned char c = d[i];
         const unsigned char kind = KIND[c];
@@ -735,10 +744,12 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                 Py_ssize_t step;
                 if (folds_at(p, d, n, i, &step)) { result = Py_NewRef(Py_None); goto out; }
                 i += step;
+                ci++;
                 continue;
             }
             if (kind & K_NEWLINE) { sc.line++; sc.line_start = i + 1; }
             i++;
+            ci++;
             continue;
         }
         const int run_start = i == 0 || !is_alnum(d[i - 1]);
@@ -747,13 +758,14 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                 Py_ssize_t j = i;
                 int digits = 0;
                 while (j < n && is_alnum(d[j])) digits |= is_digit(d[j++]);
-                if (tokens && check_span(&sc, i, j) < 0) goto out;
-                if (!digits) { i = j; continue; }
+                if (tokens && check_span(&sc, i, j, ci) < 0) goto out;
+                if (!digits) { ci += j - i; i = j; continue; }
             }
             i++;
+            ci++;
             continue;
         }
-        if (tokens && run_start && check_run(&sc, i) < 0) goto out;
+        if (tokens && run_start && check_run(&sc, i, ci) < 0) goto out;
         /* A number token: digit groups joined by single separators, maybe ending in X. */
         Py_ssize_t start = i, j = i, ndigits = 0, groups = 0;
         for (;;) {
@@ -767,13 +779,15 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
             while (j < n && is_digit(d[j])) { j++; ndigits++; }
             if (j + 1 < n && is_sep(d[j]) && is_digit(d[j + 1])) {
                 j++;
-                if (tokens && check_run(&sc, j) < 0) goto out; /* a run starts here */
+                if (tokens && check_run(&sc, j, ci + (j - start)) < 0) goto out; /* a run */
                 continue;
             }
             break;
         }
         Py_ssize_t end = (j < n && is_x(d[j])) ? j + 1 : j;
+        const Py_ssize_t c_start = ci; /* the token is ASCII: a byte is a character */
         i = end;
+        ci += end - start;
         if (ndigits < MIN_DIGITS) continue;
         int glued = (start > 0 && is_letter(d[start - 1])) || (end < n && is_letter(d[end]));
         /* Candidates start where a group starts and end where a group ends; group k runs from
@@ -805,7 +819,8 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                         if (!dfa_match(&det->pattern, buf, total)) continue;
                         Py_ssize_t vlen = validate(p, det, buf, total, value, today);
                         if (vlen <= 0) continue;
-                        Valid v = {g, k + len, x, (int32_t)vlen, {0}, 0};
+                        Valid v = {g, k + len, c_start + (g - start), c_start + (k + len - start),
+                                   x, (int32_t)vlen, {0}, 0};
                         memcpy(v.value, value, (size_t)vlen);
                         if (valids_push(&valids, &v) < 0) goto out;
                     }

@@ -37,6 +37,9 @@ _TABLE |= {
 }
 TRIGGERS = "".join(sorted(map(chr, _TABLE)))
 
+# What normalize drops (every other change is one character for one).
+DROPPED = re.compile("[" + re.escape(_DROP) + "]")
+
 # stdlib re keeps a large character set as a bitmap: ~100x faster here than the regex module.
 _NEEDS = re.compile("[" + re.escape(TRIGGERS) + "]")
 

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, cast
 import ahocorasick
 
 from dlp_addon.detect.definitions import CONFIDENCE, Detector, DetectorSet
-from dlp_addon.detect.normalize import TRIGGER_BITMAP, needs_folding, normalize
+from dlp_addon.detect.normalize import DROPPED, TRIGGER_BITMAP, needs_folding, normalize
 from dlp_addon.detect.numbers import (
     TOKEN_SYMBOLS,
     FindingsLayout,
@@ -64,6 +64,8 @@ _RAISED = dict(zip(CONFIDENCE, (*CONFIDENCE[1:], CONFIDENCE[-1]), strict=True))
 class Finding(NamedTuple):
     """A validated identifier. ``key`` is an HMAC of the canonical value: what "distinct"
     counts, safe to store; ``masked`` is what people see. The raw value is not kept.
+    ``start``/``end``: where it is in the scanned text, in characters of the text as given
+    (before folding), for masking it in place (:func:`dlp_addon.detect.redact.redact`).
     (A NamedTuple: made thousands of times per large message, at a third of a dataclass's cost.)"""
 
     detector: str
@@ -72,6 +74,8 @@ class Finding(NamedTuple):
     location: str
     line: int
     confidence: str
+    start: int = -1
+    end: int = -1
 
     @property
     def record(self) -> tuple[str, int]:
@@ -84,8 +88,9 @@ class _Hits(NamedTuple):
     gates: dict[int, list[tuple[int, int]] | None]
 
 
-# A finding before it becomes a Finding: byte offset, detector, keyed hash, masked, base.
-_Found = tuple[int, Detector, str, str, str]
+# A finding before it becomes a Finding: byte offset, detector, keyed hash, masked, base,
+# byte offset of its end.
+_Found = tuple[int, Detector, str, str, str, int]
 
 _WINDOW_MARGIN = 256  # bytes around a prefilter hit that the full regex looks at
 
@@ -284,6 +289,7 @@ class Scanner:
         result = _numscan.findings(
             data, self._compiled, location, first_line, self._near(context_at, keyword_at)
         )
+        original = text
         if result is None:  # full-width digits, zero-width characters: fold, then again
             text = normalize(text)
             data = text.encode("utf-8", "replace")
@@ -307,12 +313,13 @@ class Scanner:
             self._assemble(found, data, context_at, location, first_line, findings, records)
         if self._record_scoped and records:
             findings += self._in_records(data, records, location, deadline)
-        return findings
+        return _unfolded(original, findings) if text is not original else findings
 
     def _scan_python(
         self, text: str, location: str, deadline: float | None, first_line: int
     ) -> list[Finding]:
         """:meth:`scan` without the C pass: the pure-Python twin, the reference for it."""
+        original = text
         if needs_folding(text):
             text = normalize(text)
         data = text.encode("utf-8", "replace")
@@ -326,7 +333,7 @@ class Scanner:
             self._assemble(found, data, context_at, location, first_line, findings, records)
         if self._record_scoped and records:
             findings += self._in_records(data, records, location, deadline)
-        return findings
+        return _unfolded(original, findings) if text is not original else findings
 
     # -- stages ----------------------------------------------------------------------------
 
@@ -347,9 +354,8 @@ class Scanner:
                 else:
                     det = self.detectors[d_idx]
                     value = self._words.words[word]
-                    found.append(
-                        (pos, det, self.key(det.id, value), det.mask(value), det.confidence)
-                    )
+                    key, masked = self.key(det.id, value), det.mask(value)
+                    found.append((pos, det, key, masked, det.confidence, pos + len(value.encode())))
         for positions in (*context_at.values(), *keyword_at.values()):
             positions.sort()
         return context_at, keyword_at, found
@@ -409,20 +415,22 @@ class Scanner:
     ) -> None:
         """Findings found in Python: line, context, and the record lines they make."""
         found.sort(key=_first)
-        line, counted_to = first_line, 0
+        line, counted_to, chars = first_line, 0, 0
         reach, index, raised, personal = self.window, self._index, _RAISED, self._personal
-        for pos, det, key, masked, base in found:
+        for pos, det, key, masked, base, end in found:
             line += data.count(b"\n", counted_to, pos)
+            chars += len(data[counted_to:pos].decode("utf-8", "replace"))
             counted_to = pos
             context = context_at.get(index[det.id])
             if context:
                 lo = bisect.bisect_left(context, pos - reach)
                 if lo < len(context) and context[lo] <= pos + reach:
                     base = raised[base]
-            out.append(Finding(det.id, key, masked, location, line, base))
+            width = len(data[pos:end].decode("utf-8", "replace"))
+            out.append(Finding(det.id, key, masked, location, line, base, chars, chars + width))
             if det.id in personal and line not in records:
-                end = data.find(b"\n", pos)
-                records[line] = (data.rfind(b"\n", 0, pos) + 1, len(data) if end < 0 else end)
+                eol = data.find(b"\n", pos)
+                records[line] = (data.rfind(b"\n", 0, pos) + 1, len(data) if eol < 0 else eol)
 
     def scan_all(
         self, parts: Iterable[tuple[str, str]], deadline: float | None = None
@@ -440,7 +448,7 @@ class Scanner:
                 if deadline is not None and time.monotonic() > deadline:
                     raise ScanTimeout(found)
                 if start == 0 and end == len(text):
-                    window, window_first, last_line = text, first_line, -1
+                    window, window_first, last_line, lo = text, first_line, -1, 0
                 else:
                     lo, hi = max(0, start - margin), min(len(text), end + margin)
                     window = text[lo:hi]
@@ -451,7 +459,11 @@ class Scanner:
                 except TimeoutError as e:
                     raise ScanTimeout(found) from e
                 if last_line >= 0:
-                    here = [f for f in here if first_line <= f.line <= last_line]
+                    here = [
+                        f._replace(start=f.start + lo, end=f.end + lo)
+                        for f in here
+                        if first_line <= f.line <= last_line
+                    ]
                 found.extend(here)
         return found
 
@@ -491,7 +503,7 @@ class Scanner:
             if reach.get(id(det), -1) >= end:
                 continue
             reach[id(det)] = end
-            found.append((pos, det, self.key(det.id, value), det.mask(value), base))
+            found.append((pos, det, self.key(det.id, value), det.mask(value), base, end))
 
     def _regex_matches(
         self,
@@ -508,9 +520,9 @@ class Scanner:
             if value is not None:
                 byte_at += len(text[char_at : m.start()].encode("utf-8", "replace"))
                 char_at = m.start()
-                found.append(
-                    (byte_at, det, self.key(det.id, value), det.mask(value), det.confidence)
-                )
+                end = byte_at + len(m.group().encode("utf-8", "replace"))
+                key, masked = self.key(det.id, value), det.mask(value)
+                found.append((byte_at, det, key, masked, det.confidence, end))
 
     def _in_records(
         self,
@@ -527,6 +539,12 @@ class Scanner:
             "utf-8", "replace"
         )
         lines = list(zip(numbers, joined_all.split("\n"), strict=True))
+        first_char: dict[int, int] = {}  # line number -> its first character in the text
+        chars, counted_to = 0, 0
+        for number in numbers:
+            start = records[number][0]
+            chars += len(data[counted_to:start].decode("utf-8", "replace"))
+            first_char[number], counted_to = chars, start
         line_starts = list(itertools.accumulate((len(t) + 1 for _, t in lines[:-1]), initial=0))
         out: list[Finding] = []
         for det in self._record_scoped:
@@ -548,9 +566,20 @@ class Scanner:
                     continue
                 value = det.validate(m.group())
                 if value is not None:
-                    key = self.key(det.id, value)
+                    number = here[i][0]
+                    at = first_char[number] + m.start() - starts[i]
+                    key, masked = self.key(det.id, value), det.mask(value)
                     out.append(
-                        Finding(det.id, key, det.mask(value), location, here[i][0], det.confidence)
+                        Finding(
+                            det.id,
+                            key,
+                            masked,
+                            location,
+                            number,
+                            det.confidence,
+                            at,
+                            at + len(m.group()),
+                        )
                     )
         return out
 
@@ -608,6 +637,22 @@ def _token_detectors(regexes: list[tuple[int, Detector]]) -> list[tuple[Detector
             continue
         out.append((det, machine))
     return out
+
+
+def _unfolded(original: str, findings: list[Finding]) -> list[Finding]:
+    """``findings`` of the folded ``original`` with their offsets moved back into ``original``:
+    folding maps one character to one, except the invisible ones it drops."""
+    drops = [m.start() for m in DROPPED.finditer(original)]
+    if not drops:
+        return findings
+    at = [o - k for k, o in enumerate(drops)]  # where each dropped one was, in the folded text
+    return [
+        f._replace(
+            start=f.start + bisect.bisect_right(at, f.start),
+            end=f.end + bisect.bisect_left(at, f.end),
+        )
+        for f in findings
+    ]
 
 
 def _outermost_order(item: tuple[Detector, str, int, int, str]) -> tuple[int, int]:

@@ -104,6 +104,23 @@ def test_test_explains_a_workbook_with_masked_values_only(
     assert not any(str(r[1]) in out or str(r[2]) in out for r in rows[1:])
 
 
+def test_test_shows_the_text_it_read_with_identifiers_masked_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = customer_records(6, seed=8)
+    sample = tmp_path / "paste.txt"
+    sample.write_text(records_chat_text(records), encoding="utf-8")
+    assert main(["test", "patterns/policy.yaml", str(sample), "--show", "4"]) == 0
+    out = capsys.readouterr().out
+    shown = [line for line in out.splitlines() if line.startswith("    | ")]
+    assert len(shown) == 5  # four lines of the pasted text, then how many more
+    assert shown[-1].startswith("    | ... ")
+    for r in records:
+        assert r["id"] not in out and r["mobile"] not in out
+    first = records[0]
+    assert f"{first['id'][:6]}********{first['id'][-4:]}" in shown[0] + shown[1]
+
+
 def test_an_expired_exception_no_longer_exempts(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(
