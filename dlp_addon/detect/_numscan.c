@@ -107,7 +107,9 @@ static int passes(const unsigned char *plan, Py_ssize_t from, Py_ssize_t to,
 /*       A context word of the detector within the window raises the confidence one level;  */
 /*       a keyword-gated token detector's findings count only within the window of one of   */
 /*       its keywords (``near`` holds both, from the scanner's keyword pass).                 */
-/*       records: [(line, start, end)] of the lines holding a personal identifier.          */
+/*       records: [(line, start, end, start in characters)] of the lines holding a personal */
+/*             identifier.                                                                   */
+/*   char_offsets(data, positions) -> [int]: each byte offset (ascending) in characters.    */
 /*       pending: [(token_start, start, end, digits, glued, detector)] for numeric           */
 /*             detectors left to Python (no DFA or no C twin of the validator).              */
 /* Detector numbers count numeric detectors first, then token detectors. The key is an      */
@@ -542,6 +544,7 @@ typedef struct {
     Py_ssize_t n;
     PyObject *location, *found, *records, *pending;
     Py_ssize_t first_line, line, line_start; /* line of the byte being looked at, its start */
+    Py_ssize_t line_start_char;              /* the same start, in characters */
     Py_ssize_t recorded_line;                /* the last line put in records */
     Positions *context, *gates;              /* per detector, from the keyword pass */
 } Scan;
@@ -605,9 +608,9 @@ static int emit(Scan *sc, const Valid *v, int glued) {
     if (det->personal && sc->recorded_line != sc->line) { /* (line, start, end) of a record */
         const unsigned char *nl = memchr(sc->d + sc->line_start, '\n', (size_t)(sc->n - sc->line_start));
         Py_ssize_t end = nl ? nl - sc->d : sc->n;
-        PyObject *rec = Py_BuildValue("(nnn)", line, sc->line_start, end);
+        PyObject *rec = Py_BuildValue("(nnnn)", line, sc->line_start, end, sc->line_start_char);
         if (rec == NULL) return -1;
-        PyObject_GC_UnTrack(rec); /* three ints */
+        PyObject_GC_UnTrack(rec); /* four ints */
         rc = PyList_Append(sc->records, rec);
         Py_DECREF(rec);
         if (rc < 0) return -1;
@@ -715,7 +718,7 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *result = NULL;
     Valids valids = {NULL, 0, 0};
     Py_ssize_t *group_at = NULL, group_cap = 0; /* where each group of a number token starts */
-    Scan sc = {p, data.buf, data.len, location, NULL, NULL, NULL, first_line, 0, 0, -1, NULL, NULL};
+    Scan sc = {p, data.buf, data.len, location, NULL, NULL, NULL, first_line, 0, 0, 0, -1, NULL, NULL};
     Py_ssize_t dets = 0;
     if (p == NULL) goto out;
     dets = p->n_numeric + p->n_tokens;
@@ -747,7 +750,7 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                 ci++;
                 continue;
             }
-            if (kind & K_NEWLINE) { sc.line++; sc.line_start = i + 1; }
+            if (kind & K_NEWLINE) { sc.line++; sc.line_start = i + 1; sc.line_start_char = ci + 1; }
             i++;
             ci++;
             continue;
@@ -765,8 +768,9 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
             ci++;
             continue;
         }
-        if (tokens && run_start && check_run(&sc, i, ci) < 0) goto out;
-        /* A number token: digit groups joined by single separators, maybe ending in X. */
+        /* A number token: digit groups joined by single separators, maybe ending in X. Each
+         * group after a separator (and the first, at a run's start) also starts a run of
+         * letters and digits for the token detectors. */
         Py_ssize_t start = i, j = i, ndigits = 0, groups = 0;
         for (;;) {
             if (groups == group_cap) {
@@ -775,11 +779,17 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                 if (grown == NULL) { PyErr_NoMemory(); goto out; }
                 group_at = grown; group_cap = cap;
             }
+            const Py_ssize_t group = j;
             group_at[groups++] = j;
             while (j < n && is_digit(d[j])) { j++; ndigits++; }
+            if (tokens && (groups > 1 || run_start)) {
+                const Py_ssize_t c_group = ci + (group - start);
+                int rc = j < n && is_alnum(d[j]) ? check_run(&sc, group, c_group) /* letters on */
+                                                 : check_span(&sc, group, j, c_group);
+                if (rc < 0) goto out;
+            }
             if (j + 1 < n && is_sep(d[j]) && is_digit(d[j + 1])) {
                 j++;
-                if (tokens && check_run(&sc, j, ci + (j - start)) < 0) goto out; /* a run */
                 continue;
             }
             break;
@@ -846,9 +856,38 @@ out:
     return result;
 }
 
+/* Each of the ascending byte offsets ``positions`` of UTF-8 ``data`` as a character offset:
+ * the bytes before it that do not continue a character. */
+static PyObject *char_offsets(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data;
+    PyObject *positions, *out = NULL;
+    if (!PyArg_ParseTuple(args, "y*O!", &data, &PyList_Type, &positions)) return NULL;
+    const unsigned char *d = data.buf;
+    Py_ssize_t at = 0, chars = 0, count = PyList_GET_SIZE(positions);
+    out = PyList_New(count);
+    if (out == NULL) goto done;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t pos = PyLong_AsSsize_t(PyList_GET_ITEM(positions, k));
+        if (pos == -1 && PyErr_Occurred()) { Py_CLEAR(out); goto done; }
+        if (pos < at || pos > data.len) {
+            PyErr_SetString(PyExc_ValueError, "positions: ascending offsets into the data");
+            Py_CLEAR(out);
+            goto done;
+        }
+        for (; at < pos; at++) chars += (d[at] & 0xC0) != 0x80;
+        PyObject *n = PyLong_FromSsize_t(chars);
+        if (n == NULL) { Py_CLEAR(out); goto done; }
+        PyList_SET_ITEM(out, k, n);
+    }
+done:
+    PyBuffer_Release(&data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"compile", compile_plan, METH_VARARGS, "A findings plan from its blob and the HMAC key."},
     {"findings", findings, METH_VARARGS, "Findings of numbers and tokens; None: fold first."},
+    {"char_offsets", char_offsets, METH_VARARGS, "Byte offsets as character offsets."},
     {"sha256_hex", sha256_hex, METH_VARARGS, "SHA-256 of bytes, hex (tests the hash twin)."},
     {NULL, NULL, 0, NULL},
 };

@@ -8,9 +8,10 @@ def findings(
 ) -> (
     tuple[
         list[Finding],
-        list[tuple[int, int, int]],
+        list[tuple[int, int, int, int]],
         list[tuple[int, int, int, bytes, bool, int]],
     ]
     | None
 ): ...
+def char_offsets(data: bytes, positions: list[int], /) -> list[int]: ...
 def sha256_hex(data: bytes, /) -> str: ...

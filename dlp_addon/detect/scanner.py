@@ -308,7 +308,7 @@ class Scanner:
                 only=[numeric[item[5]] for item in pending],
             )
         self._regexes(data, text, hits, keyword_at, found, deadline)
-        records = {line: (start, end) for line, start, end in c_records}
+        records = {line: (start, end, chars) for line, start, end, chars in c_records}
         if found:
             self._assemble(found, data, context_at, location, first_line, findings, records)
         if self._record_scoped and records:
@@ -328,7 +328,7 @@ class Scanner:
         self._validate(find_python(data, self._plan), found)
         self._regexes(data, text, hits, keyword_at, found, deadline)
         findings: list[Finding] = []
-        records: dict[int, tuple[int, int]] = {}
+        records: dict[int, tuple[int, int, int]] = {}
         if found:
             self._assemble(found, data, context_at, location, first_line, findings, records)
         if self._record_scoped and records:
@@ -411,26 +411,33 @@ class Scanner:
         location: str,
         first_line: int,
         out: list[Finding],
-        records: dict[int, tuple[int, int]],
+        records: dict[int, tuple[int, int, int]],
     ) -> None:
-        """Findings found in Python: line, context, and the record lines they make."""
+        """Findings found in Python: line, context, offsets, and the record lines they make
+        (``records``: line -> its start and end in bytes, its start in characters)."""
         found.sort(key=_first)
-        line, counted_to, chars = first_line, 0, 0
+        edges = sorted({x for item in found for x in (item[0], item[5])})
+        chars = dict(zip(edges, _char_offsets(data, edges), strict=True))
+        line, counted_to = first_line, 0
         reach, index, raised, personal = self.window, self._index, _RAISED, self._personal
+        new_records: dict[int, tuple[int, int]] = {}
         for pos, det, key, masked, base, end in found:
             line += data.count(b"\n", counted_to, pos)
-            chars += len(data[counted_to:pos].decode("utf-8", "replace"))
             counted_to = pos
             context = context_at.get(index[det.id])
             if context:
                 lo = bisect.bisect_left(context, pos - reach)
                 if lo < len(context) and context[lo] <= pos + reach:
                     base = raised[base]
-            width = len(data[pos:end].decode("utf-8", "replace"))
-            out.append(Finding(det.id, key, masked, location, line, base, chars, chars + width))
-            if det.id in personal and line not in records:
+            out.append(Finding(det.id, key, masked, location, line, base, chars[pos], chars[end]))
+            if det.id in personal and line not in records and line not in new_records:
                 eol = data.find(b"\n", pos)
-                records[line] = (data.rfind(b"\n", 0, pos) + 1, len(data) if eol < 0 else eol)
+                new_records[line] = (data.rfind(b"\n", 0, pos) + 1, len(data) if eol < 0 else eol)
+        if new_records:
+            starts = sorted(start for start, _ in new_records.values())
+            first_char = dict(zip(starts, _char_offsets(data, starts), strict=True))
+            for number, (start, eol) in new_records.items():
+                records[number] = (start, eol, first_char[start])
 
     def scan_all(
         self, parts: Iterable[tuple[str, str]], deadline: float | None = None
@@ -527,7 +534,7 @@ class Scanner:
     def _in_records(
         self,
         data: bytes,
-        records: dict[int, tuple[int, int]],
+        records: dict[int, tuple[int, int, int]],
         location: str,
         deadline: float | None,
     ) -> list[Finding]:
@@ -535,16 +542,10 @@ class Scanner:
         (and, for a detector with keywords, one of its keywords), all such lines at once
         (joined), a match never crossing from one line to the next."""
         numbers = sorted(records)
-        joined_all = b"\n".join(data[a:b] for a, b in (records[n] for n in numbers)).decode(
+        joined_all = b"\n".join(data[a:b] for a, b, _ in (records[n] for n in numbers)).decode(
             "utf-8", "replace"
         )
         lines = list(zip(numbers, joined_all.split("\n"), strict=True))
-        first_char: dict[int, int] = {}  # line number -> its first character in the text
-        chars, counted_to = 0, 0
-        for number in numbers:
-            start = records[number][0]
-            chars += len(data[counted_to:start].decode("utf-8", "replace"))
-            first_char[number], counted_to = chars, start
         line_starts = list(itertools.accumulate((len(t) + 1 for _, t in lines[:-1]), initial=0))
         out: list[Finding] = []
         for det in self._record_scoped:
@@ -567,7 +568,7 @@ class Scanner:
                 value = det.validate(m.group())
                 if value is not None:
                     number = here[i][0]
-                    at = first_char[number] + m.start() - starts[i]
+                    at = records[number][2] + m.start() - starts[i]
                     key, masked = self.key(det.id, value), det.mask(value)
                     out.append(
                         Finding(
@@ -636,6 +637,18 @@ def _token_detectors(regexes: list[tuple[int, Detector]]) -> list[tuple[Detector
         ):
             continue
         out.append((det, machine))
+    return out
+
+
+def _char_offsets(data: bytes, positions: list[int]) -> list[int]:
+    """Ascending byte offsets of UTF-8 ``data`` as character offsets."""
+    if _numscan is not None:
+        return _numscan.char_offsets(data, positions)
+    out, chars, at = [], 0, 0
+    for pos in positions:
+        chars += len(data[at:pos].decode("utf-8", "replace"))
+        out.append(chars)
+        at = pos
     return out
 
 
