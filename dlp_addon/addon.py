@@ -50,6 +50,34 @@ DEFAULT_BODY_SIZE_LIMIT = "64m"  # above the policy's default max_body_bytes (50
 OTHER = "other"
 
 
+_PLAIN_REFUSAL = b"Blocked: this site is not on the allow-list (data-loss prevention).\n"
+
+
+def _block_response(
+    flow: http.HTTPFlow, verdict: Verdict, incident: str, policy: Policy
+) -> http.Response:
+    """The 403 a blocked request gets: the block page, or a plain one if rendering fails."""
+    headers = {"X-DLP-Incident": incident, "Cache-Control": "no-store"}
+    try:
+        body, ctype = block_body(
+            verdict,
+            incident,
+            policy.contact,
+            as_json=wants_json(_headers(flow.request.headers)),
+            names=detector_names(policy),
+        )
+    except Exception as e:
+        logger.error("block page failed, plain block sent: %s", type(e).__name__)
+        body = f"Blocked by data-loss prevention. Incident {incident}\n".encode()
+        ctype = "text/plain; charset=utf-8"
+    return http.Response.make(403, body, {"Content-Type": ctype, **headers})
+
+
+def _why(e: Exception) -> str:
+    """An error in words that carry no request data (an OSError's reason, else its type)."""
+    return e.strerror or type(e).__name__ if isinstance(e, OSError) else type(e).__name__
+
+
 def _headers(h: http.Headers) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in h.fields:
@@ -375,10 +403,9 @@ class DlpAddon:
         }
         try:
             self.audit.write(event)
-        except OSError as e:
-            logger.error("cannot write audit log %s: %s", self.audit.path, e.strerror)
-        except Exception as e:  # an audit failure must never stop the block that follows
-            logger.error("cannot write audit event: %s", type(e).__name__)
+        except Exception as e:  # a warning, not an error: mitmproxy exits on errors at start
+            self.metrics.audit_failures.inc()
+            logger.warning("cannot write audit log %s: %s", self.audit.path, _why(e))
 
     def reload(self, trigger: str) -> tuple[bool, list[str]]:
         """Build the policy anew from its file; swap it in only if it is valid. The swap is
@@ -565,6 +592,15 @@ class DlpAddon:
         if policy is None:  # no policy loaded: nothing is allowed
             flow.response = http.Response.make(503, b"DLP policy not loaded\n")
             return
+        # Refused before anything else, so no error below can leave the request unanswered
+        # (mitmproxy would then forward it to the host the policy does not allow).
+        flow.response = http.Response.make(403, _PLAIN_REFUSAL, {"Content-Type": "text/plain"})
+        try:
+            self._refusal_page(flow, policy)
+        except Exception as e:
+            logger.error("refusal page failed, plain refusal sent: %s", type(e).__name__)
+
+    def _refusal_page(self, flow: http.HTTPFlow, policy: Policy) -> None:
         verdict = unlisted_verdict()
         incident = self._refused_tunnels.get(flow.client_conn.id) or self._count_refusal(
             flow, policy
@@ -619,20 +655,10 @@ class DlpAddon:
         if verdict.action == ALLOW:
             return
         incident = new_incident_id()
-        self._audit(flow, verdict, incident, destination, inspection.channel, policy, who)
+        # The block first: nothing that follows (the audit, its log line) can undo it.
         if verdict.blocks:
-            body, ctype = block_body(
-                verdict,
-                incident,
-                policy.contact,
-                as_json=wants_json(_headers(flow.request.headers)),
-                names=detector_names(policy),
-            )
-            flow.response = http.Response.make(
-                403,
-                body,
-                {"Content-Type": ctype, "X-DLP-Incident": incident, "Cache-Control": "no-store"},
-            )
+            flow.response = _block_response(flow, verdict, incident, policy)
+        self._audit(flow, verdict, incident, destination, inspection.channel, policy, who)
 
     async def _inspect_request(
         self, flow: http.HTTPFlow, policy: Policy, destination: str, who: Requester
@@ -695,11 +721,14 @@ class DlpAddon:
         if verdict.action == ALLOW:
             return
         incident = new_incident_id()
-        self._audit(flow, verdict, incident, destination, "websocket", policy, who)
-        if verdict.blocks:
+        if verdict.blocks:  # dropped first: nothing that follows can let it through
             message.drop()
-            notice = ws_notice(verdict, incident, policy.contact, detector_names(policy))
-            ctx.master.commands.call("inject.websocket", flow, True, notice.encode(), True)
+            try:
+                notice = ws_notice(verdict, incident, policy.contact, detector_names(policy))
+                ctx.master.commands.call("inject.websocket", flow, True, notice.encode(), True)
+            except Exception as e:  # the user misses the notice; the message stays dropped
+                logger.error("cannot send the block notice: %s", type(e).__name__)
+        self._audit(flow, verdict, incident, destination, "websocket", policy, who)
 
     async def _inspect_ws(
         self,
@@ -738,6 +767,13 @@ class DlpAddon:
     # -- acting ----------------------------------------------------------------------------
 
     def _record(self, ins: Inspection, destination: str, size: int) -> None:
+        """Metrics of one inspection; never raises (the decision is enforced after it)."""
+        try:
+            self._count(ins, destination, size)
+        except Exception as e:
+            logger.error("metrics update failed: %s", type(e).__name__)
+
+    def _count(self, ins: Inspection, destination: str, size: int) -> None:
         m = self.metrics
         v = ins.verdict
         if ins.channel == "websocket":
@@ -772,27 +808,28 @@ class DlpAddon:
         policy: Policy,
         who: Requester,
     ) -> None:
-        event = decision_event(
-            verdict,
-            incident_id=incident,
-            client=_client(flow) or "",
-            destination=destination,
-            host=flow.request.host,
-            method=flow.request.method,
-            path=flow.request.path,
-            channel=channel,
-            policy_version=policy.version,
-            user=who.user,
-            groups=who.groups,
-            identity=who.source,
-        )
-        self._recent.append(event)
+        """Write the audit event and its log line; never raises (the decision is enforced
+        already), counts and logs a failure instead."""
         try:
+            event = decision_event(
+                verdict,
+                incident_id=incident,
+                client=_client(flow) or "",
+                destination=destination,
+                host=flow.request.host,
+                method=flow.request.method,
+                path=flow.request.path,
+                channel=channel,
+                policy_version=policy.version,
+                user=who.user,
+                groups=who.groups,
+                identity=who.source,
+            )
+            self._recent.append(event)
             self.audit.write(event)
-        except OSError as e:
-            logger.error("cannot write audit log %s: %s", self.audit.path, e.strerror)
-        except Exception as e:  # an audit failure must never stop the block that follows
-            logger.error("cannot write audit event: %s", type(e).__name__)
+        except Exception as e:
+            self.metrics.audit_failures.inc()
+            logger.error("cannot write audit event %s: %s", incident, _why(e))
         logger.warning(
             "%s%s rule=%s destination=%s channel=%s incident=%s counts=%s",
             verdict.action,

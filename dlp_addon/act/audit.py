@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, unquote
-
-import regex
 
 from dlp_addon.decide.verdict import Verdict
 from dlp_addon.detect.normalize import normalize
@@ -32,12 +31,30 @@ def new_incident_id() -> str:
     return f"DLP-{_dt.datetime.now(_dt.UTC):%Y%m%d}-{secrets.token_hex(5)}"
 
 
-_LONG_NUMBER = regex.compile(r"[0-9]{6,}[0-9Xx]?")
+# A number as people write one: digit groups joined by single spaces, dashes, dots or slashes.
+_NUMBER = re.compile(r"[0-9]+(?:[ \-./][0-9]+)*[Xx]?")
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")  # an IPv4 address: kept
 
 
 def star_numbers(text: str) -> str:
-    """Long digit runs (IDs, mobiles) in a path or host replaced by stars of the same length."""
-    return str(_LONG_NUMBER.sub(lambda m: "*" * len(m.group()), normalize(text)))
+    """Numbers that may be identifiers, in a path, host or log line, with their digits starred:
+    a run of 6 or more digits, or 7 or more written in groups (``138-0013-8000``,
+    ``138 0013 8000``), after folding (full-width digits, zero-width characters). Short
+    numbers (``/v2/``, ports, ``page=3``) and IPv4 addresses stay readable; a date written
+    ``2026-11-28`` is starred (eight digits: it could as well be part of an ID)."""
+
+    def star(m: re.Match[str]) -> str:
+        number = m.group()
+        digits = sum(c.isdigit() for c in number)
+        grouped = not number.rstrip("Xx").isdigit()
+        if digits < 6 or (grouped and digits < 7) or _DOTTED_QUAD.fullmatch(number):
+            return number
+        return _DIGIT_OR_X.sub("*", number)
+
+    return _NUMBER.sub(star, normalize(text))
+
+
+_DIGIT_OR_X = re.compile(r"[0-9Xx]")
 
 
 def redact_path(path: str) -> str:

@@ -108,6 +108,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.audit_failures = Counter(
+            "dlp_audit_write_failures_total",
+            "Audit events that could not be written (the decision was still enforced)",
+            registry=r,
+        )
         self.errors = Counter(
             "dlp_inspection_errors_total",
             "Inspections that failed (and so were given the error action)",
