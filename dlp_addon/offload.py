@@ -266,6 +266,8 @@ class InspectionPool:
 
     def _release(self, worker: _Worker, call: asyncio.Future[Any]) -> None:
         if self._closed:  # shutting down: close() has stopped every worker
+            if not call.cancelled():
+                call.exception()  # a call cut short by the shutdown: expected, not an error
             return
         if not call.cancelled() and call.exception() is None:
             self._idle.put_nowait(worker)

@@ -96,7 +96,8 @@ static int passes(const unsigned char *plan, Py_ssize_t from, Py_ssize_t to,
 /*                                                                                          */
 /*   compile(blob, key, Finding, ("low", "medium", "high")) -> plan                          */
 /*       detectors laid out by numbers.compile_findings                                      */
-/*   findings(data, plan, location, first_line, near) -> (found, records, pending) | None    */
+/*   findings(data, plan, location, first_line, near, first_char)                            */
+/*       -> (found, records, pending) | None                                                 */
 /*       None: the text needs folding first (a code point of the plan's fold bitmap occurs). */
 /*       found: [Finding(detector, key, masked, location, line, confidence, start, end)],    */
 /*             start and end in characters of the text (the str the bytes were encoded from) */
@@ -545,6 +546,7 @@ typedef struct {
     PyObject *location, *found, *records, *pending;
     Py_ssize_t first_line, line, line_start; /* line of the byte being looked at, its start */
     Py_ssize_t line_start_char;              /* the same start, in characters */
+    Py_ssize_t first_char;                   /* added to every character offset reported */
     Py_ssize_t recorded_line;                /* the last line put in records */
     Positions *context, *gates;              /* per detector, from the keyword pass */
 } Scan;
@@ -583,7 +585,8 @@ static int emit(Scan *sc, const Valid *v, int glued) {
     PyObject *key = PyUnicode_FromStringAndSize(hex, 24);
     PyObject *shown = PyUnicode_FromStringAndSize(masked, v->len);
     PyObject *lineno = PyLong_FromSsize_t(line);
-    PyObject *cstart = PyLong_FromSsize_t(v->cstart), *cend = PyLong_FromSsize_t(v->cend);
+    PyObject *cstart = PyLong_FromSsize_t(sc->first_char + v->cstart);
+    PyObject *cend = PyLong_FromSsize_t(sc->first_char + v->cend);
     PyObject *f = ((PyTypeObject *)p->finding)->tp_alloc((PyTypeObject *)p->finding, 8);
     if (key == NULL || shown == NULL || lineno == NULL || cstart == NULL || cend == NULL ||
         f == NULL) {
@@ -608,7 +611,8 @@ static int emit(Scan *sc, const Valid *v, int glued) {
     if (det->personal && sc->recorded_line != sc->line) { /* (line, start, end) of a record */
         const unsigned char *nl = memchr(sc->d + sc->line_start, '\n', (size_t)(sc->n - sc->line_start));
         Py_ssize_t end = nl ? nl - sc->d : sc->n;
-        PyObject *rec = Py_BuildValue("(nnnn)", line, sc->line_start, end, sc->line_start_char);
+        PyObject *rec = Py_BuildValue("(nnnn)", line, sc->line_start, end,
+                                      sc->first_char + sc->line_start_char);
         if (rec == NULL) return -1;
         PyObject_GC_UnTrack(rec); /* four ints */
         rc = PyList_Append(sc->records, rec);
@@ -711,14 +715,16 @@ static int read_positions(PyObject *near, Py_ssize_t dets, Positions *context, P
 static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data;
     PyObject *capsule, *location, *near_words;
-    Py_ssize_t first_line;
-    if (!PyArg_ParseTuple(args, "y*OUnO", &data, &capsule, &location, &first_line, &near_words))
+    Py_ssize_t first_line, first_char;
+    if (!PyArg_ParseTuple(args, "y*OUnOn", &data, &capsule, &location, &first_line, &near_words,
+                          &first_char))
         return NULL;
     NumPlan *p = PyCapsule_GetPointer(capsule, "dlp_numscan.plan");
     PyObject *result = NULL;
     Valids valids = {NULL, 0, 0};
     Py_ssize_t *group_at = NULL, group_cap = 0; /* where each group of a number token starts */
-    Scan sc = {p, data.buf, data.len, location, NULL, NULL, NULL, first_line, 0, 0, 0, -1, NULL, NULL};
+    Scan sc = {p,    data.buf, data.len, location, NULL, NULL, NULL, first_line, 0, 0, 0,
+               first_char, -1, NULL, NULL};
     Py_ssize_t dets = 0;
     if (p == NULL) goto out;
     dets = p->n_numeric + p->n_tokens;

@@ -4,7 +4,13 @@ from dlp_addon.detect.scanner import Finding
 
 def compile(blob: bytes, key: bytes, finding: type, levels: tuple[str, str, str], /) -> object: ...
 def findings(
-    data: bytes, plan: object, location: str, first_line: int, near: list[list[int] | None], /
+    data: bytes,
+    plan: object,
+    location: str,
+    first_line: int,
+    near: list[list[int] | None],
+    first_char: int,
+    /,
 ) -> (
     tuple[
         list[Finding],

@@ -275,30 +275,31 @@ class Scanner:
         return hmac.digest(self._key, f"{detector}:{value}".encode(), "sha256").hex()[:24]
 
     def scan(
-        self, text: str, location: str, deadline: float | None = None, first_line: int = 0
+        self,
+        text: str,
+        location: str,
+        deadline: float | None = None,
+        first_line: int = 0,
+        first_char: int = 0,
     ) -> list[Finding]:
-        """Findings in ``text`` (whose first line is line ``first_line`` of its part); raises
-        ``TimeoutError`` once ``deadline`` (monotonic) passes."""
+        """Findings in ``text``, whose first line and character are ``first_line`` and
+        ``first_char`` of its part; raises ``TimeoutError`` once ``deadline`` (monotonic)
+        passes."""
         if not text:
             return []
         if self._compiled is None:
-            return self._scan_python(text, location, deadline, first_line)
-        data = text.encode("utf-8", "replace")
-        hits = self._pre.scan(data, text)
-        context_at, keyword_at, found = self._keywords(hits)
-        result = _numscan.findings(
-            data, self._compiled, location, first_line, self._near(context_at, keyword_at)
-        )
+            return self._scan_python(text, location, deadline, first_line, first_char)
         original = text
-        if result is None:  # full-width digits, zero-width characters: fold, then again
-            text = normalize(text)
+        while True:  # at most twice: folded text has nothing left to fold
             data = text.encode("utf-8", "replace")
             hits = self._pre.scan(data, text)
             context_at, keyword_at, found = self._keywords(hits)
-            result = _numscan.findings(
-                data, self._compiled, location, first_line, self._near(context_at, keyword_at)
-            )
-            assert result is not None  # folded text has nothing left to fold
+            near = self._near(context_at, keyword_at)
+            result = _numscan.findings(data, self._compiled, location, first_line, near, first_char)
+            if result is not None:
+                break
+            assert text is original
+            text = normalize(text)  # full-width digits, zero-width characters: fold, again
         findings, c_records, pending = result
         if pending:
             numeric = self._numeric
@@ -310,13 +311,15 @@ class Scanner:
         self._regexes(data, text, hits, keyword_at, found, deadline)
         records = {line: (start, end, chars) for line, start, end, chars in c_records}
         if found:
-            self._assemble(found, data, context_at, location, first_line, findings, records)
+            self._assemble(
+                found, data, context_at, location, (first_line, first_char), findings, records
+            )
         if self._record_scoped and records:
             findings += self._in_records(data, records, location, deadline)
-        return _unfolded(original, findings) if text is not original else findings
+        return _unfolded(original, findings, first_char) if text is not original else findings
 
     def _scan_python(
-        self, text: str, location: str, deadline: float | None, first_line: int
+        self, text: str, location: str, deadline: float | None, first_line: int, first_char: int
     ) -> list[Finding]:
         """:meth:`scan` without the C pass: the pure-Python twin, the reference for it."""
         original = text
@@ -330,10 +333,12 @@ class Scanner:
         findings: list[Finding] = []
         records: dict[int, tuple[int, int, int]] = {}
         if found:
-            self._assemble(found, data, context_at, location, first_line, findings, records)
+            self._assemble(
+                found, data, context_at, location, (first_line, first_char), findings, records
+            )
         if self._record_scoped and records:
             findings += self._in_records(data, records, location, deadline)
-        return _unfolded(original, findings) if text is not original else findings
+        return _unfolded(original, findings, first_char) if text is not original else findings
 
     # -- stages ----------------------------------------------------------------------------
 
@@ -409,15 +414,17 @@ class Scanner:
         data: bytes,
         context_at: dict[int, list[int]],
         location: str,
-        first_line: int,
+        first: tuple[int, int],
         out: list[Finding],
         records: dict[int, tuple[int, int, int]],
     ) -> None:
         """Findings found in Python: line, context, offsets, and the record lines they make
-        (``records``: line -> its start and end in bytes, its start in characters)."""
+        (``records``: line -> its start and end in bytes, its start in characters).
+        ``first``: the text's first line and character in its part."""
+        first_line, first_char = first
         found.sort(key=_first)
         edges = sorted({x for item in found for x in (item[0], item[5])})
-        chars = dict(zip(edges, _char_offsets(data, edges), strict=True))
+        chars = {e: first_char + c for e, c in zip(edges, _char_offsets(data, edges), strict=True)}
         line, counted_to = first_line, 0
         reach, index, raised, personal = self.window, self._index, _RAISED, self._personal
         new_records: dict[int, tuple[int, int]] = {}
@@ -435,9 +442,9 @@ class Scanner:
                 new_records[line] = (data.rfind(b"\n", 0, pos) + 1, len(data) if eol < 0 else eol)
         if new_records:
             starts = sorted(start for start, _ in new_records.values())
-            first_char = dict(zip(starts, _char_offsets(data, starts), strict=True))
+            line_char = dict(zip(starts, _char_offsets(data, starts), strict=True))
             for number, (start, eol) in new_records.items():
-                records[number] = (start, eol, first_char[start])
+                records[number] = (start, eol, first_char + line_char[start])
 
     def scan_all(
         self, parts: Iterable[tuple[str, str]], deadline: float | None = None
@@ -462,15 +469,11 @@ class Scanner:
                     window_first = first_line - text.count("\n", lo, start)
                     last_line = first_line + text.count("\n", start, end - 1)
                 try:
-                    here = self.scan(window, location, deadline, window_first)
+                    here = self.scan(window, location, deadline, window_first, lo)
                 except TimeoutError as e:
                     raise ScanTimeout(found) from e
                 if last_line >= 0:
-                    here = [
-                        f._replace(start=f.start + lo, end=f.end + lo)
-                        for f in here
-                        if first_line <= f.line <= last_line
-                    ]
+                    here = [f for f in here if first_line <= f.line <= last_line]
                 found.extend(here)
         return found
 
@@ -652,17 +655,18 @@ def _char_offsets(data: bytes, positions: list[int]) -> list[int]:
     return out
 
 
-def _unfolded(original: str, findings: list[Finding]) -> list[Finding]:
-    """``findings`` of the folded ``original`` with their offsets moved back into ``original``:
-    folding maps one character to one, except the invisible ones it drops."""
+def _unfolded(original: str, findings: list[Finding], base: int) -> list[Finding]:
+    """``findings`` of the folded ``original`` (whose first character is ``base`` of its part)
+    with their offsets moved back into ``original``: folding maps one character to one,
+    except the invisible ones it drops."""
     drops = [m.start() for m in DROPPED.finditer(original)]
     if not drops:
         return findings
     at = [o - k for k, o in enumerate(drops)]  # where each dropped one was, in the folded text
     return [
         f._replace(
-            start=f.start + bisect.bisect_right(at, f.start),
-            end=f.end + bisect.bisect_left(at, f.end),
+            start=f.start + bisect.bisect_right(at, f.start - base),
+            end=f.end + bisect.bisect_left(at, f.end - base),
         )
         for f in findings
     ]

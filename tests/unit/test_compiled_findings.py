@@ -223,7 +223,7 @@ def test_a_damaged_plan_is_refused() -> None:
         except ValueError:
             continue
         text = f"身份证 {resident_id(rng)} 13800138000".encode()
-        _numscan.findings(text, compiled, "t", 0, [None] * (2 * len(NUMERIC)))
+        _numscan.findings(text, compiled, "t", 0, [None] * (2 * len(NUMERIC)), 0)
 
 
 def _blob(plan: Plan) -> bytes:

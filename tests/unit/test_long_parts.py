@@ -121,3 +121,22 @@ def test_a_deadline_before_anything_decisive_is_still_an_error_block() -> None:
     few = records_chat_text(RECORDS[:4])  # half of it holds 2 IDs: no rule blocks on that
     verdict = _inspect(load_policy(), few).verdict
     assert verdict.blocks and verdict.reason == "error:timeout"
+
+
+def test_chunks_report_offsets_into_the_whole_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offsets of findings in later chunks, folded text (full-width, zero-width) included,
+    point into the part as written, as in one pass."""
+    scanner = load_policy().scanner
+    lines = [f"{r['name']} {r['id']} {r['mobile']}" for r in RECORDS[:300]]
+    lines[150] = lines[150].replace(RECORDS[150]["id"][:4], RECORDS[150]["id"][:4] + "\u200b")
+    lines[260] = "电话 １３８００１３８０００ 身份证 " + RECORDS[260]["id"]
+    text = "\n".join(lines)
+    monkeypatch.setattr(scanner_module, "_CHUNK_CHARS", 1_000)
+    assert len(list(scanner_module._chunks(text))) > 5
+    chunked = scanner.scan_all([("body", text)])
+    assert sorted(chunked) == sorted(scanner.scan(text, "body"))
+    folded = [f for f in chunked if f.line in (150, 260) and f.detector != "cn_name"]
+    assert {text[f.start : f.end] for f in folded} >= {
+        RECORDS[150]["id"][:4] + "\u200b" + RECORDS[150]["id"][4:],
+        "１３８００１３８０００",
+    }

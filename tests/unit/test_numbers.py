@@ -99,7 +99,7 @@ def test_c_and_python_find_the_same(pieces: list[str]) -> None:
 def test_candidates_left_to_python_come_back_pending() -> None:
     compiled, _ = SCANNERS["shipped + any number"]
     result = _numscan.findings(
-        b"order 1234567 and 1234 5678 9012", compiled._compiled, "t", 0, _nothing_near(compiled)
+        b"order 1234567 and 1234 5678 9012", compiled._compiled, "t", 0, _nothing_near(compiled), 0
     )
     assert result is not None
     done, records, pending = result
@@ -124,7 +124,9 @@ def test_c_and_python_agree_on_identifiers_among_noise() -> None:
 def test_fold_check_in_c_equals_python(text: str) -> None:
     """The C pass answers None (fold first) exactly when the text needs folding."""
     compiled = SCANNERS["shipped"][0]
-    result = _numscan.findings(text.encode(), compiled._compiled, "t", 0, _nothing_near(compiled))
+    result = _numscan.findings(
+        text.encode(), compiled._compiled, "t", 0, _nothing_near(compiled), 0
+    )
     assert (result is None) == needs_folding(text)
 
 
