@@ -86,6 +86,11 @@ def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
         else:
             content, is_text, destination, deadline, who = args
             result = inspect_ws(policy, content, is_text, destination, deadline, who)
+        if time.monotonic() > deadline:  # answered without it already: send nothing big back
+            conn.send(None)
+            continue
+        if result.verdict.blocks:  # budgets only count what passes: the findings stay here
+            result = dataclasses.replace(result, findings=())
         conn.send(result)
 
 
@@ -255,14 +260,16 @@ class InspectionPool:
         try:
             # The answer goes out at the deadline; a worker still busy then has the grace
             # period to finish before it is killed (the worker stays taken until then).
-            result: Inspection = await asyncio.wait_for(
+            result: Inspection | None = await asyncio.wait_for(
                 asyncio.shield(call), deadline - time.monotonic()
             )
-            return result
         except TimeoutError:
             return failed(policy, "timeout", channel, time.monotonic() - started)
         except (EOFError, OSError):
             return failed(policy, "worker", channel, time.monotonic() - started)
+        if result is None:  # the worker finished just past the deadline
+            return failed(policy, "timeout", channel, time.monotonic() - started)
+        return result
 
     def _release(self, worker: _Worker, call: asyncio.Future[Any]) -> None:
         if self._closed:  # shutting down: close() has stopped every worker
