@@ -267,8 +267,11 @@ class Scanner:
             self._regex += [(self._index[d.id], d) for d, _ in tokens]
             self._regex.sort(key=lambda item: item[0])
         self._c_dets = [*self._numeric, *(d for d, _ in tokens)]
-        # (detector index, keyword-gated) of each detector of the C pass, in its order
-        self._c_index = [(self._index[d.id], bool(d.keywords)) for d in self._c_dets]
+        # (detector index, keyword-gated) of each detector of the C pass, in its order; as in
+        # the Python path, keywords gate regex detectors only (a numeric one ignores them)
+        self._c_index = [
+            (self._index[d.id], bool(d.keywords) and d.kind == "regex") for d in self._c_dets
+        ]
 
     def key(self, detector: str, value: str) -> str:
         """The keyed hash that stands for ``value`` wherever a value would be stored."""

@@ -5,6 +5,7 @@ Shipped regexes moved from ``regex`` to ``re`` (\p{Han} spelled out) match as wr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import re
@@ -285,3 +286,16 @@ def test_shipped_han_regexes_match_as_written() -> None:
             ], (det.id, text)
     # \p{Han} inside a class is left alone (re cannot read it, so such a regex stays on regex).
     assert for_stdlib_re(r"[^\p{Han}]x") == r"[^\p{Han}]x"
+
+
+def test_keywords_on_a_numeric_detector_gate_nothing_in_either_path() -> None:
+    """A numeric detector with keywords: both scanners ignore them (only regexes are gated)."""
+    numeric = next(d for d in DETECTORS.detectors if d.id == "cn_mobile")
+    keyed = dataclasses.replace(numeric, id="mobile_keyed", keywords=("客户",))
+    detectors = dataclasses.replace(DETECTORS, detectors=(*DETECTORS.detectors, keyed))
+    text = f"电话 {mobile(random.Random(17))}"
+    found = [
+        sorted(Scanner(detectors, KEY, engine=e).scan(text, "t")) for e in ("hyperscan", "python")
+    ]
+    assert found[0] == found[1]
+    assert any(f.detector == "mobile_keyed" for f in found[0])
