@@ -1,19 +1,23 @@
-"""Run every detector over a text in one pass and return validated, counted findings.
+"""Run every detector over a text and return validated, counted findings.
 
-Over the UTF-8 bytes, three passes at C speed: whether the text needs folding (full-width
-digits, zero-width characters), every keyword (gates, context words, dictionaries) and regex
-prefilter in one hyperscan scan, and every number token with the candidates worth checking
-(``numbers.find``: lengths, first digits and checksum families of the numeric detectors).
-Without the compiled parts (``engine="python"``) the same facts come from ``re``,
-pyahocorasick and the pure-Python twin in ``numbers``. Only then does Python work, per
-checked candidate and per gated detector, never per character.
+Two passes over the UTF-8 bytes at C speed. First hyperscan finds every keyword (gates,
+context words, dictionaries) and the prefilters of the regex detectors that still need one.
+Then the C pass (``_numscan.findings``, laid out by ``numbers.compile_findings``) checks that
+the text needs no folding (full-width digits, zero-width characters: else it is folded and
+both passes run again), finds every number token and every run of ASCII letters and digits,
+and checks them against the numeric and whole-token detectors: patterns as DFAs, validators'
+C twins, keyed hash, mask, line, character offsets, context and keyword gates, all in C.
+Python then runs the other regex detectors where their keyword or prefilter occurred, and
+names and addresses on the record lines. Without the C module (``engine="python"``) the same
+facts come from ``re``, pyahocorasick, the pure-Python twin in ``numbers`` and the
+validators; the two are tested equal.
 
 Findings carry a keyed hash of the canonical value, never the value (the HMAC key is the
-scanner's), its masked form, the line it sits on (a record) and a confidence: the detector's
-base (``medium``, or ``low`` for weak shapes and numbers glued to ASCII letters such as
-``SF1234...``), one level higher when one of its context words lies within the window.
+scanner's), its masked form, the line it sits on (a record), a confidence (the detector's
+base, ``medium`` or ``low`` for weak shapes and numbers glued to ASCII letters such as
+``SF1234...``, one level higher when one of its context words lies within the window) and
+where it is in the text as written (``start``, ``end``).
 """
-
 from __future__ import annotations
 
 import bisect
