@@ -284,3 +284,53 @@ def test_an_identifier_as_a_server_name_stays_out_of_the_log(
     assert logged, "mitmproxy did not log the failed handshake: this test would prove nothing"
     assert ident not in proxy.output()
     assert "******************.shop.example" in proxy.output()
+
+
+@pytest.mark.parametrize("where", ["query", "host header"])
+def test_a_non_utf8_byte_in_the_query_or_host_never_lets_records_through(
+    proxy: Proxy, upstream: Upstream, where: str
+) -> None:
+    """The same byte in the query string or the Host header: blocked (or refused as a
+    malformed request by mitmproxy itself), never forwarded."""
+    proxy.sent_values.update(RAW)
+    host, port = _host_port(upstream, "http")
+    marker = _marker()
+    body = TEXT.encode()
+    target = (
+        f"/q/{marker}?a=\xff".encode("latin-1") if where == "query" else f"/h/{marker}".encode()
+    )
+    host_header = f"{host}:{port}".encode() + (b"\xff" if where == "host header" else b"")
+    with socket.create_connection((proxy.host, proxy.port), timeout=TIMEOUT) as sock:
+        sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.sendall(
+            b"POST " + target + b" HTTP/1.1\r\nHost: " + host_header
+            + b"\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body
+        )  # fmt: skip
+        response = _read_response(sock)
+    assert _status(response) in (400, 403), response[:200]
+    assert not upstream.recorder.requests(marker)
+    assert not upstream.recorder.anything_contains(RAW), "records reached the upstream"
+
+
+def test_malformed_requests_carrying_ids_leave_no_raw_id_in_the_log(proxy: Proxy) -> None:
+    """mitmproxy answers malformed requests itself and logs why, quoting what it got; an ID
+    in such a request is starred in that line."""
+    ident = resident_id(random.Random(5150))
+    proxy.sent_values.add(ident)
+    malformed = [
+        f"GET http://127.0.0.1/{ident} HTTP/1.1 extra\r\n\r\n".encode(),
+        f"GET /{ident} HTTP/1.1\r\nHost: 127.0.0.1\r\nBad header {ident}\r\n\r\n".encode(),
+        f"{ident} / HTTP/1.1\r\n\r\n".encode(),
+    ]
+    for request in malformed:
+        with socket.create_connection((proxy.host, proxy.port), timeout=TIMEOUT) as sock:
+            sock.sendall(request)
+            assert _status(_read_response(sock)) == 400
+    logged = wait_for(
+        lambda: True if "Invalid header line: b'Bad header *****" in proxy.output() else None, 5
+    )
+    assert logged, "mitmproxy did not log the bad header: this test would prove nothing"
+    assert "Bad HTTP request line" in proxy.output()
+    assert ident not in proxy.output()
