@@ -722,6 +722,13 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     NumPlan *p = PyCapsule_GetPointer(capsule, "dlp_numscan.plan");
     PyObject *result = NULL;
     Valids valids = {NULL, 0, 0};
+    /* Offsets added to every line and character reported: bounded so sums cannot overflow. */
+    const Py_ssize_t limit = PY_SSIZE_T_MAX / 4;
+    if (p != NULL && (first_line < 0 || first_line > limit || first_char < 0 || first_char > limit ||
+                      data.len > limit)) {
+        PyErr_SetString(PyExc_ValueError, "first_line, first_char: 0 to PY_SSIZE_T_MAX / 4");
+        p = NULL;
+    }
     Py_ssize_t *group_at = NULL, group_cap = 0; /* where each group of a number token starts */
     Scan sc = {p,    data.buf, data.len, location, NULL, NULL, NULL, first_line, 0, 0, 0,
                first_char, -1, NULL, NULL};

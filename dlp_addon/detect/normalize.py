@@ -2,7 +2,8 @@
 
 One translation table turns full-width digits and letters (``１３８``, ``Ｘ``), every other
 script's decimal digits (mathematical bold, Arabic-Indic, ...), odd spaces and the dash family
-into ASCII, and drops the zero-width characters people slip between digits. ``TRIGGERS`` lists
+into ASCII, and drops the invisible characters people slip between digits (every format
+character, variation selectors). ``TRIGGERS`` lists
 every character that makes a difference, so a scanner can tell in its single pass whether a
 text needs folding at all; common Chinese full-width punctuation (，？！：) is not among them.
 """
@@ -12,7 +13,21 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_DROP = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"
+# Where Unicode keeps decimal digits and invisible characters beyond ASCII: the BMP, plane 1
+# (mathematical, Adlam, Brahmi, ... digits) and plane 14 (tags, variation selectors).
+_PLANES = (range(0x80, 0x20000), range(0xE0000, 0xE1000))
+# Invisible characters people slip between digits: every format character (category Cf:
+# zero-width space and joiners, direction marks, invisible operators, soft hyphen, tags, ...),
+# the variation selectors and the combining grapheme joiner.
+_DROP = "".join(
+    chr(cp)
+    for r in _PLANES
+    for cp in r
+    if unicodedata.category(chr(cp)) == "Cf"
+    or 0xFE00 <= cp <= 0xFE0F
+    or 0xE0100 <= cp <= 0xE01EF
+    or cp in (0x034F, 0x180B, 0x180C, 0x180D, 0x180F)
+)
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63"
 _SPACES = (
     "\u00a0\u3000\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f"
@@ -28,17 +43,16 @@ _TABLE |= {ord(c): None for c in _DROP}
 _TABLE |= {ord(c): "-" for c in _DASHES}
 _TABLE |= {ord(c): " " for c in _SPACES}
 
-_RANGES = (range(0x80, 0x10000), range(0x1D7CE, 0x1D800), range(0x1FBF0, 0x1FBFA))
 _TABLE |= {
     cp: str(unicodedata.decimal(chr(cp)))
-    for r in _RANGES
+    for r in _PLANES
     for cp in r
     if cp not in _TABLE and unicodedata.category(chr(cp)) == "Nd"
 }
 TRIGGERS = "".join(sorted(map(chr, _TABLE)))
 
 # What normalize drops (every other change is one character for one).
-DROPPED = re.compile("[" + re.escape(_DROP) + "]")
+DROPPED = re.compile("[" + re.escape(_DROP) + "]")  # a bitmap class: fast
 
 # stdlib re keeps a large character set as a bitmap: ~100x faster here than the regex module.
 _NEEDS = re.compile("[" + re.escape(TRIGGERS) + "]")

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import random
 import re
+import sys
 
 import pytest
 import regex
@@ -299,3 +300,10 @@ def test_keywords_on_a_numeric_detector_gate_nothing_in_either_path() -> None:
     ]
     assert found[0] == found[1]
     assert any(f.detector == "mobile_keyed" for f in found[0])
+
+
+def test_offsets_that_could_overflow_are_refused() -> None:
+    near = [None] * (2 * len(COMPILED._c_dets))
+    for first_line, first_char in ((sys.maxsize, 0), (0, sys.maxsize), (-1, 0), (0, -1)):
+        with pytest.raises(ValueError):
+            _numscan.findings(b"13812345678", COMPILED._compiled, "t", first_line, near, first_char)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 
 import pytest
 
@@ -81,3 +82,31 @@ def test_overlapping_spans_leave_nothing_raw() -> None:
     assert redact(text, [b, a]) == "张*" + "*" * (len(text) - 2)
     assert redact(text, []) == text
     assert redact(text, [a._replace(start=-1, end=-1)]) == text  # no span: nothing to mask
+
+
+_INVISIBLE = ["\u200e", "\u200f", "\u202a", "\u2064", "\ufe0f", "\u034f", "\U000e0041", "\u00ad"]
+
+
+@pytest.mark.parametrize("scanner", SCANNERS, ids=lambda s: s.engine)
+def test_invisible_characters_and_other_scripts_digits_hide_nothing(scanner: Scanner) -> None:
+    """The review's evasions: direction marks, invisible operators, variation selectors, tags
+    between the digits, or digits of another script (Adlam, Brahmi): still found, located."""
+    phone = synth.mobile(random.Random(31))
+    renderings = [mark.join(phone) for mark in _INVISIBLE]
+    renderings += ["".join(chr(base + int(c)) for c in phone) for base in (0x1E950, 0x11066)]
+    for rendering in renderings:
+        text = f"手机 {rendering} 好的"
+        found = [f for f in scanner.scan(text, "t") if f.detector == "cn_mobile"]
+        assert len(found) == 1, ascii(rendering)
+        assert text[found[0].start : found[0].end] == rendering
+
+
+def test_every_format_character_and_decimal_digit_is_folded() -> None:
+    """normalize covers the whole of Unicode: each format character (Cf) is dropped, each
+    decimal digit (Nd) becomes its ASCII digit."""
+    for cp in range(0x80, 0x110000):
+        category = unicodedata.category(chr(cp))
+        if category == "Cf":
+            assert normalize(chr(cp)) == "", hex(cp)
+        elif category == "Nd":
+            assert normalize(chr(cp)) == str(unicodedata.decimal(chr(cp))), hex(cp)
