@@ -18,6 +18,7 @@ base, ``medium`` or ``low`` for weak shapes and numbers glued to ASCII letters s
 ``SF1234...``, one level higher when one of its context words lies within the window) and
 where it is in the text as written (``start``, ``end``).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -294,51 +295,34 @@ class Scanner:
         passes."""
         if not text:
             return []
-        if self._compiled is None:
-            return self._scan_python(text, location, deadline, first_line, first_char)
         original = text
+        if self._compiled is None and needs_folding(text):  # the pure-Python twin folds first
+            text = normalize(text)
         while True:  # at most twice: folded text has nothing left to fold
             data = text.encode("utf-8", "replace")
             hits = self._pre.scan(data, text)
             context_at, keyword_at, found = self._keywords(hits)
+            records: dict[int, tuple[int, int, int]] = {}
+            if self._compiled is None:  # without the C pass: the reference for it
+                findings: list[Finding] = []
+                self._validate(find_python(data, self._plan), found)
+                break
             near = self._near(context_at, keyword_at)
             result = _numscan.findings(data, self._compiled, location, first_line, near, first_char)
             if result is not None:
+                findings, c_records, pending = result
+                records = {line: (start, end, chars) for line, start, end, chars in c_records}
+                if pending:
+                    numeric = self._numeric
+                    self._validate(
+                        [(t, s, e, digits, g) for t, s, e, digits, g, _ in pending],
+                        found,
+                        only=[numeric[item[5]] for item in pending],
+                    )
                 break
             assert text is original
             text = normalize(text)  # full-width digits, zero-width characters: fold, again
-        findings, c_records, pending = result
-        if pending:
-            numeric = self._numeric
-            self._validate(
-                [(t, s, e, digits, g) for t, s, e, digits, g, _ in pending],
-                found,
-                only=[numeric[item[5]] for item in pending],
-            )
         self._regexes(data, text, hits, keyword_at, found, deadline)
-        records = {line: (start, end, chars) for line, start, end, chars in c_records}
-        if found:
-            self._assemble(
-                found, data, context_at, location, (first_line, first_char), findings, records
-            )
-        if self._record_scoped and records:
-            findings += self._in_records(data, records, location, deadline)
-        return _unfolded(original, findings, first_char) if text is not original else findings
-
-    def _scan_python(
-        self, text: str, location: str, deadline: float | None, first_line: int, first_char: int
-    ) -> list[Finding]:
-        """:meth:`scan` without the C pass: the pure-Python twin, the reference for it."""
-        original = text
-        if needs_folding(text):
-            text = normalize(text)
-        data = text.encode("utf-8", "replace")
-        hits = self._pre.scan(data, text)
-        context_at, keyword_at, found = self._keywords(hits)
-        self._validate(find_python(data, self._plan), found)
-        self._regexes(data, text, hits, keyword_at, found, deadline)
-        findings: list[Finding] = []
-        records: dict[int, tuple[int, int, int]] = {}
         if found:
             self._assemble(
                 found, data, context_at, location, (first_line, first_char), findings, records
