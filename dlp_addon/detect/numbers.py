@@ -22,6 +22,7 @@ the C code is tested against.
 
 from __future__ import annotations
 
+import functools
 import re
 import re._constants as _c  # type: ignore[import-not-found]
 import re._parser as _sre  # type: ignore[import-not-found]
@@ -187,6 +188,7 @@ _NFA_LIMIT, _DFA_LIMIT = 50_000, 4096
 Machine = tuple[list[list[int]], list[bool]]
 
 
+@functools.cache  # a policy load asks for the same patterns several times (read only)
 def dfa(pattern: str, symbols: bytes = NUMERIC_SYMBOLS) -> Machine | None:
     """``pattern`` as a DFA over ``symbols``: ``(moves, accepting)``, ``moves[state][i]`` the
     state after ``symbols[i]`` or -1, state 0 the start. With the numeric alphabet it
