@@ -1,10 +1,15 @@
-"""Numbers in text: digit runs with single separators, and the candidates they may hold.
+"""Numbers in text: digit runs with separators, and the candidates they may hold.
 
 People write ``110105 19491231 002X``, ``138-0013-8000``, ``6222 0212 3456 7890 128`` or one long
-run. A token is a maximal run of digit groups joined by single separators (space, dash, dot,
-slash), optionally ending in ``X``, with at least seven digits. A candidate is the concatenation
-of one or more adjacent groups; it may start only where a group starts and end only where a
-group ends, so no candidate ever cuts a written number in two.
+run; Excel's 分列 and Find/Replace give ``110105\t19491231\t002X``, ``138、0013、8000`` or
+``310104 19650414 144 X``. A token is a maximal run of digit groups joined by separators, with
+at least seven digits, optionally ending in ``X`` (right after the digits, or after one
+separator when nothing alphanumeric follows it). A separator is *strict* (one space, dash, dot
+or slash) or *loose* (one to three of those or tab, comma, semicolon, underscore, bar, CR, LF,
+、, ，, ；, at most one line break). A candidate is the concatenation of one or more adjacent
+groups; it may start only where a group starts and end only where a group ends, so no candidate
+ever cuts a written number in two. Joined across a loose separator, it is a candidate only for
+detectors with ``groupings`` (see ``Detector.groupings``).
 
 A :class:`Plan`, made once per detector set, says which candidates are worth checking: a
 length some numeric detector wants, first three digits its pattern allows, and its checksum
@@ -41,10 +46,16 @@ try:
 except ImportError:  # pragma: no cover - scripts/setup builds it; the twin keeps us correct
     _numscan = None  # type: ignore[assignment]
 
-TOKEN = re.compile(rb"[0-9]+(?:[ \-./][0-9]+)*[Xx]?")
-# Where a token of at least seven digits starts.
-TOKEN_START = re.compile(rb"(?<![0-9])[0-9](?:[ \-./]?[0-9]){6}")
-_SEPARATOR = re.compile(rb"[ \-./]")
+# One character of a loose separator other than a line break, and a loose run: one to three
+# of them with at most one line break.
+_LOOSE_CHAR = rb"(?:[ \t\-./,;_|\r]|\xe3\x80\x81|\xef\xbc\x8c|\xef\xbc\x9b)"
+_LOOSE_RUN = rb"(?:N{1,3}|\nN{0,2}|N\nN?|NN\n)".replace(b"N", _LOOSE_CHAR)
+TOKEN = re.compile(
+    rb"[0-9]+(?:" + _LOOSE_RUN + rb"[0-9]+)*(?:[Xx]|" + _LOOSE_RUN + rb"[Xx](?![0-9A-Za-z]))?"
+)
+_STRICT_TOKEN = re.compile(rb"[0-9]+(?:[ \-./][0-9]+)*(?:[Xx]|[ \-./][Xx](?![0-9A-Za-z]))?")
+_GROUP = re.compile(rb"[0-9]+[Xx]?|[Xx]")
+_STRICT_SEPARATORS = frozenset((b" ", b"-", b".", b"/"))
 _ASCII_LETTER = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 CHECK_NONE, CHECK_MOD11_2, CHECK_LUHN = 0, 1, 2
@@ -55,6 +66,7 @@ _CHECKS: dict[validators.Validator, int] = {
     validators.luhn_card: CHECK_LUHN,
 }
 _MIN_LENGTH, _MAX_LENGTH = 7, 64
+_MAX_SHAPE_GROUPS = 8  # as _numscan's MAX_SHAPE_GROUPS
 
 
 class Candidate(NamedTuple):
@@ -62,7 +74,21 @@ class Candidate(NamedTuple):
     start: int  # byte offset of its first digit
     end: int  # byte offset after its last character
     digits: bytes  # groups joined, separators removed
-    glued: bool  # the token touches an ASCII letter (``SF1234...``): a reference, not a person
+    glued: bool  # touches an ASCII letter (``SF1234...``): a reference, not a person
+    shape: tuple[int, ...] = ()  # its groups' lengths
+    loose: bool = False  # joined across a loose separator
+
+
+def grouping_level(
+    groupings: str | tuple[tuple[int, ...], ...] | None, shape: tuple[int, ...], loose: bool
+) -> str | None:
+    """What a detector's ``groupings`` make of a candidate of this shape: ``None`` (not a
+    candidate for it), ``"low"``, or ``"base"``."""
+    if groupings is None:
+        return None if loose else "base"
+    if groupings == "any" or len(shape) < 2 or shape in groupings:
+        return "base"
+    return None if loose else "low"
 
 
 @dataclass(frozen=True)
@@ -357,7 +383,7 @@ def compile_findings(
     :func:`token_body`), each with a validator in ``validators.TOKEN_TWINS``."""
     if _numscan is None:
         return None
-    parts = [b"DLN3", struct.pack("<i", len(plan.entries)), plan.blob]
+    parts = [b"DLN4", struct.pack("<i", len(plan.entries)), plan.blob]
     parts.append(_bitmap(validators.PROVINCES, 100))
     parts += [struct.pack("<i", len(fold_bitmap)), fold_bitmap, struct.pack("<i", layout.window)]
     parts.append(struct.pack("<ii", len(numeric), len(tokens)))
@@ -392,6 +418,9 @@ def _det_blob(
     ident = det.id.encode()
     wanted = frozenset(lengths)
     level, personal = layout.levels.index(det.confidence), det.id in layout.personal
+    groupings = det.groupings if det.kind == "numeric" else None
+    shapes = groupings if isinstance(groupings, tuple) else ()
+    mode = 0 if groupings is None else 1 if groupings == "any" else 2
     return b"".join(
         [
             struct.pack("<iiiii", code, keep[0], keep[1], level, personal),
@@ -400,6 +429,8 @@ def _det_blob(
             ident,
             _dfa_blob(machine),
             _dfa_blob(own if code else None),
+            struct.pack("<ii", mode, len(shapes)),
+            *(bytes([len(shape), *shape]).ljust(_MAX_SHAPE_GROUPS + 1, b"\0") for shape in shapes),
         ]
     )
 
@@ -430,45 +461,49 @@ def _luhn_ok(d: bytes) -> bool:
     return total % 10 == 0
 
 
-def find_python(data: bytes, plan: Plan) -> list[Candidate]:
+def find_python(data: bytes, plan: Plan, loose: bool = True) -> list[Candidate]:
     """Admitted candidates of every token in ``data`` (UTF-8, already folded), in order: the
-    pure-Python reference for the C pass."""
+    pure-Python reference for the C pass. ``loose``: join across loose separators too (some
+    detector has groupings)."""
     out: list[Candidate] = []
     lengths = plan.lengths
-    done_until = 0
-    for m in TOKEN_START.finditer(data):
-        start = m.start()
-        if start < done_until:
+    for token in (TOKEN if loose else _STRICT_TOKEN).finditer(data):
+        start, end = token.span()
+        if sum(c in b"0123456789" for c in token.group()) < _MIN_LENGTH:
             continue
-        token = TOKEN.match(data, start)
-        assert token is not None  # TOKEN_START matched here
-        end = done_until = token.end()
-        glued = (start > 0 and data[start - 1] in _ASCII_LETTER) or (
-            end < len(data) and data[end] in _ASCII_LETTER
-        )
-        for cand_start, cand_end, digits in _joined(token.group(), start, lengths):
-            if plan.admits(digits):
-                out.append(Candidate(start, cand_start, cand_end, digits, glued))
+        before = start > 0 and data[start - 1] in _ASCII_LETTER
+        after = end < len(data) and data[end] in _ASCII_LETTER
+        for cand in _joined(data, start, end, lengths, (before, after)):
+            if plan.admits(cand.digits):
+                out.append(cand)
     return out
 
 
-def _joined(token: bytes, start: int, lengths: frozenset[int]) -> Iterator[tuple[int, int, bytes]]:
-    """Every group-aligned join of ``token``'s groups with a wanted length."""
-    groups = _SEPARATOR.split(token)
-    offsets = []
-    pos = start
-    for g in groups:
-        offsets.append(pos)
-        pos += len(g) + 1
+def _joined(
+    data: bytes, start: int, end: int, lengths: frozenset[int], glued: tuple[bool, bool]
+) -> Iterator[Candidate]:
+    """Every group-aligned join of the groups of the token ``data[start:end]`` with a wanted
+    length; ``glued``: an ASCII letter before it, after it."""
+    spans = [m.span() for m in _GROUP.finditer(data, start, end)]
+    # Each group's run of strict joins, and whether the separator before it is loose.
+    runs, loose_before = [0], [False]
+    for (_, prev_end), (here, _) in zip(spans, spans[1:], strict=False):
+        is_loose = data[prev_end:here] not in _STRICT_SEPARATORS
+        loose_before.append(is_loose)
+        runs.append(runs[-1] + is_loose)
     longest = max(lengths, default=0)
-    for i in range(len(groups)):
-        total = 0
-        for j in range(i, len(groups)):
-            total += len(groups[j])
+    for i in range(len(spans)):
+        total, loose = 0, False
+        for j in range(i, len(spans)):
+            total += spans[j][1] - spans[j][0]
             if total > longest:
                 break
+            loose = loose or (j > i and loose_before[j])
             if total in lengths:
-                yield offsets[i], offsets[j] + len(groups[j]), b"".join(groups[i : j + 1])
+                shape = tuple(b - a for a, b in spans[i : j + 1])
+                digits = b"".join(data[a:b] for a, b in spans[i : j + 1])
+                stuck = (runs[i] == 0 and glued[0]) or (runs[j] == runs[-1] and glued[1])
+                yield Candidate(start, spans[i][0], spans[j][1], digits, stuck, shape, loose)
 
 
 COMPILED = _numscan is not None

@@ -36,6 +36,7 @@ from dlp_addon.detect.definitions import CONFIDENCE, Detector, DetectorSet
 from dlp_addon.detect.normalize import DROPPED, TRIGGER_BITMAP, needs_folding, normalize
 from dlp_addon.detect.numbers import (
     TOKEN_SYMBOLS,
+    Candidate,
     FindingsLayout,
     Machine,
     Plan,
@@ -43,6 +44,7 @@ from dlp_addon.detect.numbers import (
     compile_findings,
     dfa,
     find_python,
+    grouping_level,
     token_body,
 )
 from dlp_addon.detect.validators import TOKEN_TWINS
@@ -232,6 +234,7 @@ class Scanner:
         self._key = hmac_key
         self._words = _Words(self.detectors)
         self._numeric = [d for d in self.detectors if d.kind == "numeric"]
+        self._loose = any(d.groupings is not None for d in self._numeric)
         self._plan = Plan.for_detectors(self._numeric)
         self._by_length: dict[int, list[Detector]] = {}
         for det in self._numeric:
@@ -305,7 +308,7 @@ class Scanner:
             records: dict[int, tuple[int, int, int]] = {}
             if self._compiled is None:  # without the C pass: the reference for it
                 findings: list[Finding] = []
-                self._validate(find_python(data, self._plan), found)
+                self._validate(find_python(data, self._plan, self._loose), found)
                 break
             near = self._near(context_at, keyword_at)
             result = _numscan.findings(data, self._compiled, location, first_line, near, first_char)
@@ -315,7 +318,10 @@ class Scanner:
                 if pending:
                     numeric = self._numeric
                     self._validate(
-                        [(t, s, e, digits, g) for t, s, e, digits, g, _ in pending],
+                        [
+                            Candidate(t, s, e, digits, g, tuple(shape), loose)
+                            for t, s, e, digits, g, _, shape, loose in pending
+                        ],
                         found,
                         only=[numeric[item[5]] for item in pending],
                     )
@@ -470,27 +476,30 @@ class Scanner:
 
     def _validate(
         self,
-        candidates: Iterable[tuple[int, int, int, bytes, bool]],
+        candidates: Iterable[Candidate],
         found: list[_Found],
         only: list[Detector] | None = None,
     ) -> None:
-        """Candidates checked by each detector's pattern and validator in Python (``only``:
-        the detector each candidate is for), a number inside a longer one of the same
-        detector in the same token dropped."""
+        """Candidates checked by each detector's groupings, pattern and validator in Python
+        (``only``: the detector each candidate is for), a number inside a longer one of the
+        same detector in the same token dropped."""
         by_length = self._by_length
         valid: list[tuple[Detector, str, int, int, str]] = []
         token = -1
-        for i, (token_start, start, end, digits, glued) in enumerate(candidates):
+        for i, (token_start, start, end, digits, glued, shape, loose) in enumerate(candidates):
             if token_start != token:
                 self._outermost(valid, found)
                 valid, token = [], token_start
             for det in by_length.get(len(digits), ()):
                 if only is not None and det is not only[i]:
                     continue
-                if det.numeric.fullmatch(digits) is not None:
-                    value = det.validate(digits.decode("ascii"))
-                    if value is not None:
-                        valid.append((det, value, start, end, "low" if glued else det.confidence))
+                level = grouping_level(det.groupings, shape, loose)
+                if level is None or det.numeric.fullmatch(digits) is None:
+                    continue
+                value = det.validate(digits.decode("ascii"))
+                if value is not None:
+                    low = glued or level == "low"
+                    valid.append((det, value, start, end, "low" if low else det.confidence))
         self._outermost(valid, found)
 
     def _outermost(
