@@ -319,9 +319,7 @@ def load_detectors(path: Path = DEFAULT_DETECTORS) -> DetectorSet:
     )
 
 
-def _groupings(
-    raw: object, lengths: frozenset[int]
-) -> str | tuple[tuple[int, ...], ...] | None:
+def _groupings(raw: object, lengths: frozenset[int]) -> str | tuple[tuple[int, ...], ...] | None:
     """A numeric detector's ``groupings``: ``None``, ``"any"``, or shapes such as ``3-4-4``
     (each adding up to one of its lengths); any other string is the problem with it."""
     if raw is None or raw == "any":

@@ -28,6 +28,7 @@ the C code is tested against.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import re._constants as _c  # type: ignore[import-not-found]
 import re._parser as _sre  # type: ignore[import-not-found]
@@ -487,7 +488,7 @@ def _joined(
     spans = [m.span() for m in _GROUP.finditer(data, start, end)]
     # Each group's run of strict joins, and whether the separator before it is loose.
     runs, loose_before = [0], [False]
-    for (_, prev_end), (here, _) in zip(spans, spans[1:], strict=False):
+    for (_, prev_end), (here, _) in itertools.pairwise(spans):
         is_loose = data[prev_end:here] not in _STRICT_SEPARATORS
         loose_before.append(is_loose)
         runs.append(runs[-1] + is_loose)
