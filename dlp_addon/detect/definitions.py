@@ -322,8 +322,10 @@ def load_detectors(path: Path = DEFAULT_DETECTORS) -> DetectorSet:
 def _groupings(raw: object, lengths: frozenset[int]) -> str | tuple[tuple[int, ...], ...] | None:
     """A numeric detector's ``groupings``: ``None``, ``"any"``, or shapes such as ``3-4-4``
     (each adding up to one of its lengths); any other string is the problem with it."""
-    if raw is None or raw == "any":
-        return raw  # type: ignore[return-value]
+    if raw is None:
+        return None
+    if raw == "any":
+        return "any"
     shapes = []
     for shape in raw if isinstance(raw, list) else []:
         parts = str(shape).split("-")
