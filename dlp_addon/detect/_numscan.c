@@ -183,6 +183,7 @@ typedef struct {
     unsigned char skip[256]; /* bytes to step over from a byte that needs no look (0: look) */
     int32_t n_numeric, n_tokens; /* dets[0..n_numeric), then the token detectors */
     int loose; /* some numeric detector takes candidates across loose separators */
+    int32_t edit_det; /* the 18-character resident ID detector (gb11643): edits; -1: none */
     unsigned char token_lengths[MAX_LENGTH + 1];
     Det *dets;
     int32_t window; /* bytes either side within which a context word raises confidence */
@@ -350,6 +351,10 @@ static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
                 p->token_lengths[len] |= p->dets[i].lengths[len];
         else if (p->dets[i].gmode != G_STRICT)
             p->loose = 1;
+    }
+    p->edit_det = -1;
+    for (int32_t i = 0; i < p->n_numeric; i++) {
+        if (p->dets[i].validator == V_GB11643 && p->dets[i].lengths[18]) { p->edit_det = i; break; }
     }
     if (r.left != 0) { bad("plan: trailing bytes"); goto done; }
     /* HMAC (RFC 2104): the key padded to a block, XORed with ipad and opad. */
@@ -795,6 +800,62 @@ static int shape_listed(const Det *det, const Group *g, Py_ssize_t count) {
     return 0;
 }
 
+/* The GB 11643 check character of the 17 digits at d. */
+static unsigned char id_check(const unsigned char *d) {
+    static const int weights[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
+    int sum = 0;
+    for (int k = 0; k < 17; k++) sum += (d[k] - '0') * weights[k];
+    return (unsigned char)"10X98765432"[sum % 11];
+}
+
+/* Reversible edits of a resident ID in one digit group G (its digits, maybe an X at its end,
+ * with no ASCII letter or digit after it), whose recipient simply undoes them: one letter or
+ * digit glued in front (19 characters), the check character dropped (17 digits), the old
+ * 15-digit form, the characters reversed (18, or 17 after an X). Each valid one is pushed as
+ * a low-confidence ID of the plan's edit detector: the scanner raises it when records are
+ * clearly present. */
+static int edits(const Scan *sc, Valids *vs, const Group *G, long today) {
+    const NumPlan *p = sc->p;
+    const unsigned char *d = sc->d;
+    const Py_ssize_t start = G->start, end = G->end, len = end - start;
+    if (len < 15 || len > 19 || len == 16 || (end < sc->n && is_alnum(d[end]))) return 0;
+    const Det *det = &p->dets[p->edit_det];
+    const unsigned char *s = d + start;
+    const int xend = is_x(s[len - 1]);
+    const int free_before = start == 0 || !is_alnum(d[start - 1]);
+    unsigned char cand[18], value[MAX_LENGTH];
+    Py_ssize_t from = G->start, cfrom = G->cstart;
+    if (len == 19 && free_before) { /* prefixed */
+        memcpy(cand, s + 1, 18);
+        from++; cfrom++;
+    } else if (len == 17 && !xend && free_before) { /* no check character */
+        memcpy(cand, s, 17);
+        cand[17] = id_check(cand);
+    } else if (len == 17 && !xend && start >= 1 && is_x(d[start - 1]) &&
+               (start == 1 || !is_alnum(d[start - 2]))) { /* reversed, its X first */
+        for (int k = 0; k < 17; k++) cand[k] = s[16 - k];
+        cand[17] = 'X';
+        from--; cfrom--;
+    } else if (len == 18 && !xend && free_before) { /* reversed, unless ID-shaped as it is */
+        if (all_digits(s, 14) && province_ok(p, s) && id_date_ok(s, today)) return 0;
+        for (int k = 0; k < 18; k++) cand[k] = s[17 - k];
+    } else if (len == 15 && !xend && free_before) { /* the old 15-digit form */
+        memcpy(cand, s, 6);
+        cand[6] = '1'; cand[7] = '9';
+        memcpy(cand + 8, s + 6, 9);
+        cand[17] = id_check(cand);
+    } else {
+        return 0;
+    }
+    if (!all_digits(cand, 17) || !dfa_match(&det->pattern, cand, 18)) return 0;
+    Py_ssize_t vlen = validate(p, det, cand, 18, value, today);
+    if (vlen <= 0) return 0;
+    Valid v = {from, G->end, cfrom, G->cstart + len, p->edit_det, (int32_t)vlen, {0}, 0, 1,
+               G->line, G->line_start, G->line_start_char};
+    memcpy(v.value, value, (size_t)vlen);
+    return valids_push(vs, &v);
+}
+
 static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data;
     PyObject *capsule, *location, *near_words;
@@ -995,6 +1056,9 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                 }
             }
         }
+        if (p->edit_det >= 0)
+            for (Py_ssize_t k = 0; k < groups; k++)
+                if (edits(&sc, &valids, &grp[k], today) < 0) goto out;
         if (valids.n && flush_token(&sc, &valids) < 0) goto out;
     }
     result = PyTuple_Pack(3, sc.found, sc.records, sc.pending);

@@ -78,6 +78,10 @@ class Candidate(NamedTuple):
     glued: bool  # touches an ASCII letter (``SF1234...``): a reference, not a person
     shape: tuple[int, ...] = ()  # its groups' lengths
     loose: bool = False  # joined across a loose separator
+    # A reversible edit of a resident ID (``digits``: the ID it stands for), unless ``unless``
+    # is shaped like an ID as it is: for the edit detector only, low confidence.
+    edit: bool = False
+    unless: bytes = b""
 
 
 def grouping_level(
@@ -462,10 +466,12 @@ def _luhn_ok(d: bytes) -> bool:
     return total % 10 == 0
 
 
-def find_python(data: bytes, plan: Plan, loose: bool = True) -> list[Candidate]:
+def find_python(
+    data: bytes, plan: Plan, loose: bool = True, edits: bool = False
+) -> list[Candidate]:
     """Admitted candidates of every token in ``data`` (UTF-8, already folded), in order: the
     pure-Python reference for the C pass. ``loose``: join across loose separators too (some
-    detector has groupings)."""
+    detector has groupings); ``edits``: with the reversible edits of resident IDs."""
     out: list[Candidate] = []
     lengths = plan.lengths
     for token in (TOKEN if loose else _STRICT_TOKEN).finditer(data):
@@ -477,6 +483,14 @@ def find_python(data: bytes, plan: Plan, loose: bool = True) -> list[Candidate]:
         for cand in _joined(data, start, end, lengths, (before, after)):
             if plan.admits(cand.digits):
                 out.append(cand)
+        if edits:
+            for group in _GROUP.finditer(data, start, end):
+                edit = _edits(data, group.span())
+                if edit is not None:
+                    at, digits, unless = edit
+                    out.append(
+                        Candidate(start, at, group.end(), digits, False, (18,), False, True, unless)
+                    )
     return out
 
 
@@ -508,3 +522,46 @@ def _joined(
 
 
 COMPILED = _numscan is not None
+
+
+# One ASCII letter or digit, as a one-byte slice (b"" at either end of the data is none).
+_ALNUM_BYTES = frozenset(bytes([c]) for c in TOKEN_SYMBOLS)
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def id_check(first17: bytes) -> bytes:
+    """The GB 11643 check character of 17 digits."""
+    return b"10X98765432"[
+        sum((c - 48) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11 :
+    ][:1]
+
+
+def _edits(data: bytes, group: tuple[int, int]) -> tuple[int, bytes, bytes] | None:
+    """``(start, candidate, unless)`` of a reversible edit of a resident ID in one digit group
+    (the pure-Python twin of ``_numscan``'s ``edits``): one letter or digit glued in front,
+    the check character dropped, the old 15-digit form, the characters reversed.
+    ``candidate`` is the 18-character ID to validate, unless ``unless`` (for a reversed run:
+    the run itself) is shaped like an ID as it stands (``validators.id_shaped``: a mistyped
+    ID is not read backwards)."""
+    start, end = group
+    run = data[start:end]
+    if not 15 <= len(run) <= 19 or len(run) == 16 or data[end : end + 1] in _ALNUM_BYTES:
+        return None
+    free_before = data[start - 1 : start] not in _ALNUM_BYTES if start else True
+    xend = run[-1:] in (b"X", b"x")
+    if len(run) == 19 and free_before:
+        return start + 1, run[1:], b""
+    if xend:
+        return None
+    if len(run) == 17 and free_before:
+        return start, run + id_check(run), b""
+    if len(run) == 17 and data[start - 1 : start] in (b"X", b"x"):
+        if start == 1 or data[start - 2 : start - 1] not in _ALNUM_BYTES:
+            return start - 1, run[::-1] + b"X", b""
+        return None
+    if len(run) == 18 and free_before:
+        return start, run[::-1], run
+    if len(run) == 15 and free_before:
+        head = run[:6] + b"19" + run[6:]
+        return start, head + id_check(head), b""
+    return None
