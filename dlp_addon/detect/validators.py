@@ -11,6 +11,7 @@ import datetime as _dt
 import operator
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import phonenumbers
 
@@ -188,6 +189,35 @@ def email(text: str) -> str | None:
 _FILE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "css", "js"})
 
 
+# The shipped list of characters common in given names (patterns/keywords/, one a line: its
+# header says where the choice comes from). Read once: it ships with this code.
+GIVEN_NAME_CHARS_FILE = (
+    Path(__file__).resolve().parent.parent.parent / "patterns" / "keywords" / "given-name-chars.txt"
+)
+
+
+def _given_name_chars(path: Path) -> frozenset[str]:
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    return frozenset(
+        ch for w in lines if not w.lstrip().startswith("#") for ch in w if not ch.isspace()
+    )
+
+
+GIVEN_NAME_CHARS = _given_name_chars(GIVEN_NAME_CHARS_FILE)
+# The two-character surnames cn_name's regex lists (a test keeps the two in step).
+COMPOUND_SURNAMES = frozenset({"欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "令狐", "慕容"})
+
+
+def cn_given_name(text: str) -> str | None:
+    """A surname followed by a given name, every character of which is common in given names:
+    a surname character starting a word is no evidence (白板笔 is 白 + 板笔, 文件夹 文 + 件夹)."""
+    value = text.strip()
+    given = value[2:] if value[:2] in COMPOUND_SURNAMES else value[1:]
+    if not given or not GIVEN_NAME_CHARS.issuperset(given):
+        return None
+    return value
+
+
 _SEPARATORS = re.compile(r"[\s·./-]")
 
 
@@ -244,4 +274,5 @@ VALIDATORS: dict[str, Validator] = {
     "iso7064_mod37_36": iso7064_mod37_36,
     "gb11643": gb11643,
     "cn_mobile": cn_mobile,
+    "cn_given_name": cn_given_name,
 }
