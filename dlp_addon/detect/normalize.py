@@ -120,11 +120,13 @@ _LETTER_RUN = re.compile(
 _LETTER_TABLE = str.maketrans("OolI", "0011")
 _MIN_RUN_DIGITS = 7
 _MIN_TRUE_DIGITS = 3  # a letter run is a number only with some real digits in it
-# What makes fold_digits worth trying (for a prefilter): a numeral next to a digit or numeral,
+# What makes fold_digits worth trying (for a prefilter): a numeral at either end of four
+# digits or numerals (a run of seven holding one always has such a four; 周三11点 does not),
 # a letter O/o/l/I next to a digit.
+_NUM = f"[{re.escape(''.join(NUMERALS))}]"
+_NEXT = f"[{RUN_SEPARATORS}]{{0,3}}[{_DIGITISH}]"
 DIGIT_HINTS = (
-    f"[{re.escape(''.join(NUMERALS))}][{RUN_SEPARATORS}]{{0,3}}[{_DIGITISH}]"
-    f"|[0-9][{RUN_SEPARATORS}]{{0,3}}[{re.escape(''.join(NUMERALS))}]",
+    f"{_NUM}(?:{_NEXT}){{3}}|[{_DIGITISH}](?:{_NEXT}){{2}}[{RUN_SEPARATORS}]{{0,3}}{_NUM}",
     "[0-9][OolI]|[OolI][0-9]",
 )
 
