@@ -31,6 +31,7 @@
 #define MAX_SHAPES 16
 #define MAX_SHAPE_GROUPS 8
 enum { G_STRICT = 0, G_ANY = 1, G_SHAPES = 2 };
+enum { LOW_GLUED = 1, LOW_SHAPE = 2 };
 
 enum { CHECK_NONE = 0, CHECK_MOD11_2 = 1, CHECK_LUHN = 2 };
 
@@ -508,7 +509,9 @@ typedef struct {
     int32_t len;
     unsigned char value[MAX_LENGTH];
     int dropped;
-    int low; /* glued to a letter, or a grouping its detector does not list: low confidence */
+    /* LOW_GLUED: glued to a letter (or an edit), low unless context raises it; LOW_SHAPE: a
+     * grouping its detector does not list, low whatever words stand near it. */
+    int low;
     Py_ssize_t line, line_start, line_start_char; /* its line (as Scan's), where that starts */
 } Valid;
 
@@ -610,7 +613,8 @@ static int emit(Scan *sc, const Valid *v) {
             memset(masked + det->mask_start, '*', (size_t)(v->len - det->mask_start - det->mask_end));
     }
     int level = v->low ? 0 : det->level;
-    if (sc->context[v->det].present && near(&sc->context[v->det], v->start, p->window) && level < 2)
+    if (v->low != LOW_SHAPE && sc->context[v->det].present &&
+        near(&sc->context[v->det], v->start, p->window) && level < 2)
         level++;
     Py_ssize_t line = sc->first_line + v->line;
     PyObject *key = PyUnicode_FromStringAndSize(hex, 24);
@@ -1040,10 +1044,10 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                         if (rc < 0) goto out;
                         continue;
                     }
-                    int low = glued;
+                    int low = glued ? LOW_GLUED : 0;
                     if (det->gmode == G_SHAPES && ki > gi && !shape_listed(det, grp + gi, ki - gi + 1)) {
                         if (loose) continue;
-                        low = 1;
+                        low = LOW_SHAPE;
                     }
                     if (!dfa_match(&det->pattern, buf, total)) continue;
                     Py_ssize_t vlen = validate(p, det, buf, total, value, today);

@@ -71,6 +71,9 @@ logger = logging.getLogger(__name__)
 
 _MIN_REGEX_TIMEOUT = 0.001
 _TABLE_LINES = 3  # low-confidence IDs on this many lines of a part are a table of records
+# The base of a number grouped as its detector does not list (139.00 1288.00 as a mobile): low,
+# and no context word raises it.
+_SHAPE_LOW = "low, by its grouping"
 # Context windows are counted in characters; Chinese text is three UTF-8 bytes a character.
 _BYTES_PER_CHAR = 3
 _RAISED = dict(zip(CONFIDENCE, (*CONFIDENCE[1:], CONFIDENCE[-1]), strict=True))
@@ -466,6 +469,8 @@ class Scanner:
             line += data.count(b"\n", counted_to, pos)
             counted_to = pos
             context = context_at.get(index[det.id])
+            if base is _SHAPE_LOW:  # not how such a number is written: no word raises it
+                base, context = "low", None
             if context:
                 lo = bisect.bisect_left(context, pos - reach)
                 if lo < len(context) and context[lo] <= pos + reach:
@@ -547,8 +552,8 @@ class Scanner:
                     continue
                 value = det.validate(digits.decode("ascii"))
                 if value is not None:
-                    low = glued or level == "low"
-                    valid.append((det, value, start, end, "low" if low else det.confidence))
+                    base = _SHAPE_LOW if level == "low" else "low" if glued else det.confidence
+                    valid.append((det, value, start, end, base))
         self._outermost(valid, found)
 
     def _corroborated(self, findings: list[Finding]) -> list[Finding]:
