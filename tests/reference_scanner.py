@@ -16,6 +16,23 @@ obvious on purpose:
 
 :meth:`ReferenceScanner.scan` gives every ``(detector, keyed hash)``; :meth:`counted` the ones
 at confidence medium or above (what budgets count).
+
+Choices where the contract is silent or reads two ways (each also noted where it is made):
+
+- An X after a separator belongs to the last group: no candidate ends just before it
+  (``370202，19910607842_x`` holds no mobile).
+- A number inside a longer one of the same detector in the same token is dropped among the
+  findings, after the groupings rule (a loose, unlisted join is no finding, so it hides
+  nothing); an edit inside or on an ID the pass found is part of it.
+- Digit runs with letters: any run of whole groups bounded by non-alphanumerics folds when it
+  holds at least 7 ASCII digits (as written; not 3 digits and 7 digits-or-letters).
+  Numeral runs fold first.
+- Edits read whole runs of ASCII letters and digits, not S1 tokens; ``old_15`` a whole
+  15-digit run that cn_resident_id_15's pattern and validator accept.
+- Edit findings are personal findings like any other: their line is a record (names).
+- Corroboration is one pass over the confidences after context raises.
+- Context words and keywords are matched caseless for ASCII letters only; the window is
+  measured in UTF-8 bytes of the folded text, from the finding's start to the word's start.
 """
 
 from __future__ import annotations
@@ -81,6 +98,7 @@ NUMERAL_RUN = re.compile(f"{_N}(?:{SEP}?{_N})*")
 # groups joined by single strict separators (possessive: always the whole run).
 _LETTER_GROUP = "[OolI]*+[0-9][0-9OolI]*+"
 LETTER_RUN = re.compile(rf"(?<![0-9OolI]){_LETTER_GROUP}(?:[ \-./]{_LETTER_GROUP})*+")
+_LETTER_GROUPS = re.compile(r"[^ \-./]+")  # the groups of a chain
 _LETTER_TABLE = str.maketrans("OolI", "0011")
 SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -88,6 +106,7 @@ SURROGATES = re.compile("[\ud800-\udfff]")
 PREFIXED = re.compile(r"(?<![0-9A-Za-z])[0-9A-Za-z]{19}(?![0-9A-Za-z])")
 NO_CHECK = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}(?![0-9A-Za-z])")
 REVERSED = re.compile(r"(?<![0-9A-Za-z])[0-9Xx][0-9]{17}(?![0-9A-Za-z])")
+OLD_15 = re.compile(r"(?<![0-9A-Za-z])[0-9]{15}(?![0-9A-Za-z])")
 
 
 def _alnum(ch: str) -> bool:
@@ -106,16 +125,32 @@ def fold(text: str) -> str:
     out: list[str] = []
     last = 0
     for m in LETTER_RUN.finditer(text):
-        start, end = m.span()
-        if end < len(text) and text[end] in "Xx":
-            end += 1
-        bounded = (start == 0 or not _alnum(text[start - 1])) and (
-            end == len(text) or not _alnum(text[end])
-        )
-        if bounded and sum(c in "0123456789" for c in m.group()) >= 7:
-            out += [text[last:start], m.group().translate(_LETTER_TABLE)]
-            last = m.end()
+        start, end = _bounded(text, m)
+        if sum(c in "0123456789" for c in text[start:end]) >= 7:
+            out += [text[last:start], text[start:end].translate(_LETTER_TABLE)]
+            last = end
     return "".join(out) + text[last:]
+
+
+def _bounded(text: str, m: re.Match[str]) -> tuple[int, int]:
+    """The part of a chain of groups that is a digit run: the chain less a first group glued
+    to an ASCII letter or digit before it and a last group (with its X) glued to one after.
+    Choice (the spec says "bounded by characters that are not ASCII letters or digits"):
+    every run of whole groups so bounded folds, and the longest holds all the others; a
+    group inside the chain always has a separator on each side."""
+    spans = [
+        (m.start() + g.start(), m.start() + g.end()) for g in _LETTER_GROUPS.finditer(m.group())
+    ]
+    groups, ends = [a for a, _ in spans], [b for _, b in spans]
+    first, last = 0, len(groups) - 1
+    if groups[0] > 0 and _alnum(text[groups[0] - 1]):
+        first = 1
+    after = ends[-1] + (1 if ends[-1] < len(text) and text[ends[-1]] in "Xx" else 0)
+    if after < len(text) and _alnum(text[after]):
+        last -= 1
+    if first > last:
+        return m.start(), m.start()
+    return groups[first], ends[last]
 
 
 def _fold_numerals(m: re.Match[str]) -> str:
@@ -168,7 +203,8 @@ class RefFinding(NamedTuple):
 class _Raw(NamedTuple):
     det: Detector
     value: str
-    start: int  # character offset in the folded text
+    start: int  # character offsets in the folded text
+    end: int
     base: str
     how: str
 
@@ -183,8 +219,9 @@ class _Candidate(NamedTuple):
 
 
 def candidates(text: str, m: re.Match[str]) -> list[_Candidate]:
-    """Every slice of adjacent groups of token ``m`` (an X belongs to the last group, so no
-    slice ends just before it)."""
+    """Every slice of adjacent groups of token ``m``. Choice: an X belongs to the last group
+    (spec: "The X belongs to the last group"), also after a separator, so no slice ends just
+    before it."""
     elems = [
         (m.start() + e.start(), m.start() + e.end(), e.group())
         for e in _ELEMENT.finditer(m.group())
@@ -284,12 +321,12 @@ class ReferenceScanner:
                 for m in det.pattern.finditer(text):
                     value = det.validate(m.group())
                     if value is not None and (not det.keywords or near(gates, byte_at[m.start()])):
-                        raw.append(_Raw(det, value, m.start(), det.confidence, "regex"))
+                        raw.append(_Raw(det, value, m.start(), m.end(), det.confidence, "regex"))
             elif det.kind == "words":
                 for word in det.words:
                     i = lowered.find(word)
                     while i >= 0:
-                        raw.append(_Raw(det, word, i, det.confidence, "words"))
+                        raw.append(_Raw(det, word, i, i + len(word), det.confidence, "words"))
                         i = lowered.find(word, i + 1)
 
         # One level up when a context word of the detector lies within the window.
@@ -322,7 +359,8 @@ class ReferenceScanner:
 
     def _numbers(self, text: str) -> list[_Raw]:
         """S1: each token's candidates for each numeric detector, a number inside a longer one
-        of the same detector in the same token dropped."""
+        of the same detector in the same token dropped (among the findings, so after the
+        groupings rule: a join that is no finding hides nothing)."""
         out: list[_Raw] = []
         numeric = [d for d in self.detectors if d.kind == "numeric"]
         for m in TOKEN.finditer(text):
@@ -347,30 +385,41 @@ class ReferenceScanner:
                         for o, _, _ in valid
                     )
                     if not inside:
-                        out.append(_Raw(det, value, c.start, level, "number"))
+                        out.append(_Raw(det, value, c.start, c.end, level, "number"))
         return out
 
     def _edits(self, text: str, numbers: list[_Raw]) -> list[_Raw]:
-        """S3: reversible edits of an 18-character ID, each ``low``."""
-        det = self.by_id.get(ID)
+        """S3: reversible edits of an 18-character ID over whole runs, each ``low``.
+
+        Choice: an edit inside (or on) a number the pass found as an ID is part of it, as a
+        number inside a longer one is (``...0021.3``: the 17-digit run is no second, low ID
+        that would count a line of low IDs)."""
+        det, det_15 = self.by_id.get(ID), self.by_id.get(ID_15)
         if det is None:
             return []
-        tried: list[tuple[str, str, int]] = []  # (how, 18 characters, where)
+        tried: list[tuple[str, str, int, int]] = []  # (how, 18 characters, start, end)
         for m in PREFIXED.finditer(text):
-            tried.append(("prefixed", m.group()[1:], m.start()))
+            tried.append(("prefixed", m.group()[1:], m.start() + 1, m.end()))
         for m in NO_CHECK.finditer(text):
-            tried.append(("no_check", m.group() + gb11643_check_char(m.group()), m.start()))
+            first17 = m.group()
+            tried.append(("no_check", first17 + gb11643_check_char(first17), *m.span()))
         for m in REVERSED.finditer(text):
-            tried.append(("reversed", m.group()[::-1], m.start()))
-        for r in numbers:
-            if r.det.id == ID_15:
-                first17 = r.value[:6] + "19" + r.value[6:]
-                tried.append(("old_15", first17 + gb11643_check_char(first17), r.start))
+            tried.append(("reversed", m.group()[::-1], *m.span()))
+        for m in OLD_15.finditer(text):  # a 15-digit ID as cn_resident_id_15 reads it
+            old = m.group()
+            if (
+                det_15 is not None
+                and det_15.numeric.fullmatch(old.encode())
+                and det_15.validate(old)
+            ):
+                first17 = old[:6] + "19" + old[6:]
+                tried.append(("old_15", first17 + gb11643_check_char(first17), *m.span()))
+        ids = [(r.start, r.end) for r in numbers if r.det.id == ID]
         out = []
-        for how, chars, start in tried:
+        for how, chars, start, end in tried:
             value = det.validate(chars)
-            if value is not None:
-                out.append(_Raw(det, value, start, "low", how))
+            if value is not None and not any(s <= start and end <= e for s, e in ids):
+                out.append(_Raw(det, value, start, end, "low", how))
         return out
 
     def _corroborated(self, found: list[RefFinding]) -> list[RefFinding]:

@@ -5,8 +5,8 @@ same ones counted (confidence medium or above), on both engines.
 
 Messages are synthetic customer rows, each identifier in a random composition of renderings,
 mixed with decoys that must not become counted mobiles (prices, IPs, size charts, shop chat).
-Failure messages name the seed, the message and the renderings, and show masked values or
-keyed hashes only."""
+Failure messages name the seed, the message, the engine and each differing identifier's
+masked value and rendering (a keyed hash for what no record holds); never a raw value."""
 
 from __future__ import annotations
 
@@ -254,14 +254,12 @@ def decoy(rng: Rng, chat: list[str], kind: int | None = None) -> str:
 
 class Message(NamedTuple):
     text: str
-    renderings: frozenset[str]
-    masked: dict[str, str]  # keyed hash -> what a failure may show
+    shown: dict[str, str]  # keyed hash -> what a failure may show: masked value, rendering
 
 
 def message(rng: Rng, chat: list[str]) -> Message:
     lines: list[str] = []
-    names: set[str] = set()
-    masked: dict[str, str] = {}
+    shown: dict[str, str] = {}
     by_id = ORACLE.by_id
     for _ in range(rng.randrange(1, 21)):
         v = resident_id(rng)
@@ -272,25 +270,23 @@ def message(rng: Rng, chat: list[str]) -> Message:
         who, where = name(rng), address(rng)
         row = rng.choice(ROWS)
         lines.append(row.format(id=rid.text, mobile=mob.text, name=who, address=where))
-        names.update(
-            [f"id:{rid.name}"] * ("{id}" in row) + [f"mobile:{mob.name}"] * ("{mobile}" in row)
-        )
-        for det, value in (
-            (ID, v),
-            (ID_15, v[:6] + v[8:17]),
-            ("cn_mobile", m),
-            ("cn_name", who),
-            ("cn_address", where),
+        for det, value, how in (
+            (ID, v, rid.name),
+            (ID_15, v[:6] + v[8:17], rid.name),
+            ("cn_mobile", m, mob.name),
+            ("cn_name", who, f"row {ROWS.index(row)}"),
+            ("cn_address", where, f"row {ROWS.index(row)}"),
         ):
-            masked[ORACLE.key(det, value)] = f"{by_id[det].mask(value)} ({det})"
+            shown[ORACLE.key(det, value)] = f"{det} {by_id[det].mask(value)} ({how})"
     lines += [decoy(rng, chat) for _ in range(rng.randrange(0, 6))]
     rng.shuffle(lines)
-    return Message("\n".join(lines), frozenset(names), masked)
+    return Message("\n".join(lines), shown)
 
 
-def shown(found: set[tuple[str, str]], masked: dict[str, str], most: int = 6) -> str:
-    """Masked values (or keyed hashes, for what a decoy made), at most ``most`` of them."""
-    items = sorted(masked.get(k, f"{d}:{k[:12]}") for d, k in found)
+def listed(found: set[tuple[str, str]], shown: dict[str, str], most: int = 6) -> str:
+    """Masked values with their renderings (a keyed hash for what no record holds: a decoy,
+    or neighbours joined), at most ``most`` of them."""
+    items = sorted(shown.get(k, f"{d} {k[:12]} (decoy or neighbours)") for d, k in found)
     more = f", ... {len(items) - most} more" if len(items) > most else ""
     return ", ".join(items[:most]) + more
 
@@ -319,7 +315,7 @@ def disagreements(seed: int, fast: dict[str, Scanner], n: int) -> tuple[list[str
             try:
                 got = scanner.scan(msg.text, "m")
             except Exception as e:  # a crash is a disagreement too: report it, go on
-                problems.append(f"{where}: {type(e).__name__}; renderings {sorted(msg.renderings)}")
+                problems.append(f"{where}: {type(e).__name__}")
                 continue
             got_all = {(f.detector, f.key) for f in got}
             got_counted = {(f.detector, f.key) for f in got if f.confidence != "low"}
@@ -329,8 +325,8 @@ def disagreements(seed: int, fast: dict[str, Scanner], n: int) -> tuple[list[str
             ):
                 if g != w:
                     problems.append(
-                        f"{where} {what}: missing [{shown(w - g, msg.masked)}] "
-                        f"extra [{shown(g - w, msg.masked)}]; renderings {sorted(msg.renderings)}"
+                        f"{where} {what}: missing [{listed(w - g, msg.shown)}] "
+                        f"extra [{listed(g - w, msg.shown)}]"
                     )
     return problems, counted_ids
 
