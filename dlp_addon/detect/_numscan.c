@@ -971,10 +971,12 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
             break;
         }
         Py_ssize_t end = j;
+        int sep_x = 0;
         if (j < n && is_x(d[j])) { /* X right after the digits: part of the last group */
             end = grp[groups - 1].end = j + 1;
             cj++;
-        } else { /* X after one separator, the end of the token: a group of its own */
+        } else if (ndigits >= 17) { /* X after one separator ending an ID's digits: a group of
+                                      * its own, that no candidate may leave behind */
             Py_ssize_t chars = 1, nl = -1;
             Py_ssize_t len = j < n && is_sep(d[j]) ? 1 : 0;
             int loose_x = 0;
@@ -1001,9 +1003,12 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                 G->line = sc.line; G->line_start = sc.line_start;
                 G->line_start_char = sc.line_start_char;
                 cj += chars + 1;
+                sep_x = 1;
             }
         }
         const int32_t last_run = grp[groups - 1].run;
+        /* With a separated X, the digit group before it is never a candidate's last. */
+        const Py_ssize_t x_before = sep_x ? groups - 2 : -1;
         i = end;
         ci = cj;
         if (ndigits < MIN_DIGITS) continue;
@@ -1022,7 +1027,7 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
                 memcpy(buf + total, d + G->start, (size_t)len);
                 total += len;
                 if (ki > gi) loose |= G->loose;
-                if (!p->lengths[total] ||
+                if (ki == x_before || !p->lengths[total] ||
                     !passes(p->entries, p->entry_from[total], p->entry_to[total], buf, total))
                     continue;
                 const int glued = (first->run == 0 && glued_before) || (G->run == last_run && glued_after);

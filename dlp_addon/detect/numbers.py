@@ -56,6 +56,9 @@ TOKEN = re.compile(
 )
 _STRICT_TOKEN = re.compile(rb"[0-9]+(?:[ \-./][0-9]+)*(?:[Xx]|[ \-./][Xx](?![0-9A-Za-z]))?")
 _GROUP = re.compile(rb"[0-9]+[Xx]?|[Xx]")
+_LAST_DIGITS = re.compile(rb"[0-9]+(?=[^0-9]*$)")
+_DIGIT = frozenset(b"0123456789")
+_ID_DIGITS = 17  # an X after a separator ends a token of at least an ID's 17 digits only
 _STRICT_SEPARATORS = frozenset((b" ", b"-", b".", b"/"))
 _ASCII_LETTER = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -476,7 +479,14 @@ def find_python(
     lengths = plan.lengths
     for token in (TOKEN if loose else _STRICT_TOKEN).finditer(data):
         start, end = token.span()
-        if sum(c in b"0123456789" for c in token.group()) < _MIN_LENGTH:
+        ndigits = sum(c in b"0123456789" for c in token.group())
+        if (
+            ndigits < _ID_DIGITS
+            and data[end - 1 : end] in (b"X", b"x")
+            and data[end - 2] not in _DIGIT
+        ):
+            end = _LAST_DIGITS.search(data, start, end).end()  # type: ignore[union-attr]
+        if ndigits < _MIN_LENGTH:
             continue
         before = start > 0 and data[start - 1] in _ASCII_LETTER
         after = end < len(data) and data[end] in _ASCII_LETTER
@@ -507,6 +517,10 @@ def _joined(
         loose_before.append(is_loose)
         runs.append(runs[-1] + is_loose)
     longest = max(lengths, default=0)
+    # With an X after a separator, the digit group before it is never a candidate's last.
+    x_before = (
+        len(spans) - 2 if spans[-1][1] - spans[-1][0] == 1 and data[spans[-1][0]] in b"Xx" else -1
+    )
     for i in range(len(spans)):
         total, loose = 0, False
         for j in range(i, len(spans)):
@@ -514,7 +528,7 @@ def _joined(
             if total > longest:
                 break
             loose = loose or (j > i and loose_before[j])
-            if total in lengths:
+            if total in lengths and j != x_before:
                 shape = tuple(b - a for a, b in spans[i : j + 1])
                 digits = b"".join(data[a:b] for a, b in spans[i : j + 1])
                 stuck = (runs[i] == 0 and glued[0]) or (runs[j] == runs[-1] and glued[1])
