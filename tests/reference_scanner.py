@@ -19,14 +19,18 @@ at confidence medium or above (what budgets count).
 
 Choices where the contract is silent or reads two ways (each also noted where it is made):
 
-- An X after a separator belongs to the last group: no candidate ends just before it
-  (``370202，19910607842_x`` holds no mobile).
+- An X after a separator ends a token of at least 17 digits only (an ID's; ``13800138000 x 2``
+  is a mobile and a quantity), and it belongs to the last group: no candidate ends just
+  before it (``370202，19910607842_x`` holds no mobile).
 - A number inside a longer one of the same detector in the same token is dropped among the
   findings, after the groupings rule (a loose, unlisted join is no finding, so it hides
   nothing); an edit inside or on an ID the pass found is part of it.
 - Digit runs with letters: any run of whole groups bounded by non-alphanumerics folds when it
-  holds at least 7 ASCII digits (as written; not 3 digits and 7 digits-or-letters).
-  Numeral runs fold first.
+  holds at least 3 ASCII digits and 7 digits-or-letters (``l38OOl38OOO``). Numeral runs
+  fold first.
+- A reversed run is read backwards only when it is not shaped like an ID as it stands
+  (province and birth date where an ID has them): a mistyped ID is not reversed.
+- A number grouped as its detector does not list is ``low`` and no context word raises it.
 - Edits read whole runs of ASCII letters and digits, not S1 tokens; ``old_15`` a whole
   15-digit run that cn_resident_id_15's pattern and validator accept.
 - Edit findings are personal findings like any other: their line is a record (names).
@@ -38,6 +42,7 @@ Choices where the contract is silent or reads two ways (each also noted where it
 from __future__ import annotations
 
 import bisect
+import datetime
 import itertools
 import re
 import sys
@@ -48,10 +53,12 @@ from typing import NamedTuple
 from dlp_addon.detect.definitions import Detector, DetectorSet
 from dlp_addon.detect.normalize import normalize
 from dlp_addon.detect.scanner import Scanner
+from dlp_addon.detect.validators import PROVINCES
 from tests.synth import gb11643_check_char
 
 Found = set[tuple[str, str]]  # (detector, keyed hash)
 LEVELS = ("low", "medium", "high")
+SHAPE_LOW = "low (grouping)"
 ID, ID_15 = "cn_resident_id", "cn_resident_id_15"  # the edits (S3) are theirs only
 
 # -- S1: separators ------------------------------------------------------------------------------
@@ -109,6 +116,18 @@ REVERSED = re.compile(r"(?<![0-9A-Za-z])[0-9Xx][0-9]{17}(?![0-9A-Za-z])")
 OLD_15 = re.compile(r"(?<![0-9A-Za-z])[0-9]{15}(?![0-9A-Za-z])")
 
 
+def _id_shaped(run: str) -> bool:
+    """A province and a real birth date where an ID has them (a mistyped ID, not a reversed
+    one)."""
+    if not run[:14].isdigit():
+        return False
+    try:
+        born = datetime.date(int(run[6:10]), int(run[10:12]), int(run[12:14]))
+    except ValueError:
+        return False
+    return int(run[:2]) in PROVINCES and born.year >= 1880 and born <= datetime.date.today()
+
+
 def _alnum(ch: str) -> bool:
     return ch.isascii() and ch.isalnum()
 
@@ -126,7 +145,9 @@ def fold(text: str) -> str:
     last = 0
     for m in LETTER_RUN.finditer(text):
         start, end = _bounded(text, m)
-        if sum(c in "0123456789" for c in text[start:end]) >= 7:
+        digits = sum(c in "0123456789" for c in text[start:end])
+        letters = sum(c in "OolI" for c in text[start:end])
+        if letters and digits >= 3 and digits + letters >= 7:
             out += [text[last:start], text[start:end].translate(_LETTER_TABLE)]
             last = end
     return "".join(out) + text[last:]
@@ -187,7 +208,7 @@ def base_level(
     elif loose:
         return None
     else:
-        level = "low"
+        return SHAPE_LOW  # low, and no context word raises it
     return "low" if glued else level
 
 
@@ -226,8 +247,11 @@ def candidates(text: str, m: re.Match[str]) -> list[_Candidate]:
         (m.start() + e.start(), m.start() + e.end(), e.group())
         for e in _ELEMENT.finditer(m.group())
     ]
-    if sum(c.isdigit() for _, _, g in elems for c in g) < 7:
+    digits = sum(c.isdigit() for _, _, g in elems for c in g)
+    if digits < 7:
         return []
+    if digits < 17 and elems[-1][2] in ("X", "x"):  # a separated X follows an ID's digits only
+        elems.pop()
     seps = [text[elems[k][1] : elems[k + 1][0]] for k in range(len(elems) - 1)]
     strict = [s in STRICT for s in seps]  # one character, one of " -./"
     run = list(itertools.accumulate((0 if s else 1 for s in strict), initial=0))
@@ -334,7 +358,9 @@ class ReferenceScanner:
         found = []
         for r in raw:
             level, at = r.base, byte_at[r.start]
-            if near(context.get(r.det.id, []), at):
+            if level == SHAPE_LOW:
+                level = "low"
+            elif near(context.get(r.det.id, []), at):
                 level = LEVELS[min(LEVELS.index(level) + 1, len(LEVELS) - 1)]
             key = self._hash(r.det.id, r.value)
             found.append(RefFinding(r.det.id, key, line_of(r.start), at, level, r.how))
@@ -404,7 +430,8 @@ class ReferenceScanner:
             first17 = m.group()
             tried.append(("no_check", first17 + gb11643_check_char(first17), *m.span()))
         for m in REVERSED.finditer(text):
-            tried.append(("reversed", m.group()[::-1], *m.span()))
+            if not _id_shaped(m.group()):
+                tried.append(("reversed", m.group()[::-1], *m.span()))
         for m in OLD_15.finditer(text):  # a 15-digit ID as cn_resident_id_15 reads it
             old = m.group()
             if (

@@ -338,7 +338,7 @@ class Scanner:
             hits = self._pre.scan(data, text)
             if hits.digit_hint and not folded:  # 一三八..., l38OO...: digits, then again
                 folded = True
-                again = fold_digits(text)
+                again = fold_digits(normalize(text))  # as the pure-Python twin folds
                 if again != text:
                     text = again
                     continue
