@@ -40,6 +40,13 @@ def _zlib(data: bytes, wbits: int, limit: int) -> bytes:
     return bytes(out)
 
 
+def inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    """zlib (``wbits`` 15), raw deflate (-15) or gzip (31) data inflated, at most ``limit``
+    bytes (``ExtractError("too_large")`` past it); ``zlib.error`` or ``bad_encoding`` when it
+    is not such data."""
+    return _zlib(data, wbits, limit)
+
+
 def _brotli(data: bytes, limit: int) -> bytes:
     d = brotli.Decompressor()
     out = bytearray()

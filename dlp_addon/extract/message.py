@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import json
 import re
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, unquote_plus
@@ -18,10 +20,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract import archive, document, sandbox
-from dlp_addon.extract.decode import decode_content
+from dlp_addon.extract.decode import decode_content, inflate
 from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
 from dlp_addon.extract.limits import Budget, Limits
-from dlp_addon.extract.text import decode_text, is_opaque, text_runs
+from dlp_addon.extract.text import decode_readings, decode_text, is_opaque, text_runs
 
 Part = tuple[str, str]
 
@@ -76,6 +78,14 @@ class Extraction:
 
 
 _BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{24,}={0,2}")
+# Hex: 16 or more digits in pairs, maybe as \x escapes or with : or a space between pairs.
+_HEX_RUN = re.compile(
+    r"(?<![0-9A-Za-z])(?:(?:\\x)?[0-9A-Fa-f]{2}[: ]?){7,}(?:\\x)?[0-9A-Fa-f]{2}(?![0-9A-Za-z])"
+)
+_HEX_NOISE = re.compile(r"\\x|[: ]")
+_BASE32_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9+/])")
+# A character reference: &#49; &#x31; or a named one (&amp; &nbsp; ...).
+_REFERENCE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _MIN_TABLE_LINES = 2
 
@@ -101,12 +111,21 @@ class _Collector:
         return unique
 
     def text(self, location: str, text: str, depth: int = 0) -> None:
-        """A text part, plus what it hides: percent-encoding, \\u escapes, base64 runs."""
+        """A text part, plus what it hides: percent-encoding, \\u escapes, character
+        references (``&#49;``), base64, hex and base32 runs (of text, files, or zlib/deflate
+        data). Past ``max_decode_depth`` a run that still decodes to something readable is
+        unscannable (``too_deep``): never passed unread."""
         if not text:
             return
         self.add(location, text)
         if depth >= self.budget.limits.max_decode_depth:
+            if any(raw is not None for _, raw in _encoded_runs(text)):
+                self.unscannable.append("too_deep")
             return
+        if "&" in text and _REFERENCE.search(text):
+            decoded = html.unescape(text)
+            if decoded != text:
+                self.text(location + ":ent", decoded, depth + 1)
         if "%" in text:
             decoded = unquote_plus(text)
             if decoded != text:
@@ -115,11 +134,27 @@ class _Collector:
             unescaped = _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
             if unescaped != text:
                 self.text(location + ":u", unescaped, depth + 1)
-        for run in _BASE64_RUN.findall(text):
-            raw = _b64(run)
+        for how, raw in _encoded_runs(text):
             if raw is not None:
+                raw = self._inflated(raw)
                 self.budget.spend(len(raw))
-                self.blob(location + ":b64", raw, None, file=False, depth=depth + 1)
+                self.blob(f"{location}:{how}", raw, None, file=False, depth=depth + 1)
+
+    def _inflated(self, raw: bytes) -> bytes:
+        """``raw``, or what it inflates to when it is zlib or raw deflate data holding text (a
+        bomb is ``too_large``: refused, never passed)."""
+        if sniff(raw) != "binary" or decode_text(raw, None) is not None:
+            return raw
+        left = self.budget.limits.max_decoded_bytes - self.budget.decoded
+        for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):
+            try:
+                inner = inflate(raw, wbits, left)
+            except (zlib.error, ExtractError) as e:
+                if isinstance(e, ExtractError) and e.reason == "too_large":
+                    raise
+                continue
+            return inner
+        return raw
 
     def blob(
         self, location: str, data: bytes, charset: str | None, *, file: bool, depth: int = 0
@@ -132,13 +167,16 @@ class _Collector:
             location = f"{location}@{self._files}"
         # Magic numbers first: an uncompressed PDF or a tar also decodes as "text".
         kind = sniff(data)
-        text = decode_text(data, charset) if kind == "binary" else None
-        if text is not None:
-            if self.json_text(location, text, depth):
-                kind = "json"
-            else:
+        readings = decode_readings(data, charset) if kind == "binary" else []
+        if readings:  # every plausible reading: the receiving site reads one of them
+            text = readings[0]
+            for reading in readings:
+                if self.json_text(location, reading, depth):
+                    kind = "json"
+                else:
+                    self.text(location, reading, depth)
+            if kind != "json":
                 kind = _table_kind(text) if file else "text"
-                self.text(location, text, depth)
             if file:
                 lines = text.count("\n") + 1
                 self.attachments.append(Attachment(kind, location, int(kind == "csv"), lines))
@@ -152,12 +190,12 @@ class _Collector:
             self.attachments.append(
                 Attachment(kind, location, sheets.sheets, sheets.rows, sheets.columns)
             )
-            self.add(f"{location}:{kind}", sheets.text)
+            self.document(f"{location}:{kind}", sheets.text)
             return
         if kind == "pdf":
             if file:
                 self.attachments.append(Attachment(kind, location))
-            self.add(location + ":pdf", document.pdf_text(data, self.budget))
+            self.document(location + ":pdf", document.pdf_text(data, self.budget))
             return
         if kind in ("zip", "docx", "gzip"):
             if file or depth:
@@ -184,9 +222,18 @@ class _Collector:
         for name, content in archive.entries(data, self.budget):
             if kind == "docx":
                 if name == "word/document.xml":
-                    self.add(location + ":docx", document.docx_text(content))
+                    self.document(location + ":docx", document.docx_text(content))
                 continue
             self.blob(location + ":zip", content, None, file=True, depth=depth + 1)
+
+    def document(self, location: str, text: str) -> None:
+        """A file's text (cells, pages), plus its character references decoded (``&#49;``
+        typed into cells): the rest of :meth:`text`'s decoding is left to smaller parts."""
+        self.add(location, text)
+        if "&" in text and _REFERENCE.search(text):
+            decoded = html.unescape(text)
+            if decoded != text:
+                self.add(location + ":ent", decoded)
 
     def json_text(self, location: str, text: str, depth: int = 0) -> bool:
         stripped = text.lstrip()
@@ -198,6 +245,42 @@ class _Collector:
             return False
         self.text(location + ":json", "\n".join(_json_lines(doc)), depth)
         return True
+
+
+def _encoded_runs(text: str) -> Iterator[tuple[str, bytes | None]]:
+    """``(how, decoded bytes or None)`` of each base64, hex and base32 run of ``text``."""
+    for run in _BASE64_RUN.findall(text):
+        yield "b64", _b64(run)
+    for run in _HEX_RUN.findall(text):
+        yield "hex", _hex(run)
+    for run in _BASE32_RUN.findall(text):
+        yield "b32", _b32(run)
+
+
+def _hex(run: str) -> bytes | None:
+    """Decoded bytes of a hex run (``313130...``, ``\\x31\\x31...``, ``31:31:30``), when they
+    are readable or a file, or compressed data (see ``_worth``)."""
+    try:
+        raw = bytes.fromhex(_HEX_NOISE.sub("", run))
+    except ValueError:
+        return None
+    return raw if _worth(raw) else None
+
+
+def _b32(run: str) -> bytes | None:
+    stripped = run.rstrip("=")
+    try:
+        raw = base64.b32decode(stripped + "=" * (-len(stripped) % 8))
+    except (binascii.Error, ValueError):
+        return None
+    return raw if _worth(raw) else None
+
+
+def _worth(raw: bytes) -> bool:
+    """Decoded bytes worth reading: text, a file we know, or zlib data (its header)."""
+    if decode_text(raw, None) is not None or sniff(raw) != "binary":
+        return True
+    return len(raw) > 2 and raw[0] == 0x78 and (raw[0] << 8 | raw[1]) % 31 == 0
 
 
 def _b64(run: str) -> bytes | None:
@@ -213,10 +296,20 @@ def _b64(run: str) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     # Hex digests, long digit strings and words also match the alphabet: keep only runs that
-    # decode to something readable or to a file we know.
-    if decode_text(raw, None) is not None or sniff(raw) not in ("binary",):
+    # decode to something readable, a file we know, or compressed data (zlib, raw deflate).
+    if _worth(raw) or _raw_deflate(raw):
         return raw
     return None
+
+
+def _raw_deflate(raw: bytes) -> bool:
+    """Whether ``raw`` is a complete raw deflate stream (a quick look: its first 64 KiB)."""
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        d.decompress(raw, 1 << 16)
+    except zlib.error:
+        return False
+    return d.eof or len(d.unconsumed_tail) > 0
 
 
 def _table_kind(text: str) -> str:
@@ -366,10 +459,11 @@ def extract_http(
     if ctype == "multipart/form-data":
         _multipart(col, body, params.get("boundary", ""))
     elif ctype == "application/x-www-form-urlencoded" or _looks_urlencoded(body):
-        text = decode_text(body, charset)
-        if text is None:
+        readings = decode_readings(body, charset)
+        if not readings:
             raise ExtractError("charset")
-        _form(col, "body:form", text)
+        for text in readings:
+            _form(col, "body:form", text)
     else:
         col.blob("body", body, charset, file=False)
     return col.result()
