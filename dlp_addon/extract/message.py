@@ -367,8 +367,13 @@ def _content_type(headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
 
 
 def _form(col: _Collector, location: str, text: str) -> None:
+    """A form's fields as one part, ``name=value`` a line; a value holding JSON (chat APIs
+    post ``data={...}``) is also read as the JSON the server parses."""
     pairs = parse_qsl(text, keep_blank_values=True)
     col.text(location, "\n".join(f"{k}={v}" for k, v in pairs))
+    for _, value in pairs:
+        if value[:1] in ("{", "["):
+            col.json_text(location, value)
 
 
 def _multipart(col: _Collector, body: bytes, boundary: str) -> None:

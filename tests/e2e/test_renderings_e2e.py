@@ -65,7 +65,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 TIMEOUT = 15.0
 
 CARRIERS = ("chat-json", "form", "websocket", "csv-upload", "xlsx-upload")
-ENCODING_CARRIERS = ("chat-body", "upload")
+ENCODING_CARRIERS = ("chat-body", "form", "websocket", "upload")
 
 # How a body that is not pasted text declares itself (the charset conflicts are in the bytes).
 BODY_TYPES: dict[str, str] = {
@@ -152,7 +152,9 @@ def ws_context(proxy: Proxy) -> ssl.SSLContext:
     return ctx
 
 
-async def _ws_exchange(proxy: Proxy, url: str, messages: list[str]) -> list[str | bytes]:
+async def _ws_exchange(
+    proxy: Proxy, url: str, messages: list[str] | list[str | bytes]
+) -> list[str | bytes]:
     replies: list[str | bytes] = []
     async with connect(
         url, proxy=proxy.url, ssl=ws_context(proxy), open_timeout=TIMEOUT, max_size=None
@@ -163,8 +165,11 @@ async def _ws_exchange(proxy: Proxy, url: str, messages: list[str]) -> list[str 
     return replies
 
 
-def ws_exchange(proxy: Proxy, url: str, messages: list[str]) -> list[str | bytes]:
-    """Each message on one connection through the proxy, one reply collected per message."""
+def ws_exchange(
+    proxy: Proxy, url: str, messages: list[str] | list[str | bytes]
+) -> list[str | bytes]:
+    """Each message (text, or bytes: a binary frame) on one connection through the proxy, one
+    reply collected per message."""
     return asyncio.run(_ws_exchange(proxy, url, messages))
 
 
@@ -302,8 +307,16 @@ def test_rendered_records_are_blocked(
     send_rendering(proxy, upstream, rendering, carrier, f"{rendering} as {carrier}")
 
 
-@pytest.mark.parametrize("carrier", ENCODING_CARRIERS)
-@pytest.mark.parametrize("encoding", list(ENCODINGS))
+# A charset trick is a whole body, file or frame; a form carries the pasted encodings only.
+ENCODING_CASES = [
+    (encoding, carrier)
+    for encoding in ENCODINGS
+    for carrier in ENCODING_CARRIERS
+    if carrier != "form" or encoding in PASTED_ENCODINGS or encoding.startswith("json")
+]
+
+
+@pytest.mark.parametrize(("encoding", "carrier"), ENCODING_CASES)
 def test_encoded_records_are_blocked(
     proxy: Proxy, upstream: Upstream, encoding: str, carrier: str
 ) -> None:
@@ -313,7 +326,25 @@ def test_encoded_records_are_blocked(
     proxy.sent_values.update(values)
     marker = new_marker()
     what = f"{encoding} as {carrier}"
-    if carrier == "chat-body":
+    if carrier == "websocket":  # pasted into the chat box, or a binary frame in its charset
+        if encoding in PASTED_ENCODINGS:
+            frame: str | bytes = chat_json(data.decode("ascii")).decode()
+        elif encoding.startswith("json"):
+            frame = data.decode("utf-8")
+        else:
+            frame = data
+        replies = ws_exchange(proxy, upstream.url("wss", f"/ws/chat/{marker}"), [frame, ORDINARY])
+        assert_ws_blocked(proxy, upstream, replies, marker, values, what)
+        return
+    if carrier == "form":
+        field = urlencode({"type": "text", "content": data.decode("utf-8")}).encode()
+        sent = post(
+            proxy,
+            upstream.url("https", f"/im/form/{marker}"),
+            content=field,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    elif carrier == "chat-body":
         if encoding in PASTED_ENCODINGS:
             content, ctype = chat_json(data.decode("ascii")), "application/json"
         else:
