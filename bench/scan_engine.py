@@ -149,6 +149,10 @@ def latency(fn: Callable[[str], object], msgs: list[str]) -> tuple[float, float]
     return q[49] * 1e6, q[98] * 1e6
 
 
+def scanner_fn(scanner: Scanner) -> Callable[[str], object]:
+    return lambda m: scanner.scan(m, "bench")
+
+
 Row = tuple[str, float, float, float]  # engine, MB/s, p50 µs, p99 µs
 
 
@@ -167,12 +171,7 @@ def measure(msgs: list[str], chunk_kb: int) -> tuple[list[Row], int, int]:
     ]
     for engine in ("hyperscan", "python"):
         scanner = Scanner(detectors, b"bench-key" * 4, engine=engine)
-        engines.append(
-            (
-                f"dlp scanner ({_LABEL[engine]}), all detectors",
-                lambda m, s=scanner: s.scan(m, "bench"),
-            )
-        )
+        engines.append((f"dlp scanner ({_LABEL[engine]}), all detectors", scanner_fn(scanner)))
     rows: list[Row] = []
     for name, fn in engines:
         latency(fn, msgs[:300])  # warm up
