@@ -35,6 +35,10 @@ enum { CHECK_NONE = 0, CHECK_MOD11_2 = 1, CHECK_LUHN = 2 };
 enum { K_DIGIT = 1, K_LETTER = 2, K_SEP = 4, K_NEWLINE = 8, K_HIGH = 16 };
 #define K_ALNUM (K_DIGIT | K_LETTER)
 static unsigned char KIND[256];
+/* Each byte's DFA symbol in the numeric and in the token alphabet (-1: not in it). */
+static signed char NUMERIC_SYMBOL[256], TOKEN_SYMBOL[256];
+/* 2^k mod 11: the MOD 11-2 weight of the digit k places left of the check character. */
+static unsigned char MOD11_WEIGHT[MAX_LENGTH];
 
 static void init_kinds(void) {
     for (int c = '0'; c <= '9'; c++) KIND[c] = K_DIGIT;
@@ -42,6 +46,15 @@ static void init_kinds(void) {
     KIND[' '] = KIND['-'] = KIND['.'] = KIND['/'] = K_SEP;
     KIND['\n'] = K_NEWLINE;
     for (int c = 0x80; c < 256; c++) KIND[c] = K_HIGH;
+    for (int k = 0, w = 1; k < MAX_LENGTH; k++, w = w * 2 % 11) MOD11_WEIGHT[k] = (unsigned char)w;
+    for (int c = 0; c < 256; c++) NUMERIC_SYMBOL[c] = TOKEN_SYMBOL[c] = -1;
+    for (int c = '0'; c <= '9'; c++) NUMERIC_SYMBOL[c] = TOKEN_SYMBOL[c] = (signed char)(c - '0');
+    NUMERIC_SYMBOL['X'] = 10;
+    NUMERIC_SYMBOL['x'] = 11;
+    for (int c = 'A'; c <= 'Z'; c++) {
+        TOKEN_SYMBOL[c] = (signed char)(10 + c - 'A');
+        TOKEN_SYMBOL[c + 32] = (signed char)(36 + c - 'A');
+    }
 }
 
 static inline int is_digit(unsigned char c) { return KIND[c] & K_DIGIT; }
@@ -49,13 +62,15 @@ static inline int is_sep(unsigned char c) { return KIND[c] & K_SEP; }
 static inline int is_x(unsigned char c) { return c == 'X' || c == 'x'; }
 static inline int is_letter(unsigned char c) { return KIND[c] & K_LETTER; }
 
-/* ISO 7064 MOD 11-2 over digits[0..n-2], check character digits[n-1] ('X' stands for 10). */
+/* ISO 7064 MOD 11-2 over digits[0..n-2], check character digits[n-1] ('X' stands for 10).
+ * Candidates are at most MAX_LENGTH long. */
 static int mod11_2_ok(const unsigned char *d, Py_ssize_t n) {
-    int sum = 0, weight = 1;
-    for (Py_ssize_t i = n - 2; i >= 0; i--) {
-        weight = (weight * 2) % 11;
-        if (!is_digit(d[i])) return 0;
-        sum += (d[i] - '0') * weight;
+    if (n < 1 || n > MAX_LENGTH) return 0;
+    int sum = 0;
+    for (Py_ssize_t i = 0; i < n - 1; i++) {
+        unsigned v = (unsigned)d[i] - '0';
+        if (v > 9) return 0;
+        sum += (int)v * MOD11_WEIGHT[n - 1 - i];
     }
     int check = (12 - sum % 11) % 11;
     unsigned char last = d[n - 1];
@@ -349,20 +364,15 @@ done:
 
 static inline int is_alnum(unsigned char c) { return KIND[c] & K_ALNUM; }
 
-static inline int symbol(const Dfa *d, unsigned char c) {
-    if (is_digit(c)) return c - '0';
-    if (d->symbols == NUMERIC_SYMBOLS) return c == 'X' ? 10 : c == 'x' ? 11 : -1;
-    if (c >= 'A' && c <= 'Z') return 10 + c - 'A';
-    if (c >= 'a' && c <= 'z') return 36 + c - 'a';
-    return -1;
-}
-
 static int dfa_match(const Dfa *d, const unsigned char *s, Py_ssize_t n) {
+    const signed char *symbol = d->symbols == NUMERIC_SYMBOLS ? NUMERIC_SYMBOL : TOKEN_SYMBOL;
+    const int32_t *next = d->next;
+    const int32_t width = d->symbols;
     int32_t state = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int sym = symbol(d, s[i]);
+        int sym = symbol[s[i]];
         if (sym < 0) return 0;
-        state = d->next[state * d->symbols + sym];
+        state = next[state * width + sym];
         if (state < 0) return 0;
     }
     return d->accept[state];
@@ -639,8 +649,13 @@ static int check_span(Scan *sc, Py_ssize_t at, Py_ssize_t end, Py_ssize_t c_at) 
     if (len > MAX_LENGTH || !p->token_lengths[len]) return 0;
     for (int32_t x = p->n_numeric; x < p->n_numeric + p->n_tokens; x++) {
         const Det *det = &p->dets[x];
+        const Positions *gate = &sc->gates[x];
         Valid v;
-        if (!det->lengths[len] || !dfa_match(&det->pattern, sc->d + at, len)) continue;
+        if (!det->lengths[len]) continue;
+        /* emit() would drop it: no keyword of its within the window (most 18-digit runs are
+         * no credit code); cheaper to ask before the DFA and the checksum */
+        if (gate->present && !near(gate, at, p->window)) continue;
+        if (!dfa_match(&det->pattern, sc->d + at, len)) continue;
         v.len = (int32_t)validate(p, det, sc->d + at, len, v.value, 0);
         if (v.len <= 0) continue;
         v.start = at; v.end = end; v.det = x; v.dropped = 0;
