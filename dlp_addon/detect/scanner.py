@@ -536,32 +536,37 @@ class Scanner:
         (and, for a detector with keywords, one of its keywords), all such lines at once
         (joined), a match never crossing from one line to the next."""
         numbers = sorted(records)
-        joined_all = b"\n".join(data[a:b] for a, b, _ in (records[n] for n in numbers)).decode(
+        joined_all = b"\n".join([data[records[n][0] : records[n][1]] for n in numbers]).decode(
             "utf-8", "replace"
         )
-        lines = list(zip(numbers, joined_all.split("\n"), strict=True))
-        line_starts = list(itertools.accumulate((len(t) + 1 for _, t in lines[:-1]), initial=0))
+        texts = joined_all.split("\n")  # a record line holds no newline: one text a line
+        line_starts = list(itertools.accumulate([len(t) + 1 for t in texts], initial=0))
         out: list[Finding] = []
         for det in self._record_scoped:
-            here = lines
+            here, starts, joined = numbers, line_starts, joined_all
             gate = self._record_gates.get(det.id)
             if gate is not None:  # only lines holding one of its keywords
-                hit = {
-                    bisect.bisect_right(line_starts, m.start()) - 1
-                    for m in gate.finditer(joined_all)
-                }
-                here = [lines[i] for i in sorted(hit)]
-            if not here:
-                continue
-            starts = list(itertools.accumulate((len(t) + 1 for _, t in here[:-1]), initial=0))
-            joined = "\n".join(t for _, t in here)
+                if gate.search(joined_all) is None:
+                    continue
+                hit = sorted(
+                    {
+                        bisect.bisect_right(line_starts, m.start()) - 1
+                        for m in gate.finditer(joined_all)
+                    }
+                )
+                if len(hit) < len(numbers):
+                    here = [numbers[i] for i in hit]
+                    joined = "\n".join([texts[i] for i in hit])
+                    starts = list(
+                        itertools.accumulate([len(texts[i]) + 1 for i in hit], initial=0)
+                    )
             for m in _finditer(det, joined, deadline):
                 i = bisect.bisect_right(starts, m.start()) - 1
-                if m.end() > starts[i] + len(here[i][1]):
+                if m.end() >= starts[i + 1]:  # past the end of its line
                     continue
                 value = det.validate(m.group())
                 if value is not None:
-                    number = here[i][0]
+                    number = here[i]
                     at = records[number][2] + m.start() - starts[i]
                     key, masked = self.key(det.id, value), det.mask(value)
                     out.append(
