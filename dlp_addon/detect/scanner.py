@@ -277,6 +277,17 @@ class Scanner:
         self._c_index = [
             (self._index[d.id], bool(d.keywords) and d.kind == "regex") for d in self._c_dets
         ]
+        # What _near hands the C pass when no word occurred, and where each detector's words go
+        # (the C pass only reads these lists, so the empty ones may be shared).
+        self._near_none: list[list[int] | None] = []
+        self._context_slot: dict[int, int] = {}
+        self._gate_slot: dict[int, int] = {}
+        for d_idx, gated in self._c_index:
+            self._context_slot[d_idx] = len(self._near_none)
+            self._near_none.append(None)
+            if gated:
+                self._gate_slot[d_idx] = len(self._near_none)
+            self._near_none.append([] if gated else None)
 
     def key(self, detector: str, value: str) -> str:
         """The keyed hash that stands for ``value`` wherever a value would be stored."""
@@ -361,10 +372,15 @@ class Scanner:
     ) -> list[list[int] | None]:
         """For each detector of the C pass: its context words' offsets, its keywords' (or
         ``None`` when it is not keyword-gated)."""
-        near: list[list[int] | None] = []
-        for d_idx, gated in self._c_index:
-            near.append(context_at.get(d_idx))
-            near.append(keyword_at.get(d_idx, []) if gated else None)
+        near = self._near_none.copy()
+        for slots, positions_by in (
+            (self._context_slot, context_at),
+            (self._gate_slot, keyword_at),
+        ):
+            for d_idx, positions in positions_by.items():
+                slot = slots.get(d_idx)
+                if slot is not None:
+                    near[slot] = positions
         return near
 
     def _regexes(
@@ -557,9 +573,7 @@ class Scanner:
                 if len(hit) < len(numbers):
                     here = [numbers[i] for i in hit]
                     joined = "\n".join([texts[i] for i in hit])
-                    starts = list(
-                        itertools.accumulate([len(texts[i]) + 1 for i in hit], initial=0)
-                    )
+                    starts = list(itertools.accumulate([len(texts[i]) + 1 for i in hit], initial=0))
             for m in _finditer(det, joined, deadline):
                 i = bisect.bisect_right(starts, m.start()) - 1
                 if m.end() >= starts[i + 1]:  # past the end of its line
