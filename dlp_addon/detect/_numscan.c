@@ -28,11 +28,15 @@
 #define ENTRY_SIZE 127
 #define MAX_LENGTH 64
 #define MIN_DIGITS 7
+#define MAX_SHAPES 16
+#define MAX_SHAPE_GROUPS 8
+enum { G_STRICT = 0, G_ANY = 1, G_SHAPES = 2 };
+enum { LOW_GLUED = 1, LOW_SHAPE = 2 };
 
 enum { CHECK_NONE = 0, CHECK_MOD11_2 = 1, CHECK_LUHN = 2 };
 
 /* What each byte is, one table lookup instead of several comparisons in the hot loop. */
-enum { K_DIGIT = 1, K_LETTER = 2, K_SEP = 4, K_NEWLINE = 8, K_HIGH = 16 };
+enum { K_DIGIT = 1, K_LETTER = 2, K_SEP = 4, K_NEWLINE = 8, K_HIGH = 16, K_LOOSE = 32 };
 #define K_ALNUM (K_DIGIT | K_LETTER)
 static unsigned char KIND[256];
 /* Each byte's DFA symbol in the numeric and in the token alphabet (-1: not in it). */
@@ -45,6 +49,9 @@ static void init_kinds(void) {
     for (int c = 'A'; c <= 'Z'; c++) KIND[c] = KIND[c + 32] = K_LETTER;
     KIND[' '] = KIND['-'] = KIND['.'] = KIND['/'] = K_SEP;
     KIND['\n'] = K_NEWLINE;
+    /* Loose separators (tab, comma, ... a line break) may join digit groups too: see loose_run. */
+    const char *loose = " \t-./,;_|\r\n";
+    for (const char *l = loose; *l; l++) KIND[(unsigned char)*l] |= K_LOOSE;
     for (int c = 0x80; c < 256; c++) KIND[c] = K_HIGH;
     for (int k = 0, w = 1; k < MAX_LENGTH; k++, w = w * 2 % 11) MOD11_WEIGHT[k] = (unsigned char)w;
     for (int c = 0; c < 256; c++) NUMERIC_SYMBOL[c] = TOKEN_SYMBOL[c] = -1;
@@ -126,8 +133,10 @@ static int passes(const unsigned char *plan, Py_ssize_t from, Py_ssize_t to,
 /*       records: [(line, start, end, start in characters)] of the lines holding a personal */
 /*             identifier.                                                                   */
 /*   char_offsets(data, positions) -> [int]: each byte offset (ascending) in characters.    */
-/*       pending: [(token_start, start, end, digits, glued, detector)] for numeric           */
-/*             detectors left to Python (no DFA or no C twin of the validator).              */
+/*       pending: [(token_start, start, end, digits, glued, detector, shape, loose)] for     */
+/*             numeric detectors left to Python (no DFA or no C twin of the validator);     */
+/*             shape: the candidate's group lengths as bytes; loose: joined across a loose  */
+/*             separator.                                                                    */
 /* Detector numbers count numeric detectors first, then token detectors. The key is an      */
 /* HMAC-SHA256 (OpenSSL's SHA-256) of "id:value", its first 12 bytes in hex. Every byte of   */
 /* the blob is checked when it is compiled; a bad blob is a ValueError.                     */
@@ -170,6 +179,11 @@ typedef struct {
     int32_t id_len;
     Dfa pattern, accepts; /* accepts: the validator's own pattern (mobile, fixed line) */
     PyObject *name; /* the id as a str, for the Finding */
+    /* How its numbers may be grouped: G_STRICT (single separators only), G_ANY (any grouping,
+     * also across loose separators), G_SHAPES (shapes[0..nshapes): [count][lengths...] at
+     * base confidence, loose ones too; other groupings low, or not at all across loose ones). */
+    int32_t gmode, nshapes;
+    unsigned char shapes[MAX_SHAPES][MAX_SHAPE_GROUPS + 1];
 } Det;
 
 typedef struct {
@@ -184,6 +198,8 @@ typedef struct {
     unsigned char lead_folds[256]; /* a UTF-8 lead byte some code point of the bitmap has */
     unsigned char skip[256]; /* bytes to step over from a byte that needs no look (0: look) */
     int32_t n_numeric, n_tokens; /* dets[0..n_numeric), then the token detectors */
+    int loose; /* some numeric detector takes candidates across loose separators */
+    int32_t edit_det; /* the 18-character resident ID detector (gb11643): edits; -1: none */
     unsigned char token_lengths[MAX_LENGTH + 1];
     Det *dets;
     int32_t window; /* bytes either side within which a context word raises confidence */
@@ -268,6 +284,14 @@ static int read_det(Reader *r, Det *d, int token) {
     if (d->validator != V_PYTHON && d->pattern.states == 0) return bad("plan: no DFA");
     if ((d->validator == V_CN_MOBILE || d->validator == V_CN_LANDLINE) && d->accepts.states == 0)
         return bad("plan: validator without its pattern");
+    if (take_i32(r, &d->gmode) < 0 || take_i32(r, &d->nshapes) < 0) return -1;
+    if (d->gmode < G_STRICT || d->gmode > G_SHAPES || d->nshapes < 0 || d->nshapes > MAX_SHAPES ||
+        (d->gmode != G_SHAPES && d->nshapes != 0) || (token && d->gmode != G_STRICT))
+        return bad("plan: groupings");
+    for (int32_t k = 0; k < d->nshapes; k++) {
+        if (take(r, d->shapes[k], MAX_SHAPE_GROUPS + 1) < 0) return -1;
+        if (d->shapes[k][0] < 2 || d->shapes[k][0] > MAX_SHAPE_GROUPS) return bad("plan: shape");
+    }
     return 0;
 }
 
@@ -282,7 +306,7 @@ static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
     int32_t n_entries, fold_len;
     if (p == NULL) { PyErr_NoMemory(); goto done; }
     if (take(&r, magic, 4) < 0) goto done;
-    if (memcmp(magic, "DLN3", 4) != 0) { bad("plan: not a DLN3 plan"); goto done; }
+    if (memcmp(magic, "DLN4", 4) != 0) { bad("plan: not a DLN4 plan"); goto done; }
     if (!PyType_Check(finding) || !PyType_IsSubtype((PyTypeObject *)finding, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "plan: the Finding type must be a tuple subclass");
         goto done;
@@ -326,7 +350,7 @@ static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
     }
     for (int c = 0; c < 256; c++) {
         int len = c < 0x80 ? 1 : c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 1;
-        int look = c < 0x80 ? (KIND[c] & ~K_SEP) != 0 : p->lead_folds[c];
+        int look = c < 0x80 ? (KIND[c] & ~(K_SEP | K_LOOSE)) != 0 : p->lead_folds[c];
         p->skip[c] = look ? 0 : (unsigned char)len;
     }
     if (take_i32(&r, &p->n_numeric) < 0 || take_i32(&r, &p->n_tokens) < 0) goto done;
@@ -341,6 +365,12 @@ static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
         if (token)
             for (int len = 0; len <= MAX_LENGTH; len++)
                 p->token_lengths[len] |= p->dets[i].lengths[len];
+        else if (p->dets[i].gmode != G_STRICT)
+            p->loose = 1;
+    }
+    p->edit_det = -1;
+    for (int32_t i = 0; i < p->n_numeric; i++) {
+        if (p->dets[i].validator == V_GB11643 && p->dets[i].lengths[18]) { p->edit_det = i; break; }
     }
     if (r.left != 0) { bad("plan: trailing bytes"); goto done; }
     /* HMAC (RFC 2104): the key padded to a block, XORed with ipad and opad. */
@@ -489,6 +519,10 @@ typedef struct {
     int32_t len;
     unsigned char value[MAX_LENGTH];
     int dropped;
+    /* LOW_GLUED: glued to a letter (or an edit), low unless context raises it; LOW_SHAPE: a
+     * grouping its detector does not list, low whatever words stand near it. */
+    int low;
+    Py_ssize_t line, line_start, line_start_char; /* its line (as Scan's), where that starts */
 } Valid;
 
 typedef struct { Valid *items; Py_ssize_t n, cap; } Valids;
@@ -562,7 +596,7 @@ typedef struct {
 } Scan;
 
 /* The Finding (detector, key, masked, location, line, confidence) of one valid value. */
-static int emit(Scan *sc, const Valid *v, int glued) {
+static int emit(Scan *sc, const Valid *v) {
     const NumPlan *p = sc->p;
     const Det *det = &p->dets[v->det];
     const Positions *gate = &sc->gates[v->det];
@@ -588,10 +622,11 @@ static int emit(Scan *sc, const Valid *v, int glued) {
         else
             memset(masked + det->mask_start, '*', (size_t)(v->len - det->mask_start - det->mask_end));
     }
-    int level = glued ? 0 : det->level;
-    if (sc->context[v->det].present && near(&sc->context[v->det], v->start, p->window) && level < 2)
+    int level = v->low ? 0 : det->level;
+    if (v->low != LOW_SHAPE && sc->context[v->det].present &&
+        near(&sc->context[v->det], v->start, p->window) && level < 2)
         level++;
-    Py_ssize_t line = sc->first_line + sc->line;
+    Py_ssize_t line = sc->first_line + v->line;
     PyObject *key = PyUnicode_FromStringAndSize(hex, 24);
     PyObject *shown = PyUnicode_FromStringAndSize(masked, v->len);
     PyObject *lineno = PyLong_FromSsize_t(line);
@@ -618,25 +653,25 @@ static int emit(Scan *sc, const Valid *v, int glued) {
     int rc = PyList_Append(sc->found, f);
     Py_DECREF(f);
     if (rc < 0) return -1;
-    if (det->personal && sc->recorded_line != sc->line) { /* (line, start, end) of a record */
-        const unsigned char *nl = memchr(sc->d + sc->line_start, '\n', (size_t)(sc->n - sc->line_start));
+    if (det->personal && sc->recorded_line != v->line) { /* (line, start, end) of a record */
+        const unsigned char *nl = memchr(sc->d + v->line_start, '\n', (size_t)(sc->n - v->line_start));
         Py_ssize_t end = nl ? nl - sc->d : sc->n;
-        PyObject *rec = Py_BuildValue("(nnnn)", line, sc->line_start, end,
-                                      sc->first_char + sc->line_start_char);
+        PyObject *rec = Py_BuildValue("(nnnn)", line, v->line_start, end,
+                                      sc->first_char + v->line_start_char);
         if (rec == NULL) return -1;
         PyObject_GC_UnTrack(rec); /* four ints */
         rc = PyList_Append(sc->records, rec);
         Py_DECREF(rec);
         if (rc < 0) return -1;
-        sc->recorded_line = sc->line;
+        sc->recorded_line = v->line;
     }
     return 0;
 }
 
-static int flush_token(Scan *sc, Valids *v, int glued) {
+static int flush_token(Scan *sc, Valids *v) {
     if (outermost(v) < 0) return -1;
     for (Py_ssize_t i = 0; i < v->n; i++)
-        if (!v->items[i].dropped && emit(sc, &v->items[i], glued) < 0) return -1;
+        if (!v->items[i].dropped && emit(sc, &v->items[i]) < 0) return -1;
     v->n = 0;
     return 0;
 }
@@ -658,9 +693,10 @@ static int check_span(Scan *sc, Py_ssize_t at, Py_ssize_t end, Py_ssize_t c_at) 
         if (!dfa_match(&det->pattern, sc->d + at, len)) continue;
         v.len = (int32_t)validate(p, det, sc->d + at, len, v.value, 0);
         if (v.len <= 0) continue;
-        v.start = at; v.end = end; v.det = x; v.dropped = 0;
+        v.start = at; v.end = end; v.det = x; v.dropped = 0; v.low = 0;
         v.cstart = c_at; v.cend = c_at + len;
-        if (emit(sc, &v, 0) < 0) return -1;
+        v.line = sc->line; v.line_start = sc->line_start; v.line_start_char = sc->line_start_char;
+        if (emit(sc, &v) < 0) return -1;
     }
     return 0;
 }
@@ -727,6 +763,118 @@ static int read_positions(PyObject *near, Py_ssize_t dets, Positions *context, P
     return 0;
 }
 
+/* One digit group of a number token. */
+typedef struct {
+    Py_ssize_t start, end, cstart; /* bytes (its digits, or its X), its start in characters */
+    int32_t run;                   /* which run of single-separator joins it belongs to */
+    int32_t loose;                 /* the separator before it is loose */
+    Py_ssize_t line, line_start, line_start_char; /* its line (as Scan's), where that starts */
+} Group;
+
+/* A loose separator at d[j]: 1 to 3 characters of space, tab, - . / , ; _ | \r \n, 、, ，
+ * or ；, at most one of them a line break, the whole run of such characters (a longer run
+ * joins nothing). Its length in bytes (0: none), in characters, and where its line break
+ * is (-1: none). */
+static Py_ssize_t loose_run(const unsigned char *d, Py_ssize_t n, Py_ssize_t j, Py_ssize_t *chars,
+                            Py_ssize_t *nl) {
+    Py_ssize_t k = j, c = 0;
+    *nl = -1;
+    *chars = 0;
+    while (k < n && c < 4) {
+        const unsigned char b = d[k];
+        Py_ssize_t w;
+        if (KIND[b] & K_LOOSE) w = 1;
+        else if (b == 0xE3 && k + 2 < n && d[k + 1] == 0x80 && d[k + 2] == 0x81) w = 3; /* 、 */
+        else if (b == 0xEF && k + 2 < n && d[k + 1] == 0xBC && (d[k + 2] == 0x8C || d[k + 2] == 0x9B))
+            w = 3; /* ， ； */
+        else break;
+        if (b == '\n') {
+            if (*nl >= 0) return 0;
+            *nl = k;
+        }
+        k += w;
+        c++;
+    }
+    if (c == 0 || c > 3) return 0;
+    *chars = c;
+    return k - j;
+}
+
+/* Characters in d[from..to). */
+static Py_ssize_t chars_before(const unsigned char *d, Py_ssize_t from, Py_ssize_t to) {
+    Py_ssize_t c = 0;
+    for (Py_ssize_t k = from; k < to; k++) c += (d[k] & 0xC0) != 0x80;
+    return c;
+}
+
+/* Whether the lengths of the ``count`` groups at ``g`` are one of the detector's shapes. */
+static int shape_listed(const Det *det, const Group *g, Py_ssize_t count) {
+    for (int32_t s = 0; s < det->nshapes; s++) {
+        const unsigned char *shape = det->shapes[s];
+        if (shape[0] != count) continue;
+        Py_ssize_t k = 0;
+        while (k < count && shape[k + 1] == g[k].end - g[k].start) k++;
+        if (k == count) return 1;
+    }
+    return 0;
+}
+
+/* The GB 11643 check character of the 17 digits at d. */
+static unsigned char id_check(const unsigned char *d) {
+    static const int weights[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
+    int sum = 0;
+    for (int k = 0; k < 17; k++) sum += (d[k] - '0') * weights[k];
+    return (unsigned char)"10X98765432"[sum % 11];
+}
+
+/* Reversible edits of a resident ID in one digit group G (its digits, maybe an X at its end,
+ * with no ASCII letter or digit after it), whose recipient simply undoes them: one letter or
+ * digit glued in front (19 characters), the check character dropped (17 digits), the old
+ * 15-digit form, the characters reversed (18, or 17 after an X). Each valid one is pushed as
+ * a low-confidence ID of the plan's edit detector: the scanner raises it when records are
+ * clearly present. */
+static int edits(const Scan *sc, Valids *vs, const Group *G, long today) {
+    const NumPlan *p = sc->p;
+    const unsigned char *d = sc->d;
+    const Py_ssize_t start = G->start, end = G->end, len = end - start;
+    if (len < 15 || len > 19 || len == 16 || (end < sc->n && is_alnum(d[end]))) return 0;
+    const Det *det = &p->dets[p->edit_det];
+    const unsigned char *s = d + start;
+    const int xend = is_x(s[len - 1]);
+    const int free_before = start == 0 || !is_alnum(d[start - 1]);
+    unsigned char cand[18], value[MAX_LENGTH];
+    Py_ssize_t from = G->start, cfrom = G->cstart;
+    if (len == 19 && free_before) { /* prefixed */
+        memcpy(cand, s + 1, 18);
+        from++; cfrom++;
+    } else if (len == 17 && !xend && free_before) { /* no check character */
+        memcpy(cand, s, 17);
+        cand[17] = id_check(cand);
+    } else if (len == 17 && !xend && start >= 1 && is_x(d[start - 1]) &&
+               (start == 1 || !is_alnum(d[start - 2]))) { /* reversed, its X first */
+        for (int k = 0; k < 17; k++) cand[k] = s[16 - k];
+        cand[17] = 'X';
+        from--; cfrom--;
+    } else if (len == 18 && !xend && free_before) { /* reversed, unless ID-shaped as it is */
+        if (all_digits(s, 14) && province_ok(p, s) && id_date_ok(s, today)) return 0;
+        for (int k = 0; k < 18; k++) cand[k] = s[17 - k];
+    } else if (len == 15 && !xend && free_before) { /* the old 15-digit form */
+        memcpy(cand, s, 6);
+        cand[6] = '1'; cand[7] = '9';
+        memcpy(cand + 8, s + 6, 9);
+        cand[17] = id_check(cand);
+    } else {
+        return 0;
+    }
+    if (!all_digits(cand, 17) || !dfa_match(&det->pattern, cand, 18)) return 0;
+    Py_ssize_t vlen = validate(p, det, cand, 18, value, today);
+    if (vlen <= 0) return 0;
+    Valid v = {from, G->end, cfrom, G->cstart + len, p->edit_det, (int32_t)vlen, {0}, 0, 1,
+               G->line, G->line_start, G->line_start_char};
+    memcpy(v.value, value, (size_t)vlen);
+    return valids_push(vs, &v);
+}
+
 static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data;
     PyObject *capsule, *location, *near_words;
@@ -744,7 +892,8 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "first_line, first_char: 0 to PY_SSIZE_T_MAX / 4");
         p = NULL;
     }
-    Py_ssize_t *group_at = NULL, group_cap = 0; /* where each group of a number token starts */
+    Group *grp = NULL; /* the groups of a number token */
+    Py_ssize_t group_cap = 0;
     Scan sc = {p,    data.buf, data.len, location, NULL, NULL, NULL, first_line, 0, 0, 0,
                first_char, -1, NULL, NULL};
     Py_ssize_t dets = 0;
@@ -796,81 +945,150 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
             ci++;
             continue;
         }
-        /* A number token: digit groups joined by single separators, maybe ending in X. Each
+        /* A number token: digit groups joined by separators (single ones, or loose runs when
+         * some detector takes them), maybe ending in X, directly or after a separator. Each
          * group after a separator (and the first, at a run's start) also starts a run of
-         * letters and digits for the token detectors. */
-        Py_ssize_t start = i, j = i, ndigits = 0, groups = 0;
+         * letters and digits for the token detectors. A loose separator may hold a line break:
+         * the line is then followed into the token (each group knows its own). */
+        Py_ssize_t start = i, j = i, cj = ci, ndigits = 0, groups = 0;
+        int32_t run = 0, joint_loose = 0;
         for (;;) {
             if (groups == group_cap) {
                 Py_ssize_t cap = group_cap ? group_cap * 2 : 64;
-                Py_ssize_t *grown = realloc(group_at, (size_t)cap * sizeof(Py_ssize_t));
+                Group *grown = realloc(grp, (size_t)cap * sizeof(Group));
                 if (grown == NULL) { PyErr_NoMemory(); goto out; }
-                group_at = grown; group_cap = cap;
+                grp = grown; group_cap = cap;
             }
-            const Py_ssize_t group = j;
-            group_at[groups++] = j;
-            while (j < n && is_digit(d[j])) { j++; ndigits++; }
+            Group *G = &grp[groups++];
+            G->start = j; G->cstart = cj; G->run = run; G->loose = joint_loose;
+            G->line = sc.line; G->line_start = sc.line_start; G->line_start_char = sc.line_start_char;
+            while (j < n && is_digit(d[j])) { j++; cj++; ndigits++; }
+            G->end = j;
             if (tokens && (groups > 1 || run_start)) {
-                const Py_ssize_t c_group = ci + (group - start);
-                int rc = j < n && is_alnum(d[j]) ? check_run(&sc, group, c_group) /* letters on */
-                                                 : check_span(&sc, group, j, c_group);
+                int rc = j < n && is_alnum(d[j]) ? check_run(&sc, G->start, G->cstart) /* letters on */
+                                                 : check_span(&sc, G->start, j, G->cstart);
                 if (rc < 0) goto out;
             }
             if (j + 1 < n && is_sep(d[j]) && is_digit(d[j + 1])) {
-                j++;
+                j++; cj++; joint_loose = 0;
+                continue;
+            }
+            Py_ssize_t chars, nl, len = p->loose ? loose_run(d, n, j, &chars, &nl) : 0;
+            if (len && j + len < n && is_digit(d[j + len])) {
+                if (nl >= 0) {
+                    sc.line++;
+                    sc.line_start = nl + 1;
+                    sc.line_start_char = cj + chars_before(d, j, nl) + 1;
+                }
+                j += len; cj += chars; joint_loose = 1; run++;
                 continue;
             }
             break;
         }
-        Py_ssize_t end = (j < n && is_x(d[j])) ? j + 1 : j;
-        const Py_ssize_t c_start = ci; /* the token is ASCII: a byte is a character */
+        Py_ssize_t end = j;
+        int sep_x = 0;
+        if (j < n && is_x(d[j])) { /* X right after the digits: part of the last group */
+            end = grp[groups - 1].end = j + 1;
+            cj++;
+        } else if (ndigits >= 17) { /* X after one separator ending an ID's digits: a group of
+                                      * its own, that no candidate may leave behind */
+            Py_ssize_t chars = 1, nl = -1;
+            Py_ssize_t len = j < n && is_sep(d[j]) ? 1 : 0;
+            int loose_x = 0;
+            if (!(len && j + 1 < n && is_x(d[j + 1]))) {
+                len = p->loose ? loose_run(d, n, j, &chars, &nl) : 0;
+                loose_x = 1;
+            }
+            if (len && j + len < n && is_x(d[j + len]) &&
+                (j + len + 1 >= n || !is_alnum(d[j + len + 1]))) {
+                if (groups == group_cap) {
+                    Py_ssize_t cap = group_cap * 2;
+                    Group *grown = realloc(grp, (size_t)cap * sizeof(Group));
+                    if (grown == NULL) { PyErr_NoMemory(); goto out; }
+                    grp = grown; group_cap = cap;
+                }
+                if (nl >= 0) {
+                    sc.line++;
+                    sc.line_start = nl + 1;
+                    sc.line_start_char = cj + chars_before(d, j, nl) + 1;
+                }
+                Group *G = &grp[groups++];
+                G->start = j + len; G->end = end = j + len + 1; G->cstart = cj + chars;
+                G->run = run + loose_x; G->loose = loose_x;
+                G->line = sc.line; G->line_start = sc.line_start;
+                G->line_start_char = sc.line_start_char;
+                cj += chars + 1;
+                sep_x = 1;
+            }
+        }
+        const int32_t last_run = grp[groups - 1].run;
+        /* With a separated X, the digit group before it is never a candidate's last. */
+        const Py_ssize_t x_before = sep_x ? groups - 2 : -1;
         i = end;
-        ci += end - start;
+        ci = cj;
         if (ndigits < MIN_DIGITS) continue;
-        int glued = (start > 0 && is_letter(d[start - 1])) || (end < n && is_letter(d[end]));
-        /* Candidates start where a group starts and end where a group ends; group k runs from
-         * group_at[k] to the separator before group_at[k + 1] (the last one to the token's end,
-         * its X included). */
+        int glued_before = start > 0 && is_letter(d[start - 1]);
+        int glued_after = end < n && is_letter(d[end]);
+        /* Candidates start where a group starts and end where a group ends. One joined across
+         * a loose separator is a candidate only for a detector with groupings. */
         for (Py_ssize_t gi = 0; gi < groups; gi++) {
-            Py_ssize_t total = 0, g = group_at[gi];
+            Py_ssize_t total = 0;
+            int loose = 0;
+            const Group *first = &grp[gi];
             for (Py_ssize_t ki = gi; ki < groups; ki++) {
-                Py_ssize_t k = group_at[ki];
-                Py_ssize_t len = (ki + 1 < groups ? group_at[ki + 1] - 1 : end) - k;
+                const Group *G = &grp[ki];
+                Py_ssize_t len = G->end - G->start;
                 if (total + len > p->longest) break;
-                memcpy(buf + total, d + k, (size_t)len);
+                memcpy(buf + total, d + G->start, (size_t)len);
                 total += len;
-                if (p->lengths[total] &&
-                    passes(p->entries, p->entry_from[total], p->entry_to[total], buf, total)) {
-                    for (int32_t x = 0; x < p->n_numeric; x++) {
-                        const Det *det = &p->dets[x];
-                        if (!det->lengths[total]) continue;
-                        if (det->validator == V_PYTHON) {
-                            PyObject *item = Py_BuildValue(
-                                "(nnny#Oi)", start, g, k + len, (const char *)buf, total,
-                                glued ? Py_True : Py_False, (int)x);
-                            if (item == NULL) goto out;
-                            int rc = PyList_Append(sc.pending, item);
-                            Py_DECREF(item);
-                            if (rc < 0) goto out;
-                            continue;
-                        }
-                        if (!dfa_match(&det->pattern, buf, total)) continue;
-                        Py_ssize_t vlen = validate(p, det, buf, total, value, today);
-                        if (vlen <= 0) continue;
-                        Valid v = {g, k + len, c_start + (g - start), c_start + (k + len - start),
-                                   x, (int32_t)vlen, {0}, 0};
-                        memcpy(v.value, value, (size_t)vlen);
-                        if (valids_push(&valids, &v) < 0) goto out;
+                if (ki > gi) loose |= G->loose;
+                if (ki == x_before || !p->lengths[total] ||
+                    !passes(p->entries, p->entry_from[total], p->entry_to[total], buf, total))
+                    continue;
+                const int glued = (first->run == 0 && glued_before) || (G->run == last_run && glued_after);
+                for (int32_t x = 0; x < p->n_numeric; x++) {
+                    const Det *det = &p->dets[x];
+                    if (!det->lengths[total] || (loose && det->gmode == G_STRICT)) continue;
+                    if (det->validator == V_PYTHON) {
+                        unsigned char shape[MAX_LENGTH];
+                        for (Py_ssize_t k = gi; k <= ki && k - gi < MAX_LENGTH; k++)
+                            shape[k - gi] = (unsigned char)(grp[k].end - grp[k].start);
+                        PyObject *item = Py_BuildValue(
+                            "(nnny#Oiy#O)", start, first->start, G->end, (const char *)buf, total,
+                            glued ? Py_True : Py_False, (int)x, (const char *)shape,
+                            (Py_ssize_t)(ki - gi + 1 < MAX_LENGTH ? ki - gi + 1 : MAX_LENGTH),
+                            loose ? Py_True : Py_False);
+                        if (item == NULL) goto out;
+                        int rc = PyList_Append(sc.pending, item);
+                        Py_DECREF(item);
+                        if (rc < 0) goto out;
+                        continue;
                     }
+                    int low = glued ? LOW_GLUED : 0;
+                    if (det->gmode == G_SHAPES && ki > gi && !shape_listed(det, grp + gi, ki - gi + 1)) {
+                        if (loose) continue;
+                        low = LOW_SHAPE;
+                    }
+                    if (!dfa_match(&det->pattern, buf, total)) continue;
+                    Py_ssize_t vlen = validate(p, det, buf, total, value, today);
+                    if (vlen <= 0) continue;
+                    Valid v = {first->start, G->end, first->cstart, G->cstart + len,
+                               x, (int32_t)vlen, {0}, 0, low,
+                               first->line, first->line_start, first->line_start_char};
+                    memcpy(v.value, value, (size_t)vlen);
+                    if (valids_push(&valids, &v) < 0) goto out;
                 }
             }
         }
-        if (valids.n && flush_token(&sc, &valids, glued) < 0) goto out;
+        if (p->edit_det >= 0)
+            for (Py_ssize_t k = 0; k < groups; k++)
+                if (edits(&sc, &valids, &grp[k], today) < 0) goto out;
+        if (valids.n && flush_token(&sc, &valids) < 0) goto out;
     }
     result = PyTuple_Pack(3, sc.found, sc.records, sc.pending);
 out:
     free(valids.items);
-    free(group_at);
+    free(grp);
     if (sc.context != NULL)
         for (Py_ssize_t k = 0; k < dets; k++) free(sc.context[k].at);
     if (sc.gates != NULL)

@@ -15,7 +15,7 @@ def findings(
     tuple[
         list[Finding],
         list[tuple[int, int, int, int]],
-        list[tuple[int, int, int, bytes, bool, int]],
+        list[tuple[int, int, int, bytes, bool, int, bytes, bool]],
     ]
     | None
 ): ...

@@ -74,6 +74,12 @@ class Detector:
     mask_keep: tuple[int, int] | None  # None: shown as is (keywords)
     lengths: frozenset[int] = frozenset()
     numeric: Any = field(default=None, repr=False)  # re.Pattern[bytes], full-matched
+    # How a written number of several digit groups may be grouped (numeric only): None, only
+    # single-separator joins, any grouping; "any": also across loose separators (tabs,
+    # commas, 、, runs of spaces, a line break); a tuple of shapes (group lengths, e.g.
+    # (3, 4, 4)): those at base confidence, loose ones too; other groupings low, or, across
+    # loose separators, not at all.
+    groupings: str | tuple[tuple[int, ...], ...] | None = None
     pattern: Any = field(default=None, repr=False)  # regex.Pattern[str]
     prefilter: str | None = None  # hyperscan/re expression gating a regex detector
     record_scope: bool = False
@@ -204,6 +210,7 @@ def build_detector(
             doc.at([*where, "legal_category"], f"unknown legal category '{legal_category}'")
         )
     numeric = pattern = None
+    groupings: str | tuple[tuple[int, ...], ...] | None = None
     lengths: frozenset[int] = frozenset()
     words: tuple[str, ...] = ()
     words_path: Path | None = None
@@ -218,6 +225,10 @@ def build_detector(
             why = numeric_problem(raw["numeric"]["pattern"], lengths)
             if why:
                 problems.append(doc.at([*where, "numeric"], why))
+        groupings = _groupings(raw["numeric"].get("groupings"), lengths)
+        if isinstance(groupings, str) and groupings != "any":
+            problems.append(doc.at([*where, "numeric", "groupings"], groupings))
+            groupings = None
     elif "regex" in raw:
         kind = "regex"
         why = regex_problem(raw["regex"])
@@ -261,6 +272,7 @@ def build_detector(
         mask_keep=(mask[0], mask[1]) if mask else None,
         lengths=lengths,
         numeric=numeric,
+        groupings=groupings,
         pattern=pattern,
         prefilter=raw.get("prefilter"),
         record_scope=raw.get("scope") == "record",
@@ -305,3 +317,22 @@ def load_detectors(path: Path = DEFAULT_DETECTORS) -> DetectorSet:
             doc.raw + "\n".join(w for d in detectors for w in d.words).encode()
         ).hexdigest(),
     )
+
+
+def _groupings(raw: object, lengths: frozenset[int]) -> str | tuple[tuple[int, ...], ...] | None:
+    """A numeric detector's ``groupings``: ``None``, ``"any"``, or shapes such as ``3-4-4``
+    (each adding up to one of its lengths); any other string is the problem with it."""
+    if raw is None:
+        return None
+    if raw == "any":
+        return "any"
+    shapes = []
+    for shape in raw if isinstance(raw, list) else []:
+        parts = str(shape).split("-")
+        if not all(p.isdigit() and 0 < int(p) <= 64 for p in parts) or len(parts) > 8:
+            return f"groupings: '{shape}' is not group lengths joined by '-', e.g. 3-4-4"
+        total = tuple(int(p) for p in parts)
+        if sum(total) not in lengths:
+            return f"groupings: '{shape}' adds up to {sum(total)}, not one of the lengths"
+        shapes.append(total)
+    return tuple(shapes)

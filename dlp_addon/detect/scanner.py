@@ -33,9 +33,17 @@ from typing import Any, NamedTuple, cast
 import ahocorasick
 
 from dlp_addon.detect.definitions import CONFIDENCE, Detector, DetectorSet
-from dlp_addon.detect.normalize import DROPPED, TRIGGER_BITMAP, needs_folding, normalize
+from dlp_addon.detect.normalize import (
+    DIGIT_HINTS,
+    DROPPED,
+    TRIGGER_BITMAP,
+    fold_digits,
+    needs_folding,
+    normalize,
+)
 from dlp_addon.detect.numbers import (
     TOKEN_SYMBOLS,
+    Candidate,
     FindingsLayout,
     Machine,
     Plan,
@@ -43,9 +51,10 @@ from dlp_addon.detect.numbers import (
     compile_findings,
     dfa,
     find_python,
+    grouping_level,
     token_body,
 )
-from dlp_addon.detect.validators import TOKEN_TWINS
+from dlp_addon.detect.validators import TOKEN_TWINS, gb11643, id_shaped
 
 try:
     from dlp_addon.detect import _numscan
@@ -61,6 +70,10 @@ except ImportError:  # pragma: no cover - the wheel exists for every platform we
 logger = logging.getLogger(__name__)
 
 _MIN_REGEX_TIMEOUT = 0.001
+_TABLE_LINES = 3  # low-confidence IDs on this many lines of a part are a table of records
+# The base of a number grouped as its detector does not list (139.00 1288.00 as a mobile): low,
+# and no context word raises it.
+_SHAPE_LOW = "low, by its grouping"
 # Context windows are counted in characters; Chinese text is three UTF-8 bytes a character.
 _BYTES_PER_CHAR = 3
 _RAISED = dict(zip(CONFIDENCE, (*CONFIDENCE[1:], CONFIDENCE[-1]), strict=True))
@@ -91,6 +104,7 @@ class _Hits(NamedTuple):
     words: list[tuple[int, int]]  # (word index, byte offset of its start)
     # detector index -> byte spans where its prefilter occurred (None: anywhere, scan it all)
     gates: dict[int, list[tuple[int, int]] | None]
+    digit_hint: bool = False  # numerals or letters for digits may stand in a number here
 
 
 # A finding before it becomes a Finding: byte offset, detector, keyed hash, masked, base,
@@ -143,7 +157,7 @@ class _Words:
 
 
 class _HyperscanPrefilter:
-    _WORD0, _GATE0 = 0, 1_000_000
+    _WORD0, _GATE0, _HINT = 0, 1_000_000, 2_000_000
 
     def __init__(self, words: list[str], gates: dict[int, str]) -> None:
         exprs: list[bytes] = []
@@ -158,6 +172,10 @@ class _HyperscanPrefilter:
             exprs.append(expr.encode())
             flags.append(hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_UTF8)
             ids.append(self._GATE0 + d_idx)
+        for expr in DIGIT_HINTS:
+            exprs.append(expr.encode())
+            flags.append(hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SINGLEMATCH)
+            ids.append(self._HINT)
         self._db: Any = None
         if exprs:
             self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
@@ -177,11 +195,14 @@ class _HyperscanPrefilter:
         words: list[tuple[int, int]] = []
         gates: dict[int, list[tuple[int, int]] | None] = {}
         lengths = self._lengths
+        hint: list[bool] = []
         if self._db is None:
             return _Hits(words, gates)
 
         def on_match(id_: int, start: int, end: int, flags: int, ctx: object) -> None:
-            if id_ >= self._GATE0:
+            if id_ == self._HINT:
+                hint.append(True)
+            elif id_ >= self._GATE0:
                 spans = gates.setdefault(id_ - self._GATE0, [])
                 if spans is not None:
                     spans.append((start, end))
@@ -189,7 +210,7 @@ class _HyperscanPrefilter:
                 words.append((id_, end - lengths[id_]))
 
         self._db.scan(data, match_event_handler=on_match, scratch=self._scratch_for_thread())
-        return _Hits(words, gates)
+        return _Hits(words, gates, bool(hint))
 
 
 class _PythonPrefilter:
@@ -197,6 +218,7 @@ class _PythonPrefilter:
 
     def __init__(self, words: list[str], gates: dict[int, str]) -> None:
         self._gates = {d: re.compile(expr) for d, expr in gates.items()}
+        self._hint = re.compile("|".join(DIGIT_HINTS))
         self._automaton: Any = None
         if words:
             automaton = ahocorasick.Automaton()
@@ -220,7 +242,7 @@ class _PythonPrefilter:
         gates: dict[int, list[tuple[int, int]] | None] = {
             d: None for d, rx in self._gates.items() if rx.search(text)
         }
-        return _Hits(words, gates)
+        return _Hits(words, gates, self._hint.search(text) is not None)
 
 
 class Scanner:
@@ -232,6 +254,14 @@ class Scanner:
         self._key = hmac_key
         self._words = _Words(self.detectors)
         self._numeric = [d for d in self.detectors if d.kind == "numeric"]
+        self._loose = any(d.groupings is not None for d in self._numeric)
+        # The resident ID detector: reversible edits of an ID are its findings (see _edits).
+        self._edit_det = next(
+            (d for d in self._numeric if d.validate is gb11643 and 18 in d.lengths), None
+        )
+        self._corroborating = frozenset(
+            d.id for d in self.detectors if d.personal and d.kind != "words"
+        )
         self._plan = Plan.for_detectors(self._numeric)
         self._by_length: dict[int, list[Detector]] = {}
         for det in self._numeric:
@@ -307,16 +337,28 @@ class Scanner:
         if not text:
             return []
         original = text
+        folded = False  # fold_digits has run
         if self._compiled is None and needs_folding(text):  # the pure-Python twin folds first
-            text = normalize(text)
-        while True:  # at most twice: folded text has nothing left to fold
-            data = text.encode("utf-8", "replace")
+            text, folded = fold_digits(normalize(text)), True
+        while True:  # at most three times: folded text has nothing left to fold
+            try:
+                data = text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates (JSON "\ud800"): dropped by folding
+                text, folded = fold_digits(normalize(text)), True
+                data = text.encode("utf-8", "replace")
             hits = self._pre.scan(data, text)
+            if hits.digit_hint and not folded:  # 一三八..., l38OO...: digits, then again
+                folded = True
+                again = fold_digits(normalize(text))  # as the pure-Python twin folds
+                if again != text:
+                    text = again
+                    continue
             context_at, keyword_at, found = self._keywords(hits)
             records: dict[int, tuple[int, int, int]] = {}
             if self._compiled is None:  # without the C pass: the reference for it
                 findings: list[Finding] = []
-                self._validate(find_python(data, self._plan), found)
+                edits = self._edit_det is not None
+                self._validate(find_python(data, self._plan, self._loose, edits), found)
                 break
             near = self._near(context_at, keyword_at)
             result = _numscan.findings(data, self._compiled, location, first_line, near, first_char)
@@ -326,13 +368,15 @@ class Scanner:
                 if pending:
                     numeric = self._numeric
                     self._validate(
-                        [(t, s, e, digits, g) for t, s, e, digits, g, _ in pending],
+                        [
+                            Candidate(t, s, e, digits, g, tuple(shape), loose)
+                            for t, s, e, digits, g, _, shape, loose in pending
+                        ],
                         found,
                         only=[numeric[item[5]] for item in pending],
                     )
                 break
-            assert text is original
-            text = normalize(text)  # full-width digits, zero-width characters: fold, again
+            text, folded = fold_digits(normalize(text)), True  # full-width digits...: fold, again
         self._regexes(data, text, hits, keyword_at, found, deadline)
         if found:
             self._assemble(
@@ -340,6 +384,8 @@ class Scanner:
             )
         if self._record_scoped and records:
             findings += self._in_records(data, records, location, deadline)
+        if self._edit_det is not None:
+            findings = self._corroborated(findings)
         return _unfolded(original, findings, first_char) if text is not original else findings
 
     # -- stages ----------------------------------------------------------------------------
@@ -439,6 +485,8 @@ class Scanner:
             line += data.count(b"\n", counted_to, pos)
             counted_to = pos
             context = context_at.get(index[det.id])
+            if base is _SHAPE_LOW:  # not how such a number is written: no word raises it
+                base, context = "low", None
             if context:
                 lo = bisect.bisect_left(context, pos - reach)
                 if lo < len(context) and context[lo] <= pos + reach:
@@ -486,28 +534,71 @@ class Scanner:
 
     def _validate(
         self,
-        candidates: Iterable[tuple[int, int, int, bytes, bool]],
+        candidates: Iterable[Candidate],
         found: list[_Found],
         only: list[Detector] | None = None,
     ) -> None:
-        """Candidates checked by each detector's pattern and validator in Python (``only``:
-        the detector each candidate is for), a number inside a longer one of the same
-        detector in the same token dropped."""
+        """Candidates checked by each detector's groupings, pattern and validator in Python
+        (``only``: the detector each candidate is for), a number inside a longer one of the
+        same detector in the same token dropped."""
         by_length = self._by_length
         valid: list[tuple[Detector, str, int, int, str]] = []
         token = -1
-        for i, (token_start, start, end, digits, glued) in enumerate(candidates):
+        for i, (token_start, start, end, digits, glued, shape, loose, edit, unless) in enumerate(
+            candidates
+        ):
             if token_start != token:
                 self._outermost(valid, found)
                 valid, token = [], token_start
-            for det in by_length.get(len(digits), ()):
-                if only is not None and det is not only[i]:
+            if edit:  # a reversible edit of a resident ID: that detector's, low (_corroborated)
+                det = self._edit_det
+                assert det is not None
+                if unless and id_shaped(unless.decode("ascii")):
                     continue
                 if det.numeric.fullmatch(digits) is not None:
                     value = det.validate(digits.decode("ascii"))
                     if value is not None:
-                        valid.append((det, value, start, end, "low" if glued else det.confidence))
+                        valid.append((det, value, start, end, "low"))
+                continue
+            for det in by_length.get(len(digits), ()):
+                if only is not None and det is not only[i]:
+                    continue
+                level = grouping_level(det.groupings, shape, loose)
+                if level is None or det.numeric.fullmatch(digits) is None:
+                    continue
+                value = det.validate(digits.decode("ascii"))
+                if value is not None:
+                    base = _SHAPE_LOW if level == "low" else "low" if glued else det.confidence
+                    valid.append((det, value, start, end, base))
         self._outermost(valid, found)
+
+    def _corroborated(self, findings: list[Finding]) -> list[Finding]:
+        """Low-confidence resident IDs (an edit, or glued to a letter) raised to medium where
+        records are clearly present: another personal identifier of medium or more on the
+        same line (a mobile, a name, an address), or such IDs on three lines or more."""
+        assert self._edit_det is not None
+        ident = self._edit_det.id
+        low_lines = {f.line for f in findings if f.detector == ident and f.confidence == "low"}
+        if not low_lines:
+            return findings
+        if len(low_lines) >= _TABLE_LINES:
+            strong = low_lines
+        else:
+            strong = {
+                f.line
+                for f in findings
+                if f.line in low_lines
+                and f.confidence != "low"
+                and f.detector in self._corroborating
+            }
+            if not strong:
+                return findings
+        return [
+            f._replace(confidence="medium")
+            if f.detector == ident and f.confidence == "low" and f.line in strong
+            else f
+            for f in findings
+        ]
 
     def _outermost(
         self, valid: list[tuple[Detector, str, int, int, str]], found: list[_Found]

@@ -11,6 +11,7 @@ import datetime as _dt
 import operator
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import phonenumbers
 
@@ -54,6 +55,17 @@ def gb11643(text: str) -> str | None:
     if gb11643_check_char(value[:17]) != value[17]:
         return None
     return value if _real_birth_date(value[6:14]) else None
+
+
+def id_shaped(value: str) -> bool:
+    """Digits with a resident ID's province and a real birth date where an ID has them: an ID,
+    or one with a typo in its check character (never read as an ID's reverse)."""
+    return (
+        len(value) >= 14
+        and value[:14].isdigit()
+        and int(value[:2]) in _PROVINCES
+        and (_real_birth_date(value[6:14]))
+    )
 
 
 def _real_birth_date(yyyymmdd: str) -> bool:
@@ -153,7 +165,7 @@ def luhn_card(text: str) -> str | None:
     value = luhn(text)
     if value is None or not 16 <= len(value) <= 19:
         return None
-    if len(value) == 18 and int(value[:2]) in _PROVINCES and _real_birth_date(value[6:14]):
+    if len(value) == 18 and id_shaped(value):
         return None
     return value
 
@@ -170,6 +182,35 @@ def email(text: str) -> str | None:
 
 
 _FILE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "css", "js"})
+
+
+# The shipped list of characters common in given names (patterns/keywords/, one a line: its
+# header says where the choice comes from). Read once: it ships with this code.
+GIVEN_NAME_CHARS_FILE = (
+    Path(__file__).resolve().parent.parent.parent / "patterns" / "keywords" / "given-name-chars.txt"
+)
+
+
+def _given_name_chars(path: Path) -> frozenset[str]:
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    return frozenset(
+        ch for w in lines if not w.lstrip().startswith("#") for ch in w if not ch.isspace()
+    )
+
+
+GIVEN_NAME_CHARS = _given_name_chars(GIVEN_NAME_CHARS_FILE)
+# The two-character surnames cn_name's regex lists (a test keeps the two in step).
+COMPOUND_SURNAMES = frozenset({"欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "令狐", "慕容"})
+
+
+def cn_given_name(text: str) -> str | None:
+    """A surname followed by a given name, every character of which is common in given names:
+    a surname character starting a word is no evidence (白板笔 is 白 + 板笔, 文件夹 文 + 件夹)."""
+    value = text.strip()
+    given = value[2:] if value[:2] in COMPOUND_SURNAMES else value[1:]
+    if not given or not GIVEN_NAME_CHARS.issuperset(given):
+        return None
+    return value
 
 
 _SEPARATORS = re.compile(r"[\s·./-]")
@@ -238,4 +279,5 @@ VALIDATORS: dict[str, Validator] = {
     "iso7064_mod37_36": iso7064_mod37_36,
     "gb11643": gb11643,
     "cn_mobile": cn_mobile,
+    "cn_given_name": cn_given_name,
 }

@@ -74,6 +74,14 @@ def _pieces(rng: random.Random) -> list[str]:
         uscc(rng, valid=False),
         f"P{rng.randrange(10, 99)}20{rng.randrange(10, 99)}{rng.randrange(10**10):010d}",
         str(rng.randrange(10**17, 10**19)),
+        # issue 16: an ID and a mobile cut into groups, and the reversible edits of an ID
+        "\t".join((ident := resident_id(rng))[k : k + n] for k, n in ((0, 6), (6, 8), (14, 4))),
+        " ".join((phone := mobile(rng))[k : k + n] for k, n in ((0, 3), (3, 4), (7, 4))),
+        phone[:5] + "、" + phone[5:],
+        ident[:17],
+        ident[::-1],
+        rng.choice("9A") + ident,
+        ident[:6] + ident[8:17],
     ]
 
 
@@ -99,13 +107,25 @@ _GLUE = st.sampled_from(
         ".",
         "/",
         "保单号 ",
+        # loose separators between digit groups (issue 16)
+        "\t",
+        ", ",
+        "、",
+        " - ",
+        "  ",
+        "；",
+        "_",
+        "|",
+        "\r\n",
+        " X",
+        ".x\n",
     ]
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.randoms(use_true_random=False), st.lists(st.tuples(st.integers(0, 10), _GLUE), max_size=14)
+    st.randoms(use_true_random=False), st.lists(st.tuples(st.integers(0, 17), _GLUE), max_size=14)
 )
 def test_compiled_and_python_scanners_give_the_same_findings(
     rng: random.Random, picks: list[tuple[int, str]]
