@@ -1130,10 +1130,116 @@ done:
     return out;
 }
 
+/* digit_hint(data, numerals, separators) -> bool: whether one of normalize.DIGIT_HINTS occurs
+ * in the UTF-8 ``data`` (as the scanner encodes it): an ASCII digit next to O, o, l or I; or a
+ * chain of four digits or numerals, 0 to 3 separators between neighbours, whose first or last
+ * is a numeral. The bitmaps (bit cp) name the numerals (none of them ASCII) and the
+ * separators. Numerals are rare: the text is skipped eight bytes at a time up to a letter
+ * O/o/l/I or a non-ASCII character, and only a numeral's neighbours are looked at. (As a
+ * hyperscan pattern this cost ~3 ms a MB of digit-heavy text: every digit may start a chain.) */
+typedef struct { const unsigned char *d; Py_ssize_t n; const Py_buffer *numerals, *separators; } Hint;
+
+static int has_bit(const Py_buffer *bits, unsigned long cp) {
+    const unsigned char *b = bits->buf;
+    return cp / 8 < (unsigned long)bits->len && ((b[cp / 8] >> (cp % 8)) & 1);
+}
+
+static inline int is_olI(unsigned char c) { return c == 'O' || c == 'o' || c == 'l' || c == 'I'; }
+
+/* The code point starting at d[i] and its length; ~0 for anything malformed (length 1). */
+static unsigned long code_point(const Hint *h, Py_ssize_t i, Py_ssize_t *len) {
+    const unsigned char c = h->d[i];
+    *len = 1;
+    if (c < 0x80) return c;
+    Py_ssize_t need = c >= 0xF0 && c <= 0xF4 ? 3 : c >= 0xE0 && c < 0xF0 ? 2
+                      : c >= 0xC2 && c < 0xE0 ? 1 : 0;
+    if (need == 0 || i + need >= h->n) return ~0ul;
+    unsigned long cp = need == 3 ? c & 0x07u : need == 2 ? c & 0x0Fu : c & 0x1Fu;
+    for (Py_ssize_t k = 1; k <= need; k++) {
+        if ((h->d[i + k] & 0xC0) != 0x80) return ~0ul;
+        cp = (cp << 6) | (h->d[i + k] & 0x3Fu);
+    }
+    *len = need + 1;
+    return cp;
+}
+
+static int digitish(const Hint *h, unsigned long cp) {
+    return (cp >= '0' && cp <= '9') || has_bit(h->numerals, cp);
+}
+
+/* Three more digits or numerals after d[i] (forward) or before it (backward), 0 to 3
+ * separators before each. */
+static int chain_of_three(const Hint *h, Py_ssize_t i, int forward) {
+    int found = 0, gap = 0;
+    while (found < 3) {
+        Py_ssize_t len, at = i;
+        unsigned long cp;
+        if (forward) {
+            if (i >= h->n) return 0;
+            cp = code_point(h, i, &len);
+            i += len;
+        } else {
+            if (i <= 0) return 0;
+            at = i - 1; /* the character ending just before i */
+            while (at > 0 && i - at < 4 && (h->d[at] & 0xC0) == 0x80) at--;
+            cp = code_point(h, at, &len);
+            if (at + len != i) { at = i - 1; cp = ~0ul; } /* not a whole character: other */
+            i = at;
+        }
+        if (digitish(h, cp)) { found++; gap = 0; }
+        else if (has_bit(h->separators, cp) && ++gap <= 3) continue;
+        else return 0;
+    }
+    return 1;
+}
+
+static PyObject *digit_hint(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data, numerals, separators;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &data, &numerals, &separators)) return NULL;
+    const Hint h = {data.buf, data.len, &numerals, &separators};
+    const unsigned char *d = h.d;
+    const Py_ssize_t n = h.n;
+    int hint = 0;
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    Py_ssize_t i = 0;
+    while (i < n && !hint) {
+        while (i + 8 <= n) { /* no byte >= 0x80 and none of O, o, l, I: nothing to look at */
+            uint64_t w;
+            memcpy(&w, d + i, 8);
+            uint64_t any = w & highs;
+            const unsigned char letters[4] = {'O', 'o', 'l', 'I'};
+            for (int k = 0; k < 4; k++) {
+                uint64_t x = w ^ (ones * letters[k]);
+                any |= (x - ones) & ~x & highs;
+            }
+            if (any) break;
+            i += 8;
+        }
+        if (i >= n) break;
+        const unsigned char c = d[i];
+        if (c < 0x80) {
+            if (is_olI(c) && ((i > 0 && is_digit(d[i - 1])) || (i + 1 < n && is_digit(d[i + 1]))))
+                hint = 1;
+            i++;
+            continue;
+        }
+        Py_ssize_t len;
+        unsigned long cp = code_point(&h, i, &len);
+        if (has_bit(&numerals, cp) && (chain_of_three(&h, i + len, 1) || chain_of_three(&h, i, 0)))
+            hint = 1;
+        i += len;
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&numerals);
+    PyBuffer_Release(&separators);
+    return PyBool_FromLong(hint);
+}
+
 static PyMethodDef methods[] = {
     {"compile", compile_plan, METH_VARARGS, "A findings plan from its blob and the HMAC key."},
     {"findings", findings, METH_VARARGS, "Findings of numbers and tokens; None: fold first."},
     {"char_offsets", char_offsets, METH_VARARGS, "Byte offsets as character offsets."},
+    {"digit_hint", digit_hint, METH_VARARGS, "Whether numerals or letters may stand for digits."},
     {"sha256_hex", sha256_hex, METH_VARARGS, "SHA-256 of bytes, hex (tests the hash twin)."},
     {NULL, NULL, 0, NULL},
 };
