@@ -176,7 +176,8 @@ class _HyperscanPrefilter:
             ids.append(self._GATE0 + d_idx)
         # The digit hints cost hyperscan ~3.5 ms a MB of digit-heavy text (every digit may
         # start one); the C module answers the same question in one pass over the bytes.
-        self._hint_bits = _hint_bitmaps() if _numscan is not None else None
+        ascii_numerals = any(c.isascii() for c in NUMERALS)  # the C pass skips ASCII past them
+        self._hint_bits = _hint_bitmaps() if _numscan is not None and not ascii_numerals else None
         for expr in DIGIT_HINTS if self._hint_bits is None else ():
             exprs.append(expr.encode())
             flags.append(hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SINGLEMATCH)
@@ -220,13 +221,18 @@ class _HyperscanPrefilter:
         return _Hits(words, gates, bool(hint))
 
 
-def _hint_bitmaps() -> tuple[bytes, bytes]:
-    """The numerals and the run separators of ``DIGIT_HINTS`` as bitmaps over code points, for
-    ``_numscan.digit_hint``."""
+def _hint_bitmaps() -> tuple[bytes, bytes, bytes]:
+    """The numerals and the run separators of ``DIGIT_HINTS`` as bitmaps over code points, and
+    the first two UTF-8 bytes of each numeral, for ``_numscan.digit_hint``."""
     separator = re.compile(f"[{RUN_SEPARATORS}]")
     members = [c for c in map(chr, range(128)) if separator.fullmatch(c)]
     members += [c for c in RUN_SEPARATORS if ord(c) >= 128]  # the class names these as is
-    return _bitmap(map(ord, NUMERALS)), _bitmap(map(ord, members))
+    prefixes = (c.encode()[:2] for c in NUMERALS)
+    return (
+        _bitmap(map(ord, NUMERALS)),
+        _bitmap(map(ord, members)),
+        _bitmap(b[0] << 8 | b[1] for b in prefixes),
+    )
 
 
 def _bitmap(code_points: Iterable[int]) -> bytes:
