@@ -1133,14 +1133,15 @@ done:
     return out;
 }
 
-/* digit_hint(data, numerals, separators) -> bool: whether one of normalize.DIGIT_HINTS occurs
- * in the UTF-8 ``data`` (as the scanner encodes it): an ASCII digit next to O, o, l or I; or a
+/* digit_hint(data, numerals, separators, prefixes) -> bool: whether one of
+ * normalize.DIGIT_HINTS occurs in the UTF-8 ``data`` (valid, as the scanner encodes it; the
+ * answer on malformed bytes is only safe): an ASCII digit next to O, o, l or I; or a
  * chain of four digits or numerals, 0 to 3 separators between neighbours, whose first or last
  * is a numeral. The bitmaps (bit cp) name the numerals (none of them ASCII) and the
  * separators, ``prefixes`` (bit b0 << 8 | b1) the first two bytes of each numeral. Numerals are
  * rare: the text is skipped sixteen bytes at a time up to a letter O/o/l/I or a non-ASCII
- * character, and only a numeral's neighbours are looked at. (As a
- * hyperscan pattern this cost ~3 ms a MB of digit-heavy text: every digit may start a chain.) */
+ * character, and only a numeral's neighbours are looked at. (As hyperscan patterns the hints
+ * cost ~3 ms a MB of digit-heavy text: every digit may start a chain.) */
 typedef struct {
     const unsigned char *d;
     Py_ssize_t n;
