@@ -222,6 +222,16 @@ def tracking_number(rng: random.Random) -> str:
     return _reroll(rng, lambda r: r.choice("5789") + _digits(r, r.randrange(11, 15)))
 
 
+def payment_reference(rng: random.Random) -> str:
+    """18-digit payment or bank transaction reference: a date and a serial (``20250614...``),
+    or a bare serial whose first digits may look like a region code; never a valid resident ID
+    (nor a mobile)."""
+    if rng.random() < 0.5:
+        day = _dt.date(2024, 1, 1) + _dt.timedelta(days=rng.randrange(730))
+        return _reroll(rng, lambda r: f"{day:%Y%m%d}" + _digits(r, 10))
+    return _reroll(rng, lambda r: r.choice("123456789") + _digits(r, 17))
+
+
 def unix_ts(rng: random.Random, *, millis: bool = False) -> str:
     seconds = rng.randrange(1_600_000_000, 1_760_000_000)
     return str(seconds * 1000 + rng.randrange(1000)) if millis else str(seconds)

@@ -18,6 +18,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* SHA256_Init/Update/Final: deprecated in OpenSSL 3 for EVP, kept here because a copied
  * context is the cheap way to reuse the HMAC key schedule; they use the CPU's SHA extensions. */
@@ -39,6 +42,10 @@ enum { CHECK_NONE = 0, CHECK_MOD11_2 = 1, CHECK_LUHN = 2 };
 enum { K_DIGIT = 1, K_LETTER = 2, K_SEP = 4, K_NEWLINE = 8, K_HIGH = 16, K_LOOSE = 32 };
 #define K_ALNUM (K_DIGIT | K_LETTER)
 static unsigned char KIND[256];
+/* Each byte's DFA symbol in the numeric and in the token alphabet (-1: not in it). */
+static signed char NUMERIC_SYMBOL[256], TOKEN_SYMBOL[256];
+/* 2^k mod 11: the MOD 11-2 weight of the digit k places left of the check character. */
+static unsigned char MOD11_WEIGHT[MAX_LENGTH];
 
 static void init_kinds(void) {
     for (int c = '0'; c <= '9'; c++) KIND[c] = K_DIGIT;
@@ -49,6 +56,15 @@ static void init_kinds(void) {
     const char *loose = " \t-./,;_|\r\n";
     for (const char *l = loose; *l; l++) KIND[(unsigned char)*l] |= K_LOOSE;
     for (int c = 0x80; c < 256; c++) KIND[c] = K_HIGH;
+    for (int k = 0, w = 1; k < MAX_LENGTH; k++, w = w * 2 % 11) MOD11_WEIGHT[k] = (unsigned char)w;
+    for (int c = 0; c < 256; c++) NUMERIC_SYMBOL[c] = TOKEN_SYMBOL[c] = -1;
+    for (int c = '0'; c <= '9'; c++) NUMERIC_SYMBOL[c] = TOKEN_SYMBOL[c] = (signed char)(c - '0');
+    NUMERIC_SYMBOL['X'] = 10;
+    NUMERIC_SYMBOL['x'] = 11;
+    for (int c = 'A'; c <= 'Z'; c++) {
+        TOKEN_SYMBOL[c] = (signed char)(10 + c - 'A');
+        TOKEN_SYMBOL[c + 32] = (signed char)(36 + c - 'A');
+    }
 }
 
 static inline int is_digit(unsigned char c) { return KIND[c] & K_DIGIT; }
@@ -56,13 +72,15 @@ static inline int is_sep(unsigned char c) { return KIND[c] & K_SEP; }
 static inline int is_x(unsigned char c) { return c == 'X' || c == 'x'; }
 static inline int is_letter(unsigned char c) { return KIND[c] & K_LETTER; }
 
-/* ISO 7064 MOD 11-2 over digits[0..n-2], check character digits[n-1] ('X' stands for 10). */
+/* ISO 7064 MOD 11-2 over digits[0..n-2], check character digits[n-1] ('X' stands for 10).
+ * Candidates are at most MAX_LENGTH long. */
 static int mod11_2_ok(const unsigned char *d, Py_ssize_t n) {
-    int sum = 0, weight = 1;
-    for (Py_ssize_t i = n - 2; i >= 0; i--) {
-        weight = (weight * 2) % 11;
-        if (!is_digit(d[i])) return 0;
-        sum += (d[i] - '0') * weight;
+    if (n < 1 || n > MAX_LENGTH) return 0;
+    int sum = 0;
+    for (Py_ssize_t i = 0; i < n - 1; i++) {
+        unsigned v = (unsigned)d[i] - '0';
+        if (v > 9) return 0;
+        sum += (int)v * MOD11_WEIGHT[n - 1 - i];
     }
     int check = (12 - sum % 11) % 11;
     unsigned char last = d[n - 1];
@@ -379,20 +397,15 @@ done:
 
 static inline int is_alnum(unsigned char c) { return KIND[c] & K_ALNUM; }
 
-static inline int symbol(const Dfa *d, unsigned char c) {
-    if (is_digit(c)) return c - '0';
-    if (d->symbols == NUMERIC_SYMBOLS) return c == 'X' ? 10 : c == 'x' ? 11 : -1;
-    if (c >= 'A' && c <= 'Z') return 10 + c - 'A';
-    if (c >= 'a' && c <= 'z') return 36 + c - 'a';
-    return -1;
-}
-
 static int dfa_match(const Dfa *d, const unsigned char *s, Py_ssize_t n) {
+    const signed char *symbol = d->symbols == NUMERIC_SYMBOLS ? NUMERIC_SYMBOL : TOKEN_SYMBOL;
+    const int32_t *next = d->next;
+    const int32_t width = d->symbols;
     int32_t state = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int sym = symbol(d, s[i]);
+        int sym = symbol[s[i]];
         if (sym < 0) return 0;
-        state = d->next[state * d->symbols + sym];
+        state = next[state * width + sym];
         if (state < 0) return 0;
     }
     return d->accept[state];
@@ -674,8 +687,13 @@ static int check_span(Scan *sc, Py_ssize_t at, Py_ssize_t end, Py_ssize_t c_at) 
     if (len > MAX_LENGTH || !p->token_lengths[len]) return 0;
     for (int32_t x = p->n_numeric; x < p->n_numeric + p->n_tokens; x++) {
         const Det *det = &p->dets[x];
+        const Positions *gate = &sc->gates[x];
         Valid v;
-        if (!det->lengths[len] || !dfa_match(&det->pattern, sc->d + at, len)) continue;
+        if (!det->lengths[len]) continue;
+        /* emit() would drop it: no keyword of its within the window (most 18-digit runs are
+         * no credit code); cheaper to ask before the DFA and the checksum */
+        if (gate->present && !near(gate, at, p->window)) continue;
+        if (!dfa_match(&det->pattern, sc->d + at, len)) continue;
         v.len = (int32_t)validate(p, det, sc->d + at, len, v.value, 0);
         if (v.len <= 0) continue;
         v.start = at; v.end = end; v.det = x; v.dropped = 0; v.low = 0;
@@ -1115,10 +1133,146 @@ done:
     return out;
 }
 
+/* digit_hint(data, numerals, separators, prefixes) -> bool: whether one of
+ * normalize.DIGIT_HINTS occurs in the UTF-8 ``data`` (valid, as the scanner encodes it; the
+ * answer on malformed bytes is only safe): an ASCII digit next to O, o, l or I; or a
+ * chain of four digits or numerals, 0 to 3 separators between neighbours, whose first or last
+ * is a numeral. The bitmaps (bit cp) name the numerals (none of them ASCII) and the
+ * separators, ``prefixes`` (bit b0 << 8 | b1) the first two bytes of each numeral. Numerals are
+ * rare: the text is skipped sixteen bytes at a time up to a letter O/o/l/I or a non-ASCII
+ * character, and only a numeral's neighbours are looked at. (As hyperscan patterns the hints
+ * cost ~3 ms a MB of digit-heavy text: every digit may start a chain.) */
+typedef struct {
+    const unsigned char *d;
+    Py_ssize_t n;
+    const Py_buffer *numerals, *separators, *prefixes;
+} Hint;
+
+static int has_bit(const Py_buffer *bits, unsigned long cp) {
+    const unsigned char *b = bits->buf;
+    return cp / 8 < (unsigned long)bits->len && ((b[cp / 8] >> (cp % 8)) & 1);
+}
+
+static inline int is_olI(unsigned char c) { return c == 'O' || c == 'o' || c == 'l' || c == 'I'; }
+
+/* The code point starting at d[i] and its length; ~0 for anything malformed (length 1). */
+static unsigned long code_point(const Hint *h, Py_ssize_t i, Py_ssize_t *len) {
+    const unsigned char c = h->d[i];
+    *len = 1;
+    if (c < 0x80) return c;
+    Py_ssize_t need = c >= 0xF0 && c <= 0xF4 ? 3 : c >= 0xE0 && c < 0xF0 ? 2
+                      : c >= 0xC2 && c < 0xE0 ? 1 : 0;
+    if (need == 0 || i + need >= h->n) return ~0ul;
+    unsigned long cp = need == 3 ? c & 0x07u : need == 2 ? c & 0x0Fu : c & 0x1Fu;
+    for (Py_ssize_t k = 1; k <= need; k++) {
+        if ((h->d[i + k] & 0xC0) != 0x80) return ~0ul;
+        cp = (cp << 6) | (h->d[i + k] & 0x3Fu);
+    }
+    *len = need + 1;
+    return cp;
+}
+
+static int digitish(const Hint *h, unsigned long cp) {
+    return (cp >= '0' && cp <= '9') || has_bit(h->numerals, cp);
+}
+
+/* Three more digits or numerals after d[i] (forward) or before it (backward), 0 to 3
+ * separators before each. */
+static int chain_of_three(const Hint *h, Py_ssize_t i, int forward) {
+    int found = 0, gap = 0;
+    while (found < 3) {
+        Py_ssize_t len, at = i;
+        unsigned long cp;
+        if (forward) {
+            if (i >= h->n) return 0;
+            cp = code_point(h, i, &len);
+            i += len;
+        } else {
+            if (i <= 0) return 0;
+            at = i - 1; /* the character ending just before i */
+            while (at > 0 && i - at < 4 && (h->d[at] & 0xC0) == 0x80) at--;
+            cp = code_point(h, at, &len);
+            if (at + len != i) { at = i - 1; cp = ~0ul; } /* not a whole character: other */
+            i = at;
+        }
+        if (digitish(h, cp)) { found++; gap = 0; }
+        else if (has_bit(h->separators, cp) && ++gap <= 3) continue;
+        else return 0;
+    }
+    return 1;
+}
+
+/* The character at d[*i] (an O/o/l/I, or a non-ASCII byte): whether it makes the hint; *i moves
+ * past it. A non-ASCII character whose first two bytes begin no numeral is stepped over with
+ * its continuation bytes (never ASCII: nothing else is skipped). */
+static int hint_at(const Hint *h, Py_ssize_t *i) {
+    const unsigned char *d = h->d;
+    const Py_ssize_t n = h->n, at = *i;
+    const unsigned char c = d[at];
+    if (c < 0x80) {
+        *i = at + 1;
+        return is_olI(c) && ((at > 0 && is_digit(d[at - 1])) || (at + 1 < n && is_digit(d[at + 1])));
+    }
+    if (at + 1 >= n || !has_bit(h->prefixes, ((unsigned long)c << 8) | d[at + 1])) {
+        Py_ssize_t j = at + 1;
+        while (j < n && j - at < 4 && (d[j] & 0xC0) == 0x80) j++;
+        *i = j;
+        return 0;
+    }
+    Py_ssize_t len;
+    unsigned long cp = code_point(h, at, &len);
+    *i = at + len;
+    return has_bit(h->numerals, cp) && (chain_of_three(h, at + len, 1) || chain_of_three(h, at, 0));
+}
+
+static PyObject *digit_hint(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data, numerals, separators, prefixes;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*", &data, &numerals, &separators, &prefixes)) return NULL;
+    const Hint h = {data.buf, data.len, &numerals, &separators, &prefixes};
+    const unsigned char *d = h.d;
+    const Py_ssize_t n = h.n;
+    int hint = 0;
+    Py_ssize_t i = 0;
+#if defined(__SSE2__)
+    /* Sixteen bytes at a time: only the first byte of a non-ASCII character and the letters O, o,
+     * l, I are looked at (a continuation byte is never a numeral's first). */
+    while (!hint && i + 16 <= n) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(d + i));
+        const __m128i o = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('O')),
+                                       _mm_cmpeq_epi8(v, _mm_set1_epi8('o')));
+        const __m128i l = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('l')),
+                                       _mm_cmpeq_epi8(v, _mm_set1_epi8('I')));
+        const __m128i tail = _mm_cmpeq_epi8(_mm_and_si128(v, _mm_set1_epi8((char)0xC0)),
+                                            _mm_set1_epi8((char)0x80)); /* continuation bytes */
+        unsigned mask = (unsigned)_mm_movemask_epi8(_mm_or_si128(v, _mm_or_si128(o, l))) &
+                        ~(unsigned)_mm_movemask_epi8(tail);
+        const Py_ssize_t base = i;
+        while (mask && !hint) {
+            const Py_ssize_t at = base + __builtin_ctz(mask);
+            mask &= mask - 1;
+            if (at < i) continue; /* inside a character already looked at */
+            i = at;
+            hint = hint_at(&h, &i);
+        }
+        if (i < base + 16) i = base + 16;
+    }
+#endif
+    while (!hint && i < n) {
+        if (d[i] < 0x80 && !is_olI(d[i])) { i++; continue; }
+        hint = hint_at(&h, &i);
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&numerals);
+    PyBuffer_Release(&separators);
+    PyBuffer_Release(&prefixes);
+    return PyBool_FromLong(hint);
+}
+
 static PyMethodDef methods[] = {
     {"compile", compile_plan, METH_VARARGS, "A findings plan from its blob and the HMAC key."},
     {"findings", findings, METH_VARARGS, "Findings of numbers and tokens; None: fold first."},
     {"char_offsets", char_offsets, METH_VARARGS, "Byte offsets as character offsets."},
+    {"digit_hint", digit_hint, METH_VARARGS, "Whether numerals or letters may stand for digits."},
     {"sha256_hex", sha256_hex, METH_VARARGS, "SHA-256 of bytes, hex (tests the hash twin)."},
     {NULL, NULL, 0, NULL},
 };

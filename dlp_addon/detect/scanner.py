@@ -36,6 +36,8 @@ from dlp_addon.detect.definitions import CONFIDENCE, Detector, DetectorSet
 from dlp_addon.detect.normalize import (
     DIGIT_HINTS,
     DROPPED,
+    NUMERALS,
+    RUN_SEPARATORS,
     TRIGGER_BITMAP,
     fold_digits,
     needs_folding,
@@ -172,7 +174,11 @@ class _HyperscanPrefilter:
             exprs.append(expr.encode())
             flags.append(hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_UTF8)
             ids.append(self._GATE0 + d_idx)
-        for expr in DIGIT_HINTS:
+        # The digit hints cost hyperscan ~3.5 ms a MB of digit-heavy text (every digit may
+        # start one); the C module answers the same question in one pass over the bytes.
+        ascii_numerals = any(c.isascii() for c in NUMERALS)  # the C pass skips ASCII past them
+        self._hint_bits = _hint_bitmaps() if _numscan is not None and not ascii_numerals else None
+        for expr in DIGIT_HINTS if self._hint_bits is None else ():
             exprs.append(expr.encode())
             flags.append(hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SINGLEMATCH)
             ids.append(self._HINT)
@@ -210,7 +216,31 @@ class _HyperscanPrefilter:
                 words.append((id_, end - lengths[id_]))
 
         self._db.scan(data, match_event_handler=on_match, scratch=self._scratch_for_thread())
+        if self._hint_bits is not None:
+            return _Hits(words, gates, _numscan.digit_hint(data, *self._hint_bits))
         return _Hits(words, gates, bool(hint))
+
+
+def _hint_bitmaps() -> tuple[bytes, bytes, bytes]:
+    """The numerals and the run separators of ``DIGIT_HINTS`` as bitmaps over code points, and
+    the first two UTF-8 bytes of each numeral, for ``_numscan.digit_hint``."""
+    separator = re.compile(f"[{RUN_SEPARATORS}]")
+    members = [c for c in map(chr, range(128)) if separator.fullmatch(c)]
+    members += [c for c in RUN_SEPARATORS if ord(c) >= 128]  # the class names these as is
+    prefixes = (c.encode()[:2] for c in NUMERALS)
+    return (
+        _bitmap(map(ord, NUMERALS)),
+        _bitmap(map(ord, members)),
+        _bitmap(b[0] << 8 | b[1] for b in prefixes),
+    )
+
+
+def _bitmap(code_points: Iterable[int]) -> bytes:
+    points = list(code_points)
+    bits = bytearray(max(points, default=0) // 8 + 1)
+    for cp in points:
+        bits[cp // 8] |= 1 << (cp % 8)
+    return bytes(bits)
 
 
 class _PythonPrefilter:
@@ -307,6 +337,17 @@ class Scanner:
         self._c_index = [
             (self._index[d.id], bool(d.keywords) and d.kind == "regex") for d in self._c_dets
         ]
+        # What _near hands the C pass when no word occurred, and where each detector's words go
+        # (the C pass only reads these lists, so the empty ones may be shared).
+        self._near_none: list[list[int] | None] = []
+        self._context_slot: dict[int, int] = {}
+        self._gate_slot: dict[int, int] = {}
+        for d_idx, gated in self._c_index:
+            self._context_slot[d_idx] = len(self._near_none)
+            self._near_none.append(None)
+            if gated:
+                self._gate_slot[d_idx] = len(self._near_none)
+            self._near_none.append([] if gated else None)
 
     def key(self, detector: str, value: str) -> str:
         """The keyed hash that stands for ``value`` wherever a value would be stored."""
@@ -407,10 +448,15 @@ class Scanner:
     ) -> list[list[int] | None]:
         """For each detector of the C pass: its context words' offsets, its keywords' (or
         ``None`` when it is not keyword-gated)."""
-        near: list[list[int] | None] = []
-        for d_idx, gated in self._c_index:
-            near.append(context_at.get(d_idx))
-            near.append(keyword_at.get(d_idx, []) if gated else None)
+        near = self._near_none.copy()
+        for slots, positions_by in (
+            (self._context_slot, context_at),
+            (self._gate_slot, keyword_at),
+        ):
+            for d_idx, positions in positions_by.items():
+                slot = slots.get(d_idx)
+                if slot is not None:
+                    near[slot] = positions
         return near
 
     def _regexes(
@@ -627,32 +673,35 @@ class Scanner:
         (and, for a detector with keywords, one of its keywords), all such lines at once
         (joined), a match never crossing from one line to the next."""
         numbers = sorted(records)
-        joined_all = b"\n".join(data[a:b] for a, b, _ in (records[n] for n in numbers)).decode(
+        joined_all = b"\n".join([data[records[n][0] : records[n][1]] for n in numbers]).decode(
             "utf-8", "replace"
         )
-        lines = list(zip(numbers, joined_all.split("\n"), strict=True))
-        line_starts = list(itertools.accumulate((len(t) + 1 for _, t in lines[:-1]), initial=0))
+        texts = joined_all.split("\n")  # a record line holds no newline: one text a line
+        line_starts = list(itertools.accumulate([len(t) + 1 for t in texts], initial=0))
         out: list[Finding] = []
         for det in self._record_scoped:
-            here = lines
+            here, starts, joined = numbers, line_starts, joined_all
             gate = self._record_gates.get(det.id)
             if gate is not None:  # only lines holding one of its keywords
-                hit = {
-                    bisect.bisect_right(line_starts, m.start()) - 1
-                    for m in gate.finditer(joined_all)
-                }
-                here = [lines[i] for i in sorted(hit)]
-            if not here:
-                continue
-            starts = list(itertools.accumulate((len(t) + 1 for _, t in here[:-1]), initial=0))
-            joined = "\n".join(t for _, t in here)
+                if gate.search(joined_all) is None:
+                    continue
+                hit = sorted(
+                    {
+                        bisect.bisect_right(line_starts, m.start()) - 1
+                        for m in gate.finditer(joined_all)
+                    }
+                )
+                if len(hit) < len(numbers):
+                    here = [numbers[i] for i in hit]
+                    joined = "\n".join([texts[i] for i in hit])
+                    starts = list(itertools.accumulate([len(texts[i]) + 1 for i in hit], initial=0))
             for m in _finditer(det, joined, deadline):
                 i = bisect.bisect_right(starts, m.start()) - 1
-                if m.end() > starts[i] + len(here[i][1]):
+                if m.end() >= starts[i + 1]:  # past the end of its line
                     continue
                 value = det.validate(m.group())
                 if value is not None:
-                    number = here[i][0]
+                    number = here[i]
                     at = records[number][2] + m.start() - starts[i]
                     key, masked = self.key(det.id, value), det.mask(value)
                     out.append(

@@ -91,11 +91,6 @@ def cn_mobile(text: str) -> str | None:
     return value if len(value) == 11 and _CN_MOBILE.fullmatch(value) else None
 
 
-# What a validator can accept, as a numeric pattern: lets the scanner drop impossible
-# candidates (an 11-digit number in an unallocated block) before any Python runs.
-ACCEPTS: dict[Validator, str] = {cn_mobile: f"(?:0086|86)?(?:{_CN_MOBILE.pattern})"}
-
-
 def none(text: str) -> str | None:
     """No check: the regex alone decides (keywords, names, an organisation's own formats)."""
     return text.strip() or None
@@ -246,6 +241,16 @@ def gb32100(text: str) -> str | None:
     check = (31 - sum(map(operator.mul, codes, _GB32100_WEIGHTS)) % 31) % 31
     return value if check == codes[17] else None
 
+
+# What a validator can accept, as a numeric pattern: lets the scanner drop impossible
+# candidates (an 11-digit number in an unallocated block, an 18-digit one whose first two
+# digits are no province) by their first three digits, before any checksum or DFA runs.
+_PROVINCE = "(?:" + "|".join(map(str, sorted(_PROVINCES))) + ")"
+ACCEPTS: dict[Validator, str] = {
+    cn_mobile: f"(?:0086|86)?(?:{_CN_MOBILE.pattern})",
+    gb11643: f"{_PROVINCE}[0-9]{{15}}[0-9Xx]",
+    gb11643_15: f"{_PROVINCE}[0-9]{{13}}",
+}
 
 # Validators with a twin in _numscan.c (its V_* codes), and the pattern the twin needs.
 C_TWINS: dict[Validator, tuple[int, str | None]] = {
