@@ -18,6 +18,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -202,6 +205,7 @@ typedef struct {
     unsigned char skip[256]; /* bytes to step over from a byte that needs no look (0: look) */
     int32_t n_numeric, n_tokens; /* dets[0..n_numeric), then the token detectors */
     int loose; /* some numeric detector takes candidates across loose separators */
+    int cjk_plain; /* no CJK ideograph (UTF-8 leads E4..E9) needs folding: skipped 16 at a time */
     int32_t edit_det; /* the 18-character resident ID detector (gb11643): edits; -1: none */
     unsigned char token_lengths[MAX_LENGTH + 1];
     Det *dets;
@@ -351,6 +355,8 @@ static PyObject *compile_plan(PyObject *Py_UNUSED(self), PyObject *args) {
                              : cp < 0x10000 ? 0xE0 | (cp >> 12) : 0xF0 | (cp >> 18);
         p->lead_folds[lead] = 1;
     }
+    p->cjk_plain = 1;
+    for (int lead = 0xE4; lead <= 0xE9; lead++) p->cjk_plain &= !p->lead_folds[lead];
     for (int c = 0; c < 256; c++) {
         int len = c < 0x80 ? 1 : c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 1;
         int look = c < 0x80 ? (KIND[c] & ~(K_SEP | K_LOOSE)) != 0 : p->lead_folds[c];
@@ -878,6 +884,74 @@ static int edits(const Scan *sc, Valids *vs, const Group *G, long today) {
     return valids_push(vs, &v);
 }
 
+/* Bits set in a 16-bit mask (no libgcc call: the build does not assume POPCNT). */
+static inline int pop16(unsigned x) {
+    x = x - ((x >> 1) & 0x5555u);
+    x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
+    x = (x + (x >> 4)) & 0x0F0Fu;
+    return (int)((x + (x >> 8)) & 0x1Fu);
+}
+
+/* Past spaces, punctuation and Chinese characters (``skip``: each byte's character length,
+ * 0 for one to look at); ``*ci`` counts the characters. With SSE2, sixteen bytes at a time
+ * while they are all plain: ASCII other than digits, letters and line feeds, and the bytes of
+ * CJK ideographs (leads E4..E9, when no code point there needs folding: ``cjk_plain``); the
+ * characters are the bytes that do not continue one (the text is UTF-8: Python encoded it). */
+static Py_ssize_t skip_plain(const NumPlan *p, const unsigned char *d, Py_ssize_t i, Py_ssize_t n,
+                             Py_ssize_t *ci) {
+    Py_ssize_t c = *ci;
+#ifdef __SSE2__
+    if (p->cjk_plain && i + 16 <= n && p->skip[d[i]]) {
+        const __m128i zero = _mm_setzero_si128(), cont_end = _mm_set1_epi8((char)0xC0);
+        const __m128i before_0 = _mm_set1_epi8('0' - 1), after_9 = _mm_set1_epi8('9' + 1);
+        const __m128i before_a = _mm_set1_epi8('a' - 1), after_z = _mm_set1_epi8('z' + 1);
+        const __m128i case_bit = _mm_set1_epi8(0x20), line_feed = _mm_set1_epi8('\n');
+        const __m128i before_e4 = _mm_set1_epi8((char)0xE3), after_e9 = _mm_set1_epi8((char)0xEA);
+        while (i + 16 <= n) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)(d + i));
+            const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, before_0), _mm_cmplt_epi8(v, after_9));
+            const __m128i lower = _mm_or_si128(v, case_bit);
+            const __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(lower, before_a),
+                                                 _mm_cmplt_epi8(lower, after_z));
+            const __m128i high = _mm_cmplt_epi8(v, zero); /* signed: 0x80..0xFF */
+            const __m128i cont = _mm_cmplt_epi8(v, cont_end); /* 0x80..0xBF (and none of ASCII) */
+            const __m128i cjk = _mm_and_si128(_mm_cmpgt_epi8(v, before_e4), _mm_cmplt_epi8(v, after_e9));
+            const __m128i odd_high = _mm_andnot_si128(_mm_or_si128(_mm_and_si128(cont, high), cjk), high);
+            const __m128i look = _mm_or_si128(_mm_or_si128(digit, letter),
+                                              _mm_or_si128(_mm_cmpeq_epi8(v, line_feed), odd_high));
+            const unsigned look_mask = (unsigned)_mm_movemask_epi8(look);
+            const unsigned cont_mask = (unsigned)_mm_movemask_epi8(_mm_and_si128(cont, high));
+            if (look_mask == 0) {
+                c += 16 - pop16(cont_mask);
+                i += 16;
+                continue;
+            }
+            const unsigned first = (unsigned)__builtin_ctz(look_mask);
+            const unsigned before = (1u << first) - 1;
+            c += (Py_ssize_t)first - pop16(cont_mask & before);
+            i += first;
+            if (d[i] >= 0xC0) { /* a lead the vector cannot vouch for: ，。 or one to fold? */
+                Py_ssize_t step;
+                if (folds_at(p, d, n, i, &step)) break;
+                i += step;
+                c++;
+                continue;
+            }
+            *ci = c;
+            return i; /* d[i] starts a character to look at */
+        }
+        while (i < n && (d[i] & 0xC0) == 0x80) i++; /* the rest of a character counted above */
+    }
+#endif
+    unsigned char step;
+    while (i < n && (step = p->skip[d[i]]) != 0) {
+        i += step;
+        c++;
+    }
+    *ci = c;
+    return i;
+}
+
 static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data;
     PyObject *capsule, *location, *near_words;
@@ -918,7 +992,7 @@ static PyObject *findings(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_ssize_t i = 0, ci = 0; /* a byte, and how many characters come before it */
     while (i < n) {
         /* Spaces, punctuation, Chinese characters: nothing to look at, a character at a time. */
-        for (unsigned char step; i < n && (step = p->skip[d[i]]) != 0; ci++) i += step;
+        i = skip_plain(p, d, i, n, &ci);
         if (i >= n) break;
         unsigned char c = d[i];
         const unsigned char kind = KIND[c];
