@@ -80,9 +80,10 @@ class Extraction:
 _BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{24,}={0,2}")
 # Hex: 16 or more digits in pairs, maybe as \x escapes or with : or a space between pairs.
 _HEX_RUN = re.compile(
-    r"(?<![0-9A-Za-z])(?:(?:\\x)?[0-9A-Fa-f]{2}[: ]?){7,}(?:\\x)?[0-9A-Fa-f]{2}(?![0-9A-Za-z])"
+    r"(?<![0-9A-Za-z])(?:0[xX])?(?:(?:\\x)?[0-9A-Fa-f]{2}[: ]?){7,}(?:\\x)?[0-9A-Fa-f]{2}"
+    r"(?![0-9A-Za-z])"
 )
-_HEX_NOISE = re.compile(r"\\x|[: ]")
+_HEX_NOISE = re.compile(r"\\x|^0[xX]|:")
 _BASE32_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9+/])")
 # A character reference: &#49; &#x31; or a named one (&amp; &nbsp; ...).
 _REFERENCE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
@@ -260,11 +261,15 @@ def _encoded_runs(text: str) -> Iterator[tuple[str, bytes | None]]:
 def _hex(run: str) -> bytes | None:
     """Decoded bytes of a hex run (``313130...``, ``\\x31\\x31...``, ``31:31:30``), when they
     are readable or a file, or compressed data (see ``_worth``)."""
+    words = _HEX_NOISE.sub("", run).split(" ")
     try:
-        raw = bytes.fromhex(_HEX_NOISE.sub("", run))
+        if all(len(w) == 2 for w in words):  # bytes written a pair at a time: "31 31 30"
+            raw = bytes.fromhex("".join(words))
+        else:  # values hexed one by one and joined by spaces: their spaces kept
+            raw = b" ".join(bytes.fromhex(w) for w in words)
     except ValueError:
         return None
-    return raw if _worth(raw) else None
+    return raw if _worth(raw) or _raw_deflate(raw) else None
 
 
 def _b32(run: str) -> bytes | None:
@@ -273,7 +278,7 @@ def _b32(run: str) -> bytes | None:
         raw = base64.b32decode(stripped + "=" * (-len(stripped) % 8))
     except (binascii.Error, ValueError):
         return None
-    return raw if _worth(raw) else None
+    return raw if _worth(raw) or _raw_deflate(raw) else None
 
 
 def _worth(raw: bytes) -> bool:

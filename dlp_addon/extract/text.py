@@ -49,22 +49,54 @@ def decode_readings(data: bytes, charset: str | None = None) -> list[str]:
     every other byte is NUL (a CSV saved as Unicode text, without a BOM). Empty: not text."""
     readings: list[str] = []
 
-    def add(text: str | None) -> None:
-        if text is not None and _looks_like_text(text) and text not in readings:
-            readings.append(text)
+    def add(text: str | None, lenient: bool = False) -> None:
+        if text is not None:
+            text = text.removeprefix("\ufeff")  # the same reading with its BOM or without
+            if lenient and not _plausible(text):
+                return  # random bytes behind a BOM or a header are no text: opaque
+            if _looks_like_text(text) and text not in readings:
+                readings.append(text)
 
     bom = bom_charset(data)
-    if bom is not None:
-        add(_strict(data, bom))
+    if bom is not None:  # as a BOM-sniffing server reads it; a lone surrogate kept
+        add(_strict(data, bom), lenient=False)
+        add(_lenient(data, bom), lenient=True)
     if charset and _known(charset):
-        add(data.decode(charset, "replace"))
+        add(data.decode(charset, "replace"), lenient=True)
     rest = data[_bom_length(data) :]
     plain = _strict(rest, "utf-8")
     add(plain if plain is not None else _strict(rest, "gb18030"))
     wide = _utf16_order(data) if bom is None else None
-    if wide is not None:
-        add(_strict(data, wide))
+    if wide is not None:  # a trailing odd byte (a newline added by a tool) is left out
+        add(_strict(data[: len(data) - len(data) % 2], wide))
     return readings
+
+
+# What text is made of: ASCII, CJK (punctuation, kana, ideographs), Hangul, full-width forms,
+# Latin-1 and general punctuation. Random bytes read leniently are mostly none of these.
+_TEXTUAL = re.compile(
+    "[\t\n\r\x20-\x7e\u00a0-\u024f\u2000-\u206f\u3000-\u9fff\uac00-\ud7af\uff00-\uffef]"
+)
+_PLAUSIBLE = 0.8
+
+
+def _plausible(text: str) -> bool:
+    """Most of its first characters are ones text is made of (a lenient reading of random
+    bytes is replacement characters, private-use and unassigned code points)."""
+    head = text[:4096]
+    if not head:
+        return True
+    bad = head.count("\ufffd")
+    return bad * 20 < len(head) and len(_TEXTUAL.findall(head)) >= _PLAUSIBLE * len(head)
+
+
+def _lenient(data: bytes, name: str) -> str:
+    """``data`` in ``name``, a lone surrogate kept (the scanner drops it), any other
+    undecodable byte replaced."""
+    try:
+        return data.decode(name, "surrogatepass")
+    except UnicodeDecodeError:
+        return data.decode(name, "replace")
 
 
 def _known(charset: str) -> bool:
@@ -98,7 +130,7 @@ def _utf16_order(data: bytes) -> str | None:
     ASCII digits and letters in UTF-16 without a BOM), else ``None``."""
     sample = data[: _WIDE_SAMPLE - _WIDE_SAMPLE % 2]
     pairs = len(sample) // 2
-    if pairs < 4 or len(data) % 2:
+    if pairs < 4:
         return None
     odd, even = sample[1::2].count(0), sample[0::2].count(0)
     if odd >= _WIDE_NULS * pairs and even < odd / 4:
