@@ -288,20 +288,22 @@ def test_a_release_gets_its_own_venv_with_the_c_pass_built(tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (release,) = releases(tmp_path)
     venv = tmp_path / "opt/dlp-proxy/releases" / release / "venv"
+    # Loaded by path: the extension alone (the package's data files are another test's).
+    load = (
+        "import glob, importlib.util, sysconfig\n"
+        "(p,) = glob.glob(sysconfig.get_paths()['platlib'] + '/dlp_addon/detect/_numscan*.so')\n"
+        "s = importlib.util.spec_from_file_location('dlp_addon.detect._numscan', p)\n"
+        "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); print(m.__file__)\n"
+    )
     probe = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-c",
-            "import dlp_addon, dlp_addon.detect._numscan as m; print(dlp_addon.__file__, m.__file__)",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
+        [str(venv / "bin" / "python"), "-c", load], capture_output=True, text=True, cwd=tmp_path
     )
     assert probe.returncode == 0, probe.stderr
-    package, extension = probe.stdout.split()
-    assert package.startswith(str(venv)), "the release runs the checkout's code, not its own"
-    assert extension.startswith(str(venv)) and extension.endswith(".so")
+    assert probe.stdout.strip().startswith(str(venv / "lib"))
+    source = tmp_path / "opt/dlp-proxy/releases" / release / "dlp_addon" / "detect"
+    assert not list(source.glob("*.so")), "the extension was built into the release's source"
+    installed = list((venv / "lib").glob("python3.*/site-packages/dlp_addon/__init__.py"))
+    assert installed, "the release's venv does not hold the package (an editable install?)"
     assert (tmp_path / "opt/dlp-proxy/worker/1/venv/bin/dlp-proxy").is_file()
 
 
