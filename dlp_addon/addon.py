@@ -37,7 +37,7 @@ from dlp_addon.decide.verdict import (
 )
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.message import HttpInput
-from dlp_addon.offload import InspectionPool, default_workers
+from dlp_addon.offload import InspectionPool, pool_size
 from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
 from dlp_addon.proxy_protocol import ProxyProtocol
 from dlp_addon.state import open_store
@@ -194,7 +194,8 @@ class DlpAddon:
             "dlp_inspect_workers",
             int,
             0,
-            "Inspection worker processes for large bodies; 0 = half the cores, at least 1; "
+            "Inspection worker processes for large bodies; 0 = half the CPUs the process may use "
+            "(its cgroup CPU limit or affinity, whichever is smaller), at least 1; "
             "-1 = none, a thread of the proxy (its GIL then slows everyone). Read at start.",
         )
         loader.add_option(
@@ -450,7 +451,7 @@ class DlpAddon:
             ctx.options.update(body_size_limit=DEFAULT_BODY_SIZE_LIMIT)
         if self._pool is None and ctx.options.dlp_inspect_workers >= 0 and self.policy:
             self._pool = InspectionPool(
-                ctx.options.dlp_inspect_workers or default_workers(),
+                pool_size(ctx.options.dlp_inspect_workers),
                 max(ctx.options.dlp_inspect_queue, 0),
             )
             self._pool.start(self.policy)

@@ -30,6 +30,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from dlp_addon.decide.policy import Policy, Requester
@@ -44,9 +45,92 @@ WORKER_NICE = 10
 _PRELOAD = ["dlp_addon.pipeline"]
 
 
-def default_workers() -> int:
-    """Half the cores, at least one: the other half is for the proxy's event loop."""
-    return max(1, (os.cpu_count() or 2) // 2)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+SELF_CGROUP = Path("/proc/self/cgroup")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _own_dirs(base: Path, relative: str) -> list[Path]:
+    """``base`` joined with this process's cgroup path and each of its ancestors: a limit set
+    on any of them applies. Inside a cgroup namespace the path is ``/`` (or not visible under
+    ``base``) and only ``base`` itself is read."""
+    parts = [p for p in relative.split("/") if p]
+    dirs = [base.joinpath(*parts[:n]) for n in range(len(parts), 0, -1)]
+    return [d for d in dirs if d.is_dir()] + [base]
+
+
+def _quota(quota: str | None, period: str | None) -> float | None:
+    """``quota / period`` in CPUs; None for no limit (``max``, ``-1``) or an unreadable file."""
+    try:
+        q, p = int(quota or "-1"), int(period or "0")
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def cgroup_cpu_limit(
+    root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CGROUP
+) -> tuple[float, str] | None:
+    """The CPU quota of this process's cgroup in CPUs and the file it was read from (cgroup v2
+    ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; the smallest along the
+    path), or None when there is none. A container limited to 2 CPUs on a 64-core node sees
+    64 cores in ``os.cpu_count()``: the quota is what it may really use."""
+    own = [ln.split(":", 2) for ln in (_read(self_cgroup) or "").splitlines() if ln.count(":") >= 2]
+    found: list[tuple[float, str]] = []
+    if (root / "cgroup.controllers").is_file():  # v2: one hierarchy
+        path = next((f[2] for f in own if f[0] == "0" and not f[1]), "/")
+        for d in _own_dirs(root, path):
+            quota, _, period = (_read(d / "cpu.max") or "max").partition(" ")
+            if (cpus := _quota(quota.replace("max", "-1"), period)) is not None:
+                found.append((cpus, str(d / "cpu.max")))
+    else:  # v1: the cpu controller's own hierarchy
+        path = next((f[2] for f in own if "cpu" in f[1].split(",")), "/")
+        base = next((root / n for n in ("cpu", "cpu,cpuacct") if (root / n).is_dir()), None)
+        for d in _own_dirs(base, path) if base else []:
+            cpus = _quota(_read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us"))
+            if cpus is not None:
+                found.append((cpus, str(d / "cpu.cfs_quota_us")))
+    return min(found) if found else None
+
+
+def available_cpus(root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CGROUP) -> tuple[float, str]:
+    """CPUs this process may use, the smallest of the cores it may run on
+    (``sched_getaffinity``: taskset, cpusets) and its cgroup's CPU quota; and why."""
+    try:
+        cpus: float = len(os.sched_getaffinity(0))
+        why = f"{int(cpus)} CPUs in this process's affinity"
+    except (AttributeError, OSError):  # not on Linux
+        cpus, why = float(os.cpu_count() or 2), f"{os.cpu_count() or 2} cores"
+    limit = cgroup_cpu_limit(root, self_cgroup)
+    if limit is not None and limit[0] < cpus:
+        cpus, why = limit[0], f"cgroup CPU limit {limit[0]:g} ({limit[1]})"
+    return cpus, why
+
+
+def default_workers(root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CGROUP) -> tuple[int, str]:
+    """Half the CPUs this process may use, at least one: the other half is for the proxy's
+    event loop. Sized from the cgroup limit, not the host's cores: 32 workers of ~90 MB each in
+    a pod with 2 CPUs and 3 GiB would be killed for memory and fight for CPU. With the reason,
+    for the start-up log."""
+    cpus, why = available_cpus(root, self_cgroup)
+    return max(1, int(cpus // 2)), f"half of {why}, at least 1"
+
+
+def pool_size(option: int, root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CGROUP) -> int:
+    """The number of inspection workers for ``dlp_inspect_workers`` (0: sized here), logged
+    with the reason, once at start."""
+    if option > 0:
+        logger.info("inspection workers: %d (dlp_inspect_workers)", option)
+        return option
+    n, why = default_workers(root, self_cgroup)
+    logger.info("inspection workers: %d (%s; set dlp_inspect_workers to change)", n, why)
+    return n
 
 
 def failed(policy: Policy, stage: str, channel: str, seconds: float = 0.0) -> Inspection:

@@ -6,7 +6,8 @@ checking each worker's ``/readyz``. Each worker has its own metrics port and aud
 (``dlp-audit.jsonl`` -> ``dlp-audit.w1.jsonl``, ...); they share the policy file (each watches
 it and reloads) and the CA directory (the first worker creates it before the others start).
 A worker that exits is started again; SIGTERM or Ctrl-C stops HAProxy, then every worker.
-``<run-dir>/workers.json`` lists the processes and ports. See docs/workers.md.
+``<run-dir>/workers.json`` lists the processes and ports; ``<run-dir>/haproxy.sock`` is
+HAProxy's runtime API (drain a worker: docs/operations.md). See docs/workers.md.
 """
 
 from __future__ import annotations
@@ -82,13 +83,22 @@ def _per_worker(path: str, index: int) -> str:
 
 
 def render(
-    template: str, bind: str, workers: list[Worker], nbthread: int, proxy_protocol: bool = True
+    template: str,
+    bind: str,
+    workers: list[Worker],
+    nbthread: int,
+    proxy_protocol: bool = True,
+    stats_socket: str = "/run/haproxy/admin.sock",
 ) -> str:
+    """The HAProxy configuration: backend ``dlp_workers``, one server ``wN`` per worker, the
+    runtime API on ``stats_socket`` (the names docs/operations.md drains)."""
     send = " send-proxy-v2" if proxy_protocol else ""
     servers = "\n".join(
         f"    server {w.name} 127.0.0.1:{w.port} check port {w.metrics_port}{send}" for w in workers
     )
-    return string.Template(template).substitute(bind=bind, servers=servers, nbthread=nbthread)
+    return string.Template(template).substitute(
+        bind=bind, servers=servers, nbthread=nbthread, stats_socket=stats_socket
+    )
 
 
 def _wait_ready(workers: list[Worker], timeout: float) -> None:
@@ -182,7 +192,10 @@ def main(argv: list[str] | None = None) -> None:
     config = run_dir / "haproxy.cfg"
     bind = f"{args.listen_host}:{args.listen_port}"
     template = Path(args.template).read_text()
-    config.write_text(render(template, bind, workers, args.nbthread, args.proxy_protocol))
+    socket_path = (run_dir / "haproxy.sock").resolve()
+    config.write_text(
+        render(template, bind, workers, args.nbthread, args.proxy_protocol, str(socket_path))
+    )
     if args.proxy_protocol:  # the desktop's address reaches identity and audit; only HAProxy may
         args.proxy_args = [
             "--set", "dlp_proxy_protocol=true",
@@ -214,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         state = {
             "listen": bind,
             "haproxy_pid": lb.pid,
+            "haproxy_socket": str(socket_path),
             "workers": [
                 {
                     "name": w.name,

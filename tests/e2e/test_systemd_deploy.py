@@ -31,7 +31,8 @@ from tests.e2e.harness import REPO, Proxy, Upstream, make_test_policy, proxy_exe
 pytestmark = pytest.mark.e2e
 
 UNITS = REPO / "deploy" / "systemd"
-INSTALLED_BIN = "/opt/dlp-proxy/.venv/bin/dlp-proxy"
+# Each instance runs the release its own link names (install.sh): worker/N, worker/single.
+INSTALLED_BIN = re.compile(r"/opt/dlp-proxy/worker/(?:%i|single)/venv/bin/dlp-proxy")
 HARDENING = re.compile(r"# --- hardening.*?# --- end of hardening ---", re.S)
 DEPLOY_DOC = REPO / "docs" / "deploy.md"
 
@@ -64,8 +65,8 @@ def units_for_verify(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("units")
     for unit in UNITS.glob("dlp-proxy*"):
         text = unit.read_text("utf-8")
-        assert INSTALLED_BIN in text or unit.suffix == ".target"
-        (out / unit.name).write_text(text.replace(INSTALLED_BIN, str(proxy_executable())))
+        assert INSTALLED_BIN.search(text) or unit.suffix == ".target"
+        (out / unit.name).write_text(INSTALLED_BIN.sub(str(proxy_executable()), text))
     return out
 
 
@@ -164,7 +165,7 @@ def test_install_lays_out_the_host(staged: Path) -> None:
         for cred in unit_value(UNITS / unit, "LoadCredential"):
             assert (staged / cred.split(":", 1)[1].lstrip("/")).is_file(), cred
     assert (staged / "etc" / "systemd" / "system" / "dlp-proxy@.service").is_file()
-    assert (staged / "opt" / "dlp-proxy" / "patterns" / "detectors.yaml").is_file()
+    assert (staged / "opt" / "dlp-proxy" / "current" / "patterns" / "detectors.yaml").is_file()
 
     # Run again: nothing secret is replaced.
     key = (etc / "hmac.key").read_bytes()
@@ -176,6 +177,142 @@ def test_install_lays_out_the_host(staged: Path) -> None:
     )
     assert (etc / "hmac.key").read_bytes() == key
     assert (etc / "ca" / "mitmproxy-ca.pem").read_bytes() == ca
+
+
+# --- releases: one worker at a time, and back ------------------------------------------------
+
+
+def install(root: Path, *args: str) -> str:
+    result = subprocess.run(
+        [str(UNITS / "install.sh"), "--root", str(root), "--no-venv", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, DLP_PYTHON=str(Path(proxy_executable()).parent / "python")),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def runs(root: Path, instance: str) -> str:
+    """The release instance ``instance`` runs: what its unit's ExecStart resolves to."""
+    return (root / "opt" / "dlp-proxy" / "worker" / instance).resolve().name
+
+
+def releases(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "opt" / "dlp-proxy" / "releases").iterdir())
+
+
+def test_an_upgrade_installs_beside_and_moves_one_worker_at_a_time(tmp_path: Path) -> None:
+    install(tmp_path, "--workers", "2")
+    (first,) = releases(tmp_path)
+    assert runs(tmp_path, "1") == runs(tmp_path, "2") == first
+    assert (tmp_path / "opt/dlp-proxy/releases" / first / "patterns/policy.yaml").is_file()
+    assert not list((tmp_path / "opt/dlp-proxy/releases" / first).rglob("*.so"))
+
+    # The upgrade: a second release; the running workers keep theirs until switched.
+    out = install(tmp_path, "--workers", "2")
+    second = next(r for r in releases(tmp_path) if r != first)
+    assert (tmp_path / "opt/dlp-proxy/current").resolve().name == second
+    assert runs(tmp_path, "1") == runs(tmp_path, "2") == first
+    assert "--switch N" in out
+    # The runbook's step: worker 1 alone moves; worker 2 still runs the old code.
+    switch = tmp_path / "opt/dlp-proxy/current/deploy/systemd/install.sh"
+    subprocess.run([str(switch), "--root", str(tmp_path), "--switch", "1"], check=True)
+    assert (runs(tmp_path, "1"), runs(tmp_path, "2")) == (second, first)
+    # Rollback: worker 1 back on the release it ran before.
+    subprocess.run(
+        [str(switch), "--root", str(tmp_path), "--switch", "1", "--release", first], check=True
+    )
+    assert (runs(tmp_path, "1"), runs(tmp_path, "2")) == (first, first)
+    bad = subprocess.run(
+        [str(switch), "--root", str(tmp_path), "--switch", "1", "--release", "nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "no release nope" in bad.stderr
+    assert runs(tmp_path, "1") == first
+    # A worker added later starts on the newest release.
+    install(tmp_path, "--workers", "3")
+    assert runs(tmp_path, "3") == (tmp_path / "opt/dlp-proxy/current").resolve().name
+    assert runs(tmp_path, "1") == first
+
+
+def test_old_releases_are_pruned_but_never_one_in_use(tmp_path: Path) -> None:
+    install(tmp_path, "--workers", "1")
+    (pinned,) = releases(tmp_path)
+    for _ in range(4):
+        install(tmp_path, "--workers", "1")
+    kept = releases(tmp_path)
+    assert pinned in kept, "the release worker 1 runs was removed"
+    assert len(kept) == 4  # the three newest and the one in use
+    install(tmp_path, "--workers", "1", "--restart-all")
+    assert runs(tmp_path, "1") == (tmp_path / "opt/dlp-proxy/current").resolve().name
+    assert pinned not in releases(tmp_path)
+
+
+def test_install_writes_the_haproxy_config_the_runbook_drains(staged: Path) -> None:
+    cfg = staged / "etc" / "dlp-proxy" / "haproxy.cfg"
+    text = cfg.read_text()
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
+    assert haproxy, "haproxy is not installed (scripts/setup installs it)"
+    check = subprocess.run([haproxy, "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "stats socket /run/haproxy/admin.sock mode 600 level admin" in text
+    assert "backend dlp_workers" in text
+    for n in (1, 2):
+        env = (staged / "etc" / "dlp-proxy" / f"worker-{n}.env").read_text()
+        port = re.search(r"^DLP_LISTEN_PORT=(\d+)$", env, re.M)
+        metrics = re.search(r"^DLP_METRICS_PORT=(\d+)$", env, re.M)
+        assert port and metrics
+        assert (
+            f"server w{n} 127.0.0.1:{port.group(1)} check port {metrics.group(1)} send-proxy-v2"
+            in text
+        )
+    runbook = (REPO / "docs" / "operations.md").read_text("utf-8")
+    assert "set server dlp_workers/wN state drain" in runbook
+    assert "/run/haproxy/admin.sock" in runbook
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="may need apt-get for gcc and libssl-dev")
+def test_a_release_gets_its_own_venv_with_the_c_pass_built(tmp_path: Path) -> None:
+    """The real install path (no --no-venv): a non-editable install with the scanner's C pass
+    compiled in the release's own venv, not in the checkout."""
+    result = subprocess.run(
+        [str(UNITS / "install.sh"), "--root", str(tmp_path), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, DLP_PYTHON=_base_python()),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (release,) = releases(tmp_path)
+    venv = tmp_path / "opt/dlp-proxy/releases" / release / "venv"
+    # Loaded by path: the extension alone (the package's data files are another test's).
+    load = (
+        "import glob, importlib.util, sysconfig\n"
+        "(p,) = glob.glob(sysconfig.get_paths()['platlib'] + '/dlp_addon/detect/_numscan*.so')\n"
+        "s = importlib.util.spec_from_file_location('dlp_addon.detect._numscan', p)\n"
+        "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); print(m.__file__)\n"
+    )
+    probe = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", load], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip().startswith(str(venv / "lib"))
+    source = tmp_path / "opt/dlp-proxy/releases" / release / "dlp_addon" / "detect"
+    assert not list(source.glob("*.so")), "the extension was built into the release's source"
+    installed = list((venv / "lib").glob("python3.*/site-packages/dlp_addon/__init__.py"))
+    assert installed, "the release's venv does not hold the package (an editable install?)"
+    assert (tmp_path / "opt/dlp-proxy/worker/1/venv/bin/dlp-proxy").is_file()
+
+
+def _base_python() -> str:
+    """The interpreter this checkout's venv was made from (a venv's python cannot make one
+    outside itself portably)."""
+    import sys
+
+    return str(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
 
 
 # --- the unit's command line inside its restrictions -------------------------------------------
@@ -245,7 +382,7 @@ class SandboxedProxy(Proxy):
         }
         command = unit_command(unit, env, {"%d": str(self.credentials), "%i": "1"})
         command = [
-            w.replace(INSTALLED_BIN, str(proxy_executable()))
+            INSTALLED_BIN.sub(str(proxy_executable()), w)
             .replace("/etc/dlp-proxy/policy.yaml", str(self.policy_path))
             .replace("/var/log/dlp-proxy/", f"{self.logs}/")
             for w in command
