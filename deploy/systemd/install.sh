@@ -51,12 +51,12 @@ if [ -z "$root" ] && ! getent passwd dlp-proxy >/dev/null; then
     --shell /usr/sbin/nologin --comment "DLP egress proxy" dlp-proxy
 fi
 
-# 2. The code, read-only for the service. patterns/ must stay next to dlp_addon/ (the package
-#    finds its detector definitions there), hence an editable install of this copy.
+# 2. The code, read-only for the service (the package carries its data in dlp_addon/patterns/),
+#    an editable install of this copy.
 say "installing the code in $prefix"
 install -d -m 0755 "$prefix"
 rm -rf "$prefix/dlp_addon" "$prefix/patterns"
-tar -C "$src" -cf - dlp_addon patterns docs deploy pyproject.toml README.md | tar -C "$prefix" -xf -
+tar -C "$src" -cf - dlp_addon docs deploy pyproject.toml README.md | tar -C "$prefix" -xf -
 if [ "$venv" = 1 ]; then
   py=${DLP_PYTHON:-}
   if [ -z "$py" ]; then
@@ -81,7 +81,7 @@ chmod -R go-w "$prefix"
 install -d -m 0755 "$etc"
 if [ ! -f "$etc/policy.yaml" ]; then
   say "installing the shipped policy as $etc/policy.yaml (edit it: docs/policy.md)"
-  install -m 0644 "$prefix/patterns/policy.yaml" "$etc/policy.yaml"
+  install -m 0644 "$prefix/dlp_addon/patterns/policy.yaml" "$etc/policy.yaml"
 fi
 if [ ! -f "$etc/hmac.key" ]; then
   say "creating the HMAC key $etc/hmac.key"

@@ -164,7 +164,7 @@ def test_install_lays_out_the_host(staged: Path) -> None:
         for cred in unit_value(UNITS / unit, "LoadCredential"):
             assert (staged / cred.split(":", 1)[1].lstrip("/")).is_file(), cred
     assert (staged / "etc" / "systemd" / "system" / "dlp-proxy@.service").is_file()
-    assert (staged / "opt" / "dlp-proxy" / "patterns" / "detectors.yaml").is_file()
+    assert (staged / "opt" / "dlp-proxy" / "dlp_addon" / "patterns" / "detectors.yaml").is_file()
 
     # Run again: nothing secret is replaced.
     key = (etc / "hmac.key").read_bytes()
