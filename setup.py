@@ -9,6 +9,7 @@ was built from, so ``dlp-proxy --version`` can name it without a checkout. An ed
 does not need it: ``dlp_addon.about`` asks git in the checkout instead.
 """
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -17,7 +18,10 @@ from setuptools.command.build_py import build_py
 
 
 def _commit() -> str:
-    """The checkout's commit, ``+dirty`` when files differ from it; empty outside a checkout."""
+    """``$DLP_COMMIT`` (an image build without .git passes it), else the checkout's commit,
+    ``+dirty`` when files differ from it; empty when neither is known."""
+    if os.environ.get("DLP_COMMIT", "").strip():
+        return os.environ["DLP_COMMIT"].strip()
     here = Path(__file__).resolve().parent
     try:
         run = {"cwd": here, "capture_output": True, "text": True, "timeout": 10, "check": True}

@@ -455,7 +455,7 @@ class ConnectionCounter:
 # --- policy -------------------------------------------------------------------------------------
 
 DEFAULT_POLICY: dict[str, Any] = {
-    # Used only while dlp_addon/patterns/policy.yaml does not exist yet; mirrors its documented structure.
+    # Used only while the shipped policy does not exist yet; mirrors its documented structure.
     "version": 1,
     "mode": "enforce",
     "egress": {"refuse_unlisted": True},
