@@ -1,13 +1,51 @@
-"""Builds the scanner's hot path in C; everything else about the package is in pyproject.toml.
+"""Builds the scanner's hot path in C and records the commit; the rest is in pyproject.toml.
 
 ``dlp_addon/detect/_numscan.c`` finds number tokens and letter-and-digit tokens, validates,
 hashes (OpenSSL's SHA-256) and masks them, and tells whether a text needs folding;
 ``dlp_addon/detect/numbers.py`` and ``validators.py`` hold its pure-Python twin.
+
+A built package (wheel, ``pip install .``) carries ``dlp_addon/_commit.txt``, the git commit it
+was built from, so ``dlp-proxy --version`` can name it without a checkout. An editable install
+does not need it: ``dlp_addon.about`` asks git in the checkout instead.
 """
 
+import os
+import subprocess
+from pathlib import Path
+
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+
+def _commit() -> str:
+    """``$DLP_COMMIT`` (an image build without .git passes it), else the checkout's commit,
+    ``+dirty`` when files differ from it; empty when neither is known."""
+    if os.environ.get("DLP_COMMIT", "").strip():
+        return os.environ["DLP_COMMIT"].strip()
+    here = Path(__file__).resolve().parent
+    try:
+        run = {"cwd": here, "capture_output": True, "text": True, "timeout": 10, "check": True}
+        head = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("+dirty" if dirty.stdout.strip() else "")
+
+
+class BuildPyWithCommit(build_py):
+    """build_py that also writes ``_commit.txt`` into the build (never into the sources)."""
+
+    def run(self) -> None:
+        super().run()
+        commit = _commit()
+        if commit and not self.editable_mode:
+            target = Path(self.build_lib) / "dlp_addon" / "_commit.txt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(commit + "\n", encoding="ascii")
+
 
 setup(
+    cmdclass={"build_py": BuildPyWithCommit},
     ext_modules=[
         Extension(
             "dlp_addon.detect._numscan",
@@ -15,5 +53,5 @@ setup(
             extra_compile_args=["-Wall", "-Wextra"],
             libraries=["crypto"],  # OpenSSL's SHA-256 for the keyed hashes
         )
-    ]
+    ],
 )

@@ -20,6 +20,8 @@ from typing import Any
 from mitmproxy import connection, ctx, exceptions, http, tcp, tls, udp, websocket
 from mitmproxy.proxy import server_hooks
 
+from dlp_addon import __version__
+from dlp_addon.about import commit, engines
 from dlp_addon.act import logfilter
 from dlp_addon.act.audit import AuditLog, decision_event, new_incident_id
 from dlp_addon.act.metrics import Metrics
@@ -46,6 +48,7 @@ from dlp_addon.state.keeper import BudgetKeeper
 logger = logging.getLogger(__name__)
 
 _DEST_KEY = "dlp_destination"
+ENGINES = ["compiled", "python"]  # dlp_engine's values
 DEFAULT_BODY_SIZE_LIMIT = "64m"  # above the policy's default max_body_bytes (50 MiB)
 OTHER = "other"
 
@@ -158,6 +161,15 @@ class DlpAddon:
             "Policy file (YAML). The proxy refuses to start if it is invalid.",
         )
         loader.add_option(
+            "dlp_engine",
+            str,
+            "compiled",
+            "Scan engine. 'compiled': hyperscan and the C pass; without them a policy in "
+            "mode: enforce is refused (monitor mode starts with a warning). 'python': the "
+            "pure-Python engine, several times slower, for a host that cannot build the C pass.",
+            choices=ENGINES,
+        )
+        loader.add_option(
             "dlp_metrics_host",
             str,
             "127.0.0.1",
@@ -257,7 +269,7 @@ class DlpAddon:
         if "dlp_audit_log" in updated:  # first: loading a policy writes to the audit log
             self.audit.close()
             self.audit = AuditLog(ctx.options.dlp_audit_log)
-        if "dlp_policy" in updated or "dlp_hmac_key_file" in updated:
+        if {"dlp_policy", "dlp_hmac_key_file", "dlp_engine"} & updated:
             self.policy = self._load_policy(ctx.options.dlp_policy)
         if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
             raise exceptions.OptionsError(
@@ -371,13 +383,41 @@ class DlpAddon:
 
     def _load_policy(self, path: str) -> Policy:
         try:
-            policy = load_policy(Path(path), hmac_key=self._hmac_key())
+            policy = load_policy(Path(path), hmac_key=self._hmac_key(), engine=self._engine())
         except PolicyError as e:
             raise exceptions.OptionsError(
                 f"invalid policy {path}:\n" + "\n".join(e.problems)
             ) from e
+        self._check_engine(policy)
         self._installed(policy, "start")
         return policy
+
+    @staticmethod
+    def _engine() -> str:
+        """The Scanner's ``engine`` for ``dlp_engine``: "compiled" takes the best there is."""
+        return "python" if ctx.options.dlp_engine == "python" else "auto"
+
+    @staticmethod
+    def _check_engine(policy: Policy) -> None:
+        """Enforcing on the slow engine only when the admin chose it: without the C pass a
+        proxy keeps working but inspects several times slower (timeouts, then fail-closed
+        blocks under load), which must not happen silently after a broken install."""
+        running = policy.scanner.engine
+        if ctx.options.dlp_engine != "compiled" or running == "hyperscan+c":
+            return
+        why = "; ".join(engines().why) or f"the scanner runs {running}"
+        if policy.enforcing:
+            raise exceptions.OptionsError(
+                f"mode: enforce needs the compiled scan engine, and this installation lacks "
+                f"it ({why}). Build it (gcc and libssl-dev, then reinstall; see docs/deploy.md) "
+                "or run the slow pure-Python engine on purpose with --set dlp_engine=python"
+            )
+        logger.warning(
+            "scan engine %s, not the compiled one (%s): monitor mode goes on, several times "
+            "slower; mode: enforce will refuse to start like this",
+            running,
+            why,
+        )
 
     def _installed(self, policy: Policy, trigger: str) -> None:
         """Publish a new policy: metrics, the log, and the audit trail with what changed."""
@@ -385,13 +425,14 @@ class DlpAddon:
         self.metrics.set_policy(policy)
         self._fingerprint = _fingerprint(policy.files)
         logger.info(
-            "policy %s loaded (%s): version %s, mode %s, %d destinations, %d rules",
+            "policy %s loaded (%s): version %s, mode %s, %d destinations, %d rules, scan engine %s",
             policy.source,
             trigger,
             policy.version,
             policy.mode,
             len(policy.destinations),
             len(policy.rules),
+            policy.scanner.engine,
         )
         event = {
             "event": "policy_loaded",
@@ -414,7 +455,8 @@ class DlpAddon:
         current = self.policy
         path = current.source if current else Path(ctx.options.dlp_policy)
         try:
-            policy = load_policy(path, hmac_key=self._hmac_key())
+            policy = load_policy(path, hmac_key=self._hmac_key(), engine=self._engine())
+            self._check_engine(policy)
         except PolicyError as e:
             self.metrics.reloads.labels("failure").inc()
             self._fingerprint = _fingerprint(current.files if current else (path,))
@@ -446,6 +488,16 @@ class DlpAddon:
 
     def running(self) -> None:
         self.ensure_policy()
+        if self.policy is not None:
+            found = engines()
+            logger.info(
+                "dlp-proxy %s, commit %s: scan engine %s (hyperscan %s, C pass %s)",
+                __version__,
+                commit(),
+                self.policy.scanner.engine,
+                found.hyperscan or "missing",
+                "built" if found.c_pass else "missing",
+            )
         self._quiet_flow_log()
         if not ctx.options.body_size_limit:  # unbounded bodies are unbounded memory
             ctx.options.update(body_size_limit=DEFAULT_BODY_SIZE_LIMIT)

@@ -1,5 +1,6 @@
 """``dlp-proxy``: mitmproxy's proxy with the DLP addon and only the mitmproxy addons it needs
-(:mod:`dlp_addon.master`). Takes mitmdump's arguments, less those of the addons left out."""
+(:mod:`dlp_addon.master`). Takes mitmdump's arguments, less those of the addons left out;
+``--version`` prints this package's version, commit and scan engines (:mod:`dlp_addon.about`)."""
 
 from __future__ import annotations
 
@@ -21,4 +22,10 @@ def _extra(args: Any) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dlp-proxy``."""
-    run(DlpMaster, cmdline.mitmdump, sys.argv[1:] if argv is None else argv, _extra)
+    args = sys.argv[1:] if argv is None else argv
+    if "--version" in args:  # mitmdump's own would name only mitmproxy
+        from dlp_addon.about import describe
+
+        print(describe())
+        return
+    run(DlpMaster, cmdline.mitmdump, args, _extra)

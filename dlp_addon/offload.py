@@ -156,7 +156,7 @@ def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
         if msg[0] == "policy":
             _, generation, stub = msg
             policies = {generation: dataclasses.replace(
-                stub, scanner=Scanner(stub.detectors, stub.hmac_key)
+                stub, scanner=Scanner(stub.detectors, stub.hmac_key, engine=stub.engine)
             )}  # fmt: skip
             continue
         _, generation, args = msg

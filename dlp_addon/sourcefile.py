@@ -106,7 +106,7 @@ def _describe(err: jsonschema.ValidationError) -> str:
 
 
 def load_schema(path: Path) -> dict[str, Any]:
-    """Load a JSON Schema shipped in ``patterns/``."""
+    """Load a JSON Schema shipped in ``dlp_addon/patterns/``."""
     import json
 
     result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "haproxy" / "haproxy.cfg"
+from dlp_addon.shipped import HAPROXY_TEMPLATE
+
 READY_TIMEOUT = 60.0
 
 
@@ -143,7 +144,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--audit-log", default="dlp-audit.jsonl", help="becomes NAME.wN.jsonl")
     ap.add_argument("--admin-port", type=int, default=0, help="policy admin API on worker 1")
     ap.add_argument("--run-dir", default="dlp-workers", help="HAProxy config, logs, state")
-    ap.add_argument("--template", default=str(TEMPLATE), help="HAProxy config template")
+    ap.add_argument("--template", default=str(HAPROXY_TEMPLATE), help="HAProxy config template")
     ap.add_argument("--haproxy", default="haproxy", help="HAProxy executable")
     ap.add_argument("--nbthread", type=int, default=1, help="HAProxy threads")
     ap.add_argument(

@@ -112,7 +112,7 @@ while [ -e "$prefix/releases/$id" ]; do n=$((n + 1)); id="$base.$n"; done
 rel=$prefix/releases/$id
 say "installing release $id in $rel"
 install -d -m 0755 "$prefix" "$prefix/releases" "$rel"
-files=(dlp_addon patterns docs deploy pyproject.toml setup.py README.md)
+files=(dlp_addon docs deploy pyproject.toml setup.py README.md)
 for f in LICENSE MANIFEST.in; do [ -e "$src/$f" ] && files+=("$f"); done
 tar -C "$src" --exclude='__pycache__' --exclude='*.so' --exclude='*.egg-info' -cf - "${files[@]}" \
   | tar -C "$rel" -xf -
@@ -164,7 +164,7 @@ ln -sfn "releases/$id" "$prefix/current.tmp" && mv -T "$prefix/current.tmp" "$pr
 install -d -m 0755 "$etc"
 if [ ! -f "$etc/policy.yaml" ]; then
   say "installing the shipped policy as $etc/policy.yaml (edit it: docs/policy.md)"
-  install -m 0644 "$rel/patterns/policy.yaml" "$etc/policy.yaml"
+  install -m 0644 "$rel/dlp_addon/patterns/policy.yaml" "$etc/policy.yaml"
 fi
 if [ ! -f "$etc/hmac.key" ]; then
   say "creating the HMAC key $etc/hmac.key"
@@ -237,7 +237,7 @@ if [ "$single" = 0 ] && [ ! -f "$etc/haproxy.cfg" ]; then
     eval "$(grep -E '^DLP_(LISTEN|METRICS)_PORT=[0-9]+$' "$etc/worker-$n.env")"
     servers+="    server w$n 127.0.0.1:$DLP_LISTEN_PORT check port $DLP_METRICS_PORT send-proxy-v2"$'\n'
   done
-  DLP_SERVERS=$servers "${DLP_PYTHON:-python3}" - "$rel/deploy/haproxy/haproxy.cfg" "$etc/haproxy.cfg" <<'PY'
+  DLP_SERVERS=$servers "${DLP_PYTHON:-python3}" - "$rel/dlp_addon/haproxy.cfg" "$etc/haproxy.cfg" <<'PY'
 import os
 import string
 import sys

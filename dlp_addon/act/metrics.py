@@ -24,6 +24,7 @@ from prometheus_client import (
 )
 
 from dlp_addon import __version__
+from dlp_addon.about import commit
 from dlp_addon.decide.policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -160,8 +161,20 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        build = Gauge("dlp_build_info", "Version of the proxy (value 1)", ["version"], registry=r)
-        build.labels(__version__).set(1)
+        build = Gauge(
+            "dlp_build_info",
+            "Version of the proxy and the commit it was built from (value 1)",
+            ["version", "commit"],
+            registry=r,
+        )
+        build.labels(__version__, commit()).set(1)
+        self.engine_info = Gauge(
+            "dlp_scan_engine_info",
+            "The scan engine inspecting (value 1): hyperscan+c (compiled), hyperscan+python "
+            "(the C pass missing) or python",
+            ["engine"],
+            registry=r,
+        )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -169,6 +182,8 @@ class Metrics:
         """Publish the policy version and pre-create the series rules will move."""
         self.policy_info.clear()
         self.policy_info.labels(policy.version, policy.mode).set(1)
+        self.engine_info.clear()
+        self.engine_info.labels(policy.scanner.engine).set(1)
         names = [d.name for d in policy.destinations]
         for rule in policy.rules:
             action = rule.action if policy.enforcing or rule.action != "block" else "would_block"

@@ -19,7 +19,6 @@ from dlp_addon.decide.hosts import HostMatcher, glob_problem
 from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.definitions import (
     DEFAULT_DETECTORS,
-    PATTERNS_DIR,
     Detector,
     DetectorSet,
     build_detector,
@@ -29,6 +28,7 @@ from dlp_addon.detect.definitions import SCHEMA as DETECTOR_SCHEMA
 from dlp_addon.detect.scanner import Scanner
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.limits import Limits
+from dlp_addon.shipped import PATTERNS_DIR
 from dlp_addon.sourcefile import SourceDoc, load_schema, load_yaml, schema_problems
 
 DEFAULT_POLICY = PATTERNS_DIR / "policy.yaml"
@@ -152,6 +152,8 @@ class Policy:
     on_budget_error: str = "block"
     # The scanner's key: inspection worker processes rebuild the scanner with it.
     hmac_key: bytes = field(default=b"", repr=False)
+    # The engine asked for ("auto" or "python"): inspection workers build theirs the same way.
+    engine: str = "auto"
 
     def requester(self, user: str | None, path: str, client: str | None = None) -> Requester:
         """Who sent it: the proxy login ``user``; else the user the address map gives
@@ -215,11 +217,14 @@ def _schema() -> dict[str, Any]:
     return schema
 
 
-def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -> Policy:
+def load_policy(
+    path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None, engine: str = "auto"
+) -> Policy:
     """Load, check and compile ``path``; raise ``PolicyError`` listing every problem.
 
     ``hmac_key`` keys the hashes that stand for identifiers (distinct counting, audit); a
-    random per-process key is used when none is given."""
+    random per-process key is used when none is given. ``engine``: the scanner's (see
+    :class:`~dlp_addon.detect.scanner.Scanner`); ``scanner.engine`` says what runs."""
     doc = load_yaml(path)
     problems = schema_problems(doc, _schema())
     if problems:
@@ -325,7 +330,7 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
         destinations=tuple(destinations),
         rules=tuple(rules),
         detectors=detectors,
-        scanner=Scanner(detectors, key),
+        scanner=Scanner(detectors, key, engine=engine),
         hosts=HostMatcher(host_entries),
         exemptions=exemptions,
         groups={g: frozenset(users) for g, users in data.get("groups", {}).items()},
@@ -333,6 +338,7 @@ def load_policy(path: Path = DEFAULT_POLICY, *, hmac_key: bytes | None = None) -
         budgets=budgets,
         on_budget_error=inspection.get("on_budget_error", "block"),
         hmac_key=key,
+        engine=engine,
     )
 
 

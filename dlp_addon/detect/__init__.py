@@ -2,7 +2,8 @@
 
 ``normalize`` folds the disguises people use (full-width digits, zero-width characters, odd
 dashes); ``validators`` holds the checksum and date checks a detector can name; ``definitions``
-loads detectors from ``patterns/detectors.yaml``; ``scanner`` runs them all in one pass.
+loads detectors from ``patterns/detectors.yaml`` (package data: ``dlp_addon.shipped``);
+``scanner`` runs them all in one pass.
 """
 
 from dlp_addon.detect.definitions import Detector, load_detectors

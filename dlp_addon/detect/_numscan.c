@@ -648,6 +648,12 @@ static int emit(Scan *sc, const Valid *v) {
         Py_XDECREF(cstart); Py_XDECREF(cend);
         return -1;
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    /* CPython 3.14 caches a tuple's hash in ob_hash, -1 meaning "not computed yet". tp_alloc
+     * zeroes the object, which would read as a cached hash of 0 for every finding: reset it
+     * as CPython's own tuple_alloc and tuple_subtype_new do (_PyTuple_RESET_HASH_CACHE). */
+    ((PyTupleObject *)f)->ob_hash = -1;
+#endif
     PyTuple_SET_ITEM(f, 0, Py_NewRef(det->name));
     PyTuple_SET_ITEM(f, 1, key);
     PyTuple_SET_ITEM(f, 2, shown);

@@ -1,4 +1,4 @@
-"""Detector definitions, loaded from ``patterns/detectors.yaml`` (or a policy's own
+"""Detector definitions, loaded from ``dlp_addon/patterns/detectors.yaml`` (or a policy's own
 ``custom_detectors``) and checked before use.
 
 A detector is one of three kinds:
@@ -31,9 +31,9 @@ import regex
 from dlp_addon.detect.numbers import numeric_problem
 from dlp_addon.detect.validators import VALIDATORS, Validator
 from dlp_addon.errors import PolicyError
+from dlp_addon.shipped import PATTERNS_DIR
 from dlp_addon.sourcefile import SourceDoc, load_schema, load_yaml, schema_problems
 
-PATTERNS_DIR = Path(__file__).resolve().parent.parent.parent / "patterns"
 DEFAULT_DETECTORS = PATTERNS_DIR / "detectors.yaml"
 SCHEMA = PATTERNS_DIR / "detectors.schema.json"
 CONFIDENCE = ("low", "medium", "high")

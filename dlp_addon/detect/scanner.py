@@ -8,9 +8,10 @@ both passes run again), finds every number token and every run of ASCII letters 
 and checks them against the numeric and whole-token detectors: patterns as DFAs, validators'
 C twins, keyed hash, mask, line, character offsets, context and keyword gates, all in C.
 Python then runs the other regex detectors where their keyword or prefilter occurred, and
-names and addresses on the record lines. Without the C module (``engine="python"``) the same
-facts come from ``re``, pyahocorasick, the pure-Python twin in ``numbers`` and the
-validators; the two are tested equal.
+names and addresses on the record lines. Without the C module (``engine="python"``, or the
+module not built: ``Scanner.engine`` says which runs) the same facts come from ``re``,
+pyahocorasick, the pure-Python twin in ``numbers`` and the validators; the two are tested
+equal.
 
 Findings carry a keyed hash of the canonical value, never the value (the HMAC key is the
 scanner's), its masked form, the line it sits on (a record), a confidence (the detector's
@@ -317,7 +318,6 @@ class Scanner:
             d.id for d in self.detectors if d.personal and not d.record_scope and d.kind != "words"
         )
         gates = {i: d.prefilter for i, d in enumerate(self.detectors) if d.prefilter}
-        self.engine = "hyperscan" if use_hs else "python"
         prefilter = _HyperscanPrefilter if use_hs else _PythonPrefilter
         self._pre: _HyperscanPrefilter | _PythonPrefilter = prefilter(self._words.words, gates)
         # The compiled path: numbers found, validated, hashed and masked in C, with the fold
@@ -328,6 +328,12 @@ class Scanner:
             if use_hs
             else None
         )
+        # What really runs, for the start-up log, the info metric and tests: "hyperscan+c" (the
+        # fast engine), "hyperscan+python" (the C pass missing: its pure-Python twin, several
+        # times slower) or "python" (asked for, or no hyperscan).
+        self.engine = "hyperscan+c" if self._compiled is not None else "hyperscan+python"
+        if not use_hs:
+            self.engine = "python"
         if self._compiled is None:  # no C module: the token detectors stay regexes
             self._regex += [(self._index[d.id], d) for d, _ in tokens]
             self._regex.sort(key=lambda item: item[0])

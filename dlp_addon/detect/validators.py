@@ -15,6 +15,8 @@ from pathlib import Path
 
 import phonenumbers
 
+from dlp_addon.shipped import PATTERNS_DIR
+
 Validator = Callable[[str], str | None]
 
 _GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -186,9 +188,7 @@ _FILE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "
 
 # The shipped list of characters common in given names (patterns/keywords/, one a line: its
 # header says where the choice comes from). Read once: it ships with this code.
-GIVEN_NAME_CHARS_FILE = (
-    Path(__file__).resolve().parent.parent.parent / "patterns" / "keywords" / "given-name-chars.txt"
-)
+GIVEN_NAME_CHARS_FILE = PATTERNS_DIR / "keywords" / "given-name-chars.txt"
 
 
 def _given_name_chars(path: Path) -> frozenset[str]:

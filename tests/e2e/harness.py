@@ -36,7 +36,7 @@ import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED_POLICY = REPO / "patterns" / "policy.yaml"
+SHIPPED_POLICY = REPO / "dlp_addon" / "patterns" / "policy.yaml"
 TEST_DESTINATION = "test-shop"
 UPSTREAM_HOST = "127.0.0.1"
 OFFLIST_HOST = "127.0.0.2"
@@ -455,7 +455,7 @@ class ConnectionCounter:
 # --- policy -------------------------------------------------------------------------------------
 
 DEFAULT_POLICY: dict[str, Any] = {
-    # Used only while patterns/policy.yaml does not exist yet; mirrors its documented structure.
+    # Used only while the shipped policy does not exist yet; mirrors its documented structure.
     "version": 1,
     "mode": "enforce",
     "egress": {"refuse_unlisted": True},

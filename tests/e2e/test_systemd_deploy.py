@@ -165,7 +165,9 @@ def test_install_lays_out_the_host(staged: Path) -> None:
         for cred in unit_value(UNITS / unit, "LoadCredential"):
             assert (staged / cred.split(":", 1)[1].lstrip("/")).is_file(), cred
     assert (staged / "etc" / "systemd" / "system" / "dlp-proxy@.service").is_file()
-    assert (staged / "opt" / "dlp-proxy" / "current" / "patterns" / "detectors.yaml").is_file()
+    assert (
+        staged / "opt" / "dlp-proxy" / "current" / "dlp_addon" / "patterns" / "detectors.yaml"
+    ).is_file()
 
     # Run again: nothing secret is replaced.
     key = (etc / "hmac.key").read_bytes()
@@ -207,7 +209,7 @@ def test_an_upgrade_installs_beside_and_moves_one_worker_at_a_time(tmp_path: Pat
     install(tmp_path, "--workers", "2")
     (first,) = releases(tmp_path)
     assert runs(tmp_path, "1") == runs(tmp_path, "2") == first
-    assert (tmp_path / "opt/dlp-proxy/releases" / first / "patterns/policy.yaml").is_file()
+    assert (tmp_path / "opt/dlp-proxy/releases" / first / "dlp_addon/patterns/policy.yaml").is_file()
     assert not list((tmp_path / "opt/dlp-proxy/releases" / first).rglob("*.so"))
 
     # The upgrade: a second release; the running workers keep theirs until switched.

@@ -331,3 +331,28 @@ def test_offsets_that_could_overflow_are_refused() -> None:
     for first_line, first_char in ((sys.maxsize, 0), (0, sys.maxsize), (-1, 0), (0, -1)):
         with pytest.raises(ValueError):
             _numscan.findings(b"13812345678", COMPILED._compiled, "t", first_line, near, first_char)
+
+
+def test_findings_made_in_c_hash_like_equal_tuples() -> None:
+    """The C pass allocates findings itself (``tp_alloc``); CPython 3.14 caches a tuple's hash
+    in the object, so a cache left at zero would make every finding hash to 0 and sets and
+    dicts of findings (distinct counting, ``_corroborated``) quietly degrade. Each finding
+    hashes as the equal plain tuple does, and sets and dicts of them keep them apart."""
+    assert COMPILED.engine == "hyperscan+c"  # the findings below are the C pass's
+    rng = random.Random(1814)
+    ids = [resident_id(rng) for _ in range(6)]
+    mobiles = [mobile(rng) for _ in range(4)]
+    lines = [
+        f"客户{i} 身份证 {a} 手机 {b}" for i, (a, b) in enumerate(zip(ids, mobiles, strict=False))
+    ]
+    text = "\n".join([*lines, *ids[4:]])
+    found = COMPILED.scan(text, "body")
+    assert len(found) == 10 and all(type(f) is Finding for f in found)
+    for f in found:
+        assert hash(f) == hash(tuple(f)) == hash(Finding(*f))
+    assert len({hash(f) for f in found}) == len(found)
+    again = COMPILED.scan(text, "body")
+    assert set(found) == set(again) and len(set(found) | set(again)) == len(found)
+    by_finding = {f: i for i, f in enumerate(found)}
+    assert [by_finding[f] for f in again] == list(range(len(found)))
+    assert set(found) == {Finding(*f) for f in PYTHON.scan(text, "body")}

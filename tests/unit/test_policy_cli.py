@@ -80,7 +80,7 @@ def test_check_reports_each_class_with_its_line(
 
 
 def test_check_accepts_the_shipped_policy(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "patterns/policy.yaml"]) == 0
+    assert main(["check", "dlp_addon/patterns/policy.yaml"]) == 0
     assert ": ok (version " in capsys.readouterr().out
 
 
@@ -95,7 +95,7 @@ def test_test_explains_a_workbook_with_masked_values_only(
         b"POST https://im.jd.com/send HTTP/1.1\r\nHost: im.jd.com\r\n"
         b'Content-Type: application/json\r\n\r\n{"m": "hello"}'
     )
-    assert main(["test", "patterns/policy.yaml", str(book), str(request)]) == 0
+    assert main(["test", "dlp_addon/patterns/policy.yaml", str(book), str(request)]) == 0
     out = capsys.readouterr().out
     assert "file: xlsx (1 sheets, 13 rows, 4 columns, 12 records)" in out
     assert "rule bulk-resident-id (block): HOLDS: cn_resident_id 12 >= 5" in out
@@ -110,7 +110,7 @@ def test_test_shows_the_text_it_read_with_identifiers_masked_in_place(
     records = customer_records(6, seed=8)
     sample = tmp_path / "paste.txt"
     sample.write_text(records_chat_text(records), encoding="utf-8")
-    assert main(["test", "patterns/policy.yaml", str(sample), "--show", "4"]) == 0
+    assert main(["test", "dlp_addon/patterns/policy.yaml", str(sample), "--show", "4"]) == 0
     out = capsys.readouterr().out
     shown = [line for line in out.splitlines() if line.startswith("    | ")]
     assert len(shown) == 5  # four lines of the pasted text, then how many more
