@@ -209,7 +209,9 @@ def test_an_upgrade_installs_beside_and_moves_one_worker_at_a_time(tmp_path: Pat
     install(tmp_path, "--workers", "2")
     (first,) = releases(tmp_path)
     assert runs(tmp_path, "1") == runs(tmp_path, "2") == first
-    assert (tmp_path / "opt/dlp-proxy/releases" / first / "dlp_addon/patterns/policy.yaml").is_file()
+    assert (
+        tmp_path / "opt/dlp-proxy/releases" / first / "dlp_addon/patterns/policy.yaml"
+    ).is_file()
     assert not list((tmp_path / "opt/dlp-proxy/releases" / first).rglob("*.so"))
 
     # The upgrade: a second release; the running workers keep theirs until switched.
