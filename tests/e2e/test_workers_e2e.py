@@ -158,6 +158,10 @@ def test_traffic_through_haproxy_reaches_both_workers(fleet: Fleet, upstream: Up
 def test_a_dead_worker_costs_no_request_and_is_restarted(fleet: Fleet, upstream: Upstream) -> None:
     victim = fleet.state["workers"][1]
     os.kill(victim["pid"], signal.SIGKILL)
+    # SIGKILL is delivered asynchronously: a connection accepted while the worker is still
+    # dying is lost with it (that is a crash, not a dead worker); the claim is about after.
+    gone = wait_for(lambda: True if not _alive(victim["pid"]) else None, timeout=10)
+    assert gone, "the killed worker did not die"
     with fleet.client() as client:
         statuses = [
             client.post(upstream.url("https", f"/fleet/after{i}"), content=CHAT).status_code
