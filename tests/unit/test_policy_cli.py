@@ -275,6 +275,25 @@ def test_check_runs_the_detector_files_samples_too(
     assert number not in out
 
 
+def test_a_detector_files_schema_error_does_not_hide_its_other_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(PATTERNS_DIR / "keywords", tmp_path / "keywords")
+    shipped = (PATTERNS_DIR / "detectors.yaml").read_text(encoding="utf-8").splitlines()
+    first = shipped.index("    validator: gb11643")
+    second = shipped.index("    validator: cn_mobile")
+    shipped[first] = "    validator: gb11643\n    confidence: certain"  # schema: not an enum value
+    shipped[second] = "    validator: cn_mobil"  # meaning: no such validator
+    (tmp_path / "detectors.yaml").write_text("\n".join(shipped) + "\n", encoding="utf-8")
+    path, code, out = _check(tmp_path, BASE + "detectors: detectors.yaml\n", capsys)
+    assert code == 1, out
+    detectors = tmp_path / "detectors.yaml"
+    line = len(BASE.splitlines()) + 1
+    assert out.splitlines()[0] == f"{path}:{line}: detector file 'detectors.yaml' is invalid"
+    assert f"{detectors}:{first + 2}: detectors.0.confidence: must be one of low, medium" in out
+    assert f"{detectors}:{second + 2}: unknown validator 'cn_mobil'" in out
+
+
 def test_check_counts_the_samples_it_ran(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "patterns/policy.yaml"]) == 0
     out = capsys.readouterr().out
