@@ -3,7 +3,8 @@
     dlp-policy budgets POLICY [--db FILE | --redis URL] [--top N]
     dlp-policy budgets POLICY --reset NAME [--group] [--audit-log FILE]
 
-Reads the same store the proxy writes (the SQLite file, or Redis). Counts only: the store holds
+Reads the same store the proxy writes (the SQLite file, or Redis); a ``--db`` that is missing
+or not a budget database is an error, never a new empty one. Counts only: the store holds
 keyed hashes, so nothing here can show which identifiers were sent. A reset forgets every
 counter of one user (or group) and is written to the audit log.
 """
@@ -37,8 +38,11 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run(policy: Policy, args: argparse.Namespace) -> int:
+    if not policy.budgets and not args.reset:  # nor has the proxy made a database for them
+        print("the policy has no budgets")
+        return 0
     try:
-        store = open_store(args.redis, args.db)
+        store = open_store(args.redis, args.db, create=False)
     except StoreError as e:
         print(f"dlp-policy budgets: {e}", file=sys.stderr)
         return 1
@@ -55,9 +59,6 @@ def run(policy: Policy, args: argparse.Namespace) -> int:
 
 def _list(policy: Policy, store: BudgetStore, top: int) -> int:
     budgets = {b.name: b for b in policy.budgets}
-    if not budgets:
-        print("the policy has no budgets")
-        return 0
     usage = store.usage({n: b.window for n, b in budgets.items()}, time.time())
     if not usage:
         print("no counts in any budget window")

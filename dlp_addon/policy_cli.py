@@ -1,6 +1,7 @@
 """``dlp-policy``: check a policy before it goes live, and try it on real samples offline.
 
-    dlp-policy check FILE...            exit 1 and ``file:line: message`` for every problem
+    dlp-policy check FILE...            exit 1 and ``file:line: message`` for every problem,
+                                        every detector's own samples run through the scanner
     dlp-policy test FILE INPUT...       what the policy decides for each input, and why
     dlp-policy pac FILE --proxy H:P     a proxy auto-config file from the destinations
     dlp-policy budgets FILE             users nearest their cumulative budgets; --reset NAME
@@ -42,9 +43,12 @@ def _check(paths: Sequence[str]) -> int:
                 print(problem)
             status = 1
             continue
+        detectors = policy.detectors.detectors
+        samples = sum(len(d.samples) for d in detectors)
         print(
             f"{name}: ok (version {policy.version}, {len(policy.destinations)} destinations, "
-            f"{len(policy.rules)} rules, {len(policy.detectors.detectors)} detectors)"
+            f"{len(policy.rules)} rules, {len(detectors)} detectors, their {samples} samples "
+            "as written)"
         )
     return status
 

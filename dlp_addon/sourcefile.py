@@ -77,10 +77,34 @@ def load_yaml(path: Path) -> SourceDoc:
     return SourceDoc(path=path, data=data, raw=raw, lines=lines)
 
 
-def schema_problems(doc: SourceDoc, schema: dict[str, Any]) -> list[str]:
-    """Every JSON Schema violation in ``doc`` as ``file:line: message``, in file order."""
+@dataclass(frozen=True)
+class SchemaCheck:
+    """The schema's verdict on a document: its problems, and which parts it refused.
+
+    The checks for meaning run on every part the schema did not refuse, so one run reports
+    every problem; a refused part is skipped rather than read with the wrong shape (which
+    would only add noise). An unknown key refuses nothing: the rest of its object is read."""
+
+    problems: list[str]
+    refused: frozenset[PathKey]
+
+    def whole(self, where: Iterable[str | int]) -> bool:
+        """Nothing at ``where`` or around it was refused: it has the shape the schema gives."""
+        key = tuple(where)
+        return not any(key[: len(r)] == r for r in self.refused)
+
+    def usable(self, where: Iterable[str | int]) -> bool:
+        """``where`` and everything inside it passed the schema."""
+        key = tuple(where)
+        return self.whole(key) and not any(r[: len(key)] == key for r in self.refused)
+
+
+def schema_check(doc: SourceDoc, schema: dict[str, Any]) -> SchemaCheck:
+    """Every JSON Schema violation in ``doc`` as ``file:line: message``, in file order, and
+    the paths of the values that violate it."""
     validator = jsonschema.Draft202012Validator(schema)
     found: list[tuple[int, str]] = []
+    refused: set[PathKey] = set()
     for err in validator.iter_errors(doc.data):
         where = list(err.absolute_path)
         dotted = ".".join(str(p) for p in where) or "(top level)"
@@ -89,9 +113,27 @@ def schema_problems(doc: SourceDoc, schema: dict[str, Any]) -> list[str]:
             for key in extra:
                 found.append((doc.line([*where, key]), f"{dotted}: unknown key '{key}'"))
             continue
+        if err.validator == "required" and isinstance(err.instance, dict):
+            missing = [k for k in cast(list[str], err.validator_value) if k not in err.instance]
+            refused.update((*where, k) for k in missing)
+        else:
+            refused.add(tuple(where))
         found.append((doc.line(where), f"{dotted}: {_describe(err)}"))
     found.sort(key=lambda item: item[0])
-    return [f"{doc.path}:{line}: {msg}" for line, msg in found]
+    return SchemaCheck([f"{doc.path}:{line}: {msg}" for line, msg in found], frozenset(refused))
+
+
+def entries(data: object, key: str) -> list[tuple[int, dict[str, Any]]]:
+    """The mappings listed under ``data[key]``, with their indexes; none when it is no list."""
+    items = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
+
+
+def schema_problems(doc: SourceDoc, schema: dict[str, Any]) -> list[str]:
+    """Every JSON Schema violation in ``doc`` as ``file:line: message``, in file order."""
+    return schema_check(doc, schema).problems
 
 
 def _describe(err: jsonschema.ValidationError) -> str:

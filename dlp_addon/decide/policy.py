@@ -25,11 +25,19 @@ from dlp_addon.detect.definitions import (
     load_detectors,
 )
 from dlp_addon.detect.definitions import SCHEMA as DETECTOR_SCHEMA
+from dlp_addon.detect.samples import sample_problems
 from dlp_addon.detect.scanner import Scanner
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.limits import Limits
 from dlp_addon.shipped import PATTERNS_DIR
-from dlp_addon.sourcefile import SourceDoc, load_schema, load_yaml, schema_problems
+from dlp_addon.sourcefile import (
+    SchemaCheck,
+    SourceDoc,
+    entries,
+    load_schema,
+    load_yaml,
+    schema_check,
+)
 
 DEFAULT_POLICY = PATTERNS_DIR / "policy.yaml"
 _SCHEMA = PATTERNS_DIR / "policy.schema.json"
@@ -222,14 +230,19 @@ def load_policy(
 ) -> Policy:
     """Load, check and compile ``path``; raise ``PolicyError`` listing every problem.
 
+    Problems are reported all at once: the schema's, then the checks for meaning of every
+    part the schema did not refuse, and every detector's own samples run through the scanner
+    (a detector that gets its own samples wrong is broken), in file order.
+
     ``hmac_key`` keys the hashes that stand for identifiers (distinct counting, audit); a
     random per-process key is used when none is given. ``engine``: the scanner's (see
     :class:`~dlp_addon.detect.scanner.Scanner`); ``scanner.engine`` says what runs."""
     doc = load_yaml(path)
-    problems = schema_problems(doc, _schema())
-    if problems:
-        raise PolicyError(problems)
+    check = schema_check(doc, _schema())
+    problems = list(check.problems)
     data = doc.data
+    if not isinstance(data, dict) or not check.whole(["detectors"]):
+        raise PolicyError(problems)  # no mapping, or not the detector file it means
     det_path = (path.parent / data["detectors"]) if "detectors" in data else DEFAULT_DETECTORS
     try:
         detectors = load_detectors(det_path)
@@ -239,16 +252,24 @@ def load_policy(
                 doc.at(["detectors"], f"detector file '{data['detectors']}' is invalid")
             )
         problems.extend(e.problems)
-        raise PolicyError(problems) from e
+        raise PolicyError(_in_file_order(doc, problems)) from e
+    # Custom detectors that are defined but refused: a rule naming one is not "unknown".
+    unchecked: set[str] = set()
     custom: list[Detector] = []
-    for i, raw in enumerate(data.get("custom_detectors", [])):
+    for i, raw in entries(data, "custom_detectors"):
         where_d: list[str | int] = ["custom_detectors", i]
+        if not check.usable(where_d):
+            if isinstance(raw.get("id"), str):
+                unchecked.add(raw["id"])
+            continue
         if raw["id"] in detectors.by_id() or any(c.id == raw["id"] for c in custom):
             problems.append(doc.at([*where_d, "id"], f"duplicate detector id '{raw['id']}'"))
             continue
         det = build_detector(doc, where_d, raw, detectors.legal_categories, problems)
         if det is not None:
             custom.append(det)
+        else:
+            unchecked.add(raw["id"])
     if custom:
         detectors = detectors.with_custom(tuple(custom), hashlib.sha256(doc.raw).hexdigest())
 
@@ -256,7 +277,9 @@ def load_policy(
     host_entries: list[tuple[str, str]] = []
     seen_hosts: dict[str, str] = {}
     names: set[str] = set()
-    for i, raw in enumerate(data["destinations"]):
+    for i, raw in entries(data, "destinations"):
+        if not check.usable(["destinations", i]):
+            continue
         if raw["name"] in names:
             problems.append(
                 doc.at(["destinations", i, "name"], f"duplicate destination '{raw['name']}'")
@@ -278,24 +301,32 @@ def load_policy(
             seen_hosts[key] = raw["name"]
             host_entries.append((glob, raw["name"]))
         destinations.append(Destination(raw["name"], tuple(raw["hosts"])))
+    known = Known(
+        destinations=_names(data, "destinations", check),
+        groups=_group_names(data, check),
+        detectors_unchecked=frozenset(unchecked),
+    )
 
     rules: list[Rule] = []
     rule_names: set[str] = set()
-    for i, raw in enumerate(data["rules"]):
+    for i, raw in entries(data, "rules"):
         where: list[str | int] = ["rules", i]
-        if raw["name"] in rule_names:
-            problems.append(doc.at([*where, "name"], f"duplicate rule name '{raw['name']}'"))
-        rule_names.add(raw["name"])
+        name = raw.get("name")
+        if isinstance(name, str):
+            if name in rule_names and check.usable([*where, "name"]):
+                problems.append(doc.at([*where, "name"], f"duplicate rule name '{name}'"))
+            rule_names.add(name)
         conditions: list[Condition] = []
-        for j, cond in enumerate(raw["when"]):
-            made = _condition(doc, [*where, "when", j], cond, detectors, problems)
-            if made is not None:
-                conditions.append(made)
-        for j, dest in enumerate(raw.get("destinations", [])):
-            if dest not in names:
-                problems.append(
-                    doc.at([*where, "destinations", j], f"unknown destination '{dest}'")
-                )
+        for j, cond in entries(raw, "when"):
+            if check.usable([*where, "when", j]):
+                made = _condition(doc, [*where, "when", j], cond, detectors, known, problems)
+                if made is not None:
+                    conditions.append(made)
+        if check.usable([*where, "destinations"]):
+            for j, dest in enumerate(raw.get("destinations", [])):
+                known.check(doc, [*where, "destinations", j], "destination", dest, problems)
+        if not check.usable(where):
+            continue
         desc = raw.get("description", {})
         rules.append(
             Rule(
@@ -308,14 +339,19 @@ def load_policy(
                 channels=frozenset(raw["channels"]) if "channels" in raw else None,
             )
         )
-    budgets = _budgets(doc, data, names, detectors, problems)
-    exemptions = _exemptions(doc, data, names, rule_names | {b.name for b in budgets}, problems)
-    networks = _networks(doc, data, problems)
+    budgets = _budgets(doc, data, check, rule_names, detectors, known, problems)
+    budget_names = _names(data, "budgets", check)
+    rules_known = None if budget_names is None else rule_names | budget_names
+    exemptions = _exemptions(doc, data, check, rules_known, known, problems)
+    networks = _networks(doc, data, check, known, problems)
+
+    key = _PROCESS_KEY if hmac_key is None else hmac_key
+    scanner = Scanner(detectors, key, engine=engine)
+    problems.extend(sample_problems(scanner))
     if problems:
-        raise PolicyError(problems)
+        raise PolicyError(_in_file_order(doc, problems))
 
     inspection = data.get("inspection", {})
-    key = _PROCESS_KEY if hmac_key is None else hmac_key
     digest = hashlib.sha256(doc.raw + b"\0" + detectors.sha256.encode()).hexdigest()
     return Policy(
         source=path,
@@ -330,7 +366,7 @@ def load_policy(
         destinations=tuple(destinations),
         rules=tuple(rules),
         detectors=detectors,
-        scanner=Scanner(detectors, key, engine=engine),
+        scanner=scanner,
         hosts=HostMatcher(host_entries),
         exemptions=exemptions,
         groups={g: frozenset(users) for g, users in data.get("groups", {}).items()},
@@ -342,11 +378,62 @@ def load_policy(
     )
 
 
+@dataclass(frozen=True)
+class Known:
+    """Names a policy defines, for checking references to them. ``None``: the schema refused
+    that section, so references to it cannot be checked (and are not reported)."""
+
+    destinations: set[str] | None
+    groups: set[str] | None
+    detectors_unchecked: frozenset[str]  # defined, but refused: not reported as unknown
+
+    def check(
+        self,
+        doc: SourceDoc,
+        where: list[str | int],
+        what: str,
+        name: object,
+        problems: list[str],
+    ) -> None:
+        """Report ``name`` at ``where`` when it is no known ``what`` (destination or group)."""
+        names = self.destinations if what == "destination" else self.groups
+        if names is not None and name not in names:
+            problems.append(doc.at(where, f"unknown {what} '{name}'"))
+
+
+def _names(data: dict[str, Any], key: str, check: SchemaCheck) -> set[str] | None:
+    """Every name listed under ``key`` (including entries refused for other reasons), or
+    ``None`` when the list itself was refused."""
+    if not check.whole([key]) or not isinstance(data.get(key, []), list):
+        return None
+    return {raw["name"] for _, raw in entries(data, key) if isinstance(raw.get("name"), str)}
+
+
+def _group_names(data: dict[str, Any], check: SchemaCheck) -> set[str] | None:
+    groups = data.get("groups", {})
+    return set(groups) if check.whole(["groups"]) and isinstance(groups, dict) else None
+
+
+def _in_file_order(doc: SourceDoc, problems: list[str]) -> list[str]:
+    """The policy file's problems by line (schema and meaning interleaved, as an admin reads
+    the file), then those of other files in the order found."""
+    prefix = f"{doc.path}:"
+
+    def line(problem: str) -> float:
+        if not problem.startswith(prefix):
+            return float("inf")
+        number = problem[len(prefix) :].split(":", 1)[0]
+        return int(number) if number.isdigit() else float("inf")
+
+    return sorted(problems, key=line)
+
+
 def _condition(
     doc: SourceDoc,
     where: list[str | int],
     cond: dict[str, Any],
     detectors: DetectorSet,
+    known_names: Known,
     problems: list[str],
 ) -> Condition | None:
     """A checked condition: one count (``min_distinct``, ``min_records`` or ``threshold``)."""
@@ -358,6 +445,8 @@ def _condition(
         )
         return None
     detector = cond.get("detector")
+    if detector in known_names.detectors_unchecked:
+        return None
     if detector is not None and detector not in known:
         problems.append(
             doc.at(
@@ -399,22 +488,22 @@ def _condition(
 def _exemptions(
     doc: SourceDoc,
     data: dict[str, Any],
-    destinations: set[str],
-    rules: set[str],
+    check: SchemaCheck,
+    rules: set[str] | None,
+    known: Known,
     problems: list[str],
 ) -> tuple[Exemption, ...]:
     out: list[Exemption] = []
-    groups = set(data.get("groups", {}))
-    for i, raw in enumerate(data.get("exemptions", [])):
+    for i, raw in entries(data, "exemptions"):
         where: list[str | int] = ["exemptions", i]
-        for key, known, what in (
-            ("destinations", destinations, "destination"),
-            ("rules", rules, "rule"),
-            ("groups", groups, "group"),
-        ):
+        if not check.usable(where):
+            continue
+        for key, what in (("destinations", "destination"), ("groups", "group")):
             for j, name in enumerate(raw.get(key, [])):
-                if name not in known:
-                    problems.append(doc.at([*where, key, j], f"unknown {what} '{name}'"))
+                known.check(doc, [*where, key, j], what, name, problems)
+        for j, name in enumerate(raw.get("rules", [])):
+            if rules is not None and name not in rules:
+                problems.append(doc.at([*where, "rules", j], f"unknown rule '{name}'"))
         expires = None
         if "expires" in raw:
             try:
@@ -448,19 +537,21 @@ def _exemptions(
     return tuple(out)
 
 
-def _networks(doc: SourceDoc, data: dict[str, Any], problems: list[str]) -> tuple[Network, ...]:
+def _networks(
+    doc: SourceDoc, data: dict[str, Any], check: SchemaCheck, known: Known, problems: list[str]
+) -> tuple[Network, ...]:
     out: list[Network] = []
-    groups = set(data.get("groups", {}))
-    for i, raw in enumerate(data.get("networks", [])):
+    for i, raw in entries(data, "networks"):
         where: list[str | int] = ["networks", i]
+        if not check.usable(where):
+            continue
         try:
             net = ipaddress.ip_network(raw["cidr"], strict=False)
         except ValueError:
             problems.append(doc.at([*where, "cidr"], f"'{raw['cidr']}' is not an address range"))
             continue
         for j, g in enumerate(raw.get("groups", [])):
-            if g not in groups:
-                problems.append(doc.at([*where, "groups", j], f"unknown group '{g}'"))
+            known.check(doc, [*where, "groups", j], "group", g, problems)
         if not (raw.get("user") or raw.get("groups")):
             problems.append(doc.at(where, "a network entry names a user or groups"))
             continue
@@ -472,18 +563,20 @@ def _networks(doc: SourceDoc, data: dict[str, Any], problems: list[str]) -> tupl
 def _budgets(
     doc: SourceDoc,
     data: dict[str, Any],
-    destinations: set[str],
+    check: SchemaCheck,
+    rule_names: set[str],
     detectors: DetectorSet,
+    names: Known,
     problems: list[str],
 ) -> tuple[Budget, ...]:
     out: list[Budget] = []
     seen: set[str] = set()
-    rule_names = {r["name"] for r in data["rules"]}
-    groups = set(data.get("groups", {}))
     legal = detectors.legal_categories
     known = detectors.by_id()
-    for i, raw in enumerate(data.get("budgets", [])):
+    for i, raw in entries(data, "budgets"):
         where: list[str | int] = ["budgets", i]
+        if not check.usable(where):
+            continue
         bad = len(problems)
         name = raw["name"]
         if name in seen or name in rule_names:
@@ -501,24 +594,22 @@ def _budgets(
                 )
             )
         for j, det in enumerate(raw.get("detectors", [])):
+            if det in names.detectors_unchecked:
+                continue
             if det not in known or known[det].legal_category is None:
                 problems.append(
                     doc.at([*where, "detectors", j], f"'{det}' is not a personal data detector")
                 )
-        for key, names, what in (
-            ("destinations", destinations, "destination"),
-            ("groups", groups, "group"),
-        ):
+        for key, what in (("destinations", "destination"), ("groups", "group")):
             for j, n in enumerate(raw.get(key, [])):
-                if n not in names:
-                    problems.append(doc.at([*where, key, j], f"unknown {what} '{n}'"))
+                names.check(doc, [*where, key, j], what, n, problems)
         if ("limit" in raw) == ("threshold" in raw):
             problems.append(doc.at(where, "give one of limit, threshold"))
         elif "threshold" in raw and category is None:
             problems.append(doc.at([*where, "threshold"], "threshold needs a legal_category"))
         if len(problems) > bad or window is None:
             continue
-        if "threshold" in raw:
+        if "threshold" in raw and category is not None:  # (checked above)
             tier = legal[category]
             reach = tier.serious if raw["threshold"] == "serious" else tier.insider_serious
             limit = reach - 1  # stay below the count at which the law calls it serious

@@ -22,6 +22,7 @@ import contextlib
 import functools
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from dlp_addon.detect.numbers import numeric_problem
 from dlp_addon.detect.validators import VALIDATORS, Validator
 from dlp_addon.errors import PolicyError
 from dlp_addon.shipped import PATTERNS_DIR
-from dlp_addon.sourcefile import SourceDoc, load_schema, load_yaml, schema_problems
+from dlp_addon.sourcefile import SourceDoc, entries, load_schema, load_yaml, schema_check
 
 DEFAULT_DETECTORS = PATTERNS_DIR / "detectors.yaml"
 SCHEMA = PATTERNS_DIR / "detectors.schema.json"
@@ -57,6 +58,16 @@ class LegalCategory:
     def insider_serious(self) -> int:
         """Half the threshold for data obtained through one's work (Art. 6)."""
         return self.serious // 2
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One of a detector's own examples, and where it is written (for a failing one)."""
+
+    text: str
+    match: bool  # True: the detector must find it; False: it must not
+    where: str  # dotted path, e.g. custom_detectors.0.samples.match.1
+    at: str  # file:line
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ class Detector:
     context: tuple[str, ...] = ()
     samples_match: tuple[str, ...] = field(default=(), repr=False)
     samples_no_match: tuple[str, ...] = field(default=(), repr=False)
+    samples: tuple[Sample, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def personal(self) -> bool:
@@ -185,7 +197,7 @@ def build_detector(
     doc: SourceDoc,
     where: list[str | int],
     raw: dict[str, Any],
-    legal: dict[str, LegalCategory],
+    legal: Collection[str],
     problems: list[str],
     *,
     trusted: bool = False,
@@ -260,6 +272,12 @@ def build_detector(
     if len(problems) > before or validate is None:
         return None
     mask = raw.get("mask")
+    samples = tuple(
+        Sample(text, kind == "match", ".".join(map(str, path)), f"{doc.path}:{doc.line(path)}")
+        for kind in ("match", "no_match")
+        for k, text in enumerate(raw["samples"][kind])
+        for path in ([*where, "samples", kind, k],)
+    )
     return Detector(
         id=raw["id"],
         name_zh=raw["name"]["zh"],
@@ -282,27 +300,37 @@ def build_detector(
         context=tuple(k.lower() for k in raw.get("context", [])),
         samples_match=tuple(raw["samples"]["match"]),
         samples_no_match=tuple(raw["samples"]["no_match"]),
+        samples=samples,
     )
 
 
 def load_detectors(path: Path = DEFAULT_DETECTORS) -> DetectorSet:
-    """Load and check every detector; all problems are reported together as ``PolicyError``."""
+    """Load and check every detector; all problems are reported together as ``PolicyError``
+    (schema problems, and the checks for meaning of every detector the schema let through)."""
     doc = load_yaml(path)
-    problems = schema_problems(doc, load_schema(SCHEMA))
-    if problems:
+    check = schema_check(doc, load_schema(SCHEMA))
+    problems = list(check.problems)
+    data = doc.data
+    if not isinstance(data, dict):
         raise PolicyError(problems)
+    cats = data.get("legal_categories")
+    cats = cats if isinstance(cats, dict) and check.whole(["legal_categories"]) else {}
     legal = {
         key: LegalCategory(key, v["name"]["zh"], v["name"]["en"], v["serious"])
-        for key, v in doc.data["legal_categories"].items()
+        for key, v in cats.items()
+        if check.usable(["legal_categories", key])
     }
     detectors: list[Detector] = []
     seen: set[str] = set()
-    for i, raw in enumerate(doc.data["detectors"]):
+    for i, raw in entries(data, "detectors"):
         where: list[str | int] = ["detectors", i]
+        if not check.usable(where):
+            continue
         if raw["id"] in seen:
             problems.append(doc.at([*where, "id"], f"duplicate detector id '{raw['id']}'"))
         seen.add(raw["id"])
-        det = build_detector(doc, where, raw, legal, problems, trusted=True)
+        # every category named in the file counts as known, even one the schema refused
+        det = build_detector(doc, where, raw, cats.keys(), problems, trusted=True)
         if det is not None:
             detectors.append(det)
     if problems:
@@ -310,7 +338,7 @@ def load_detectors(path: Path = DEFAULT_DETECTORS) -> DetectorSet:
     return DetectorSet(
         detectors=tuple(detectors),
         legal_categories=legal,
-        context_window=int(doc.data.get("context_window", 300)),
+        context_window=int(data.get("context_window", 300)),
         source=path,
         # Keyword lists are part of what the detectors are: a changed list is a new version.
         sha256=hashlib.sha256(

@@ -57,12 +57,13 @@ class BudgetStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(redis_url: str, sqlite_path: str) -> BudgetStore:
-    """Redis when a URL is given, else the SQLite file."""
+def open_store(redis_url: str, sqlite_path: str, *, create: bool = True) -> BudgetStore:
+    """Redis when a URL is given, else the SQLite file (made when missing only if ``create``:
+    the proxy makes it, a tool reading the proxy's counts must find it)."""
     if redis_url:
         from dlp_addon.state.redis import RedisStore
 
         return RedisStore(redis_url)
     from dlp_addon.state.sqlite import SqliteStore
 
-    return SqliteStore(sqlite_path)
+    return SqliteStore(sqlite_path, create=create)

@@ -30,23 +30,54 @@ _CHUNK = 500  # host parameters per IN (...) query
 class SqliteStore:
     backend = "sqlite"
 
-    def __init__(self, path: str, timeout: float = 2.0) -> None:
+    def __init__(self, path: str, timeout: float = 2.0, *, create: bool = True) -> None:
+        """Open (``create``: and make, on the proxy's first start) the database at ``path``.
+
+        Without ``create`` (``dlp-policy budgets``) the file must already be a budget
+        database: a mistyped ``--db`` is an error, not a new empty database reporting no
+        counts."""
         # ``timeout`` (waiting for another writer) stays under the keeper's deadline, so a call
         # the proxy gave up on fails rather than committing after the message was blocked.
         self.path = path
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            if not Path(path).exists():  # user names and hashes: for the proxy's account only
-                Path(path).touch(mode=0o600)
-            self._db = sqlite3.connect(
-                path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as e:
-            raise StoreError(f"cannot open budget database {path}: {e}") from e
+        if not create:
+            self._db = self._open_existing(path, timeout)
+        else:
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                if not Path(path).exists():  # user names and hashes: for the proxy's account only
+                    Path(path).touch(mode=0o600)
+                self._db = sqlite3.connect(
+                    path, timeout=timeout, isolation_level=None, check_same_thread=False
+                )
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+            except (sqlite3.Error, OSError) as e:
+                raise StoreError(f"cannot open budget database {path}: {e}") from e
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _open_existing(path: str, timeout: float) -> sqlite3.Connection:
+        if not Path(path).is_file():
+            raise StoreError(
+                f"no budget database at {path} (give the proxy's dlp_budget_db file with --db)"
+            )
+        try:
+            uri = Path(path).resolve().as_uri() + "?mode=rw"  # never creates the file
+            db = sqlite3.connect(
+                uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open budget database {path}: {e}") from e
+        try:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(seen)")}
+        except sqlite3.DatabaseError as e:  # "file is not a database"
+            db.close()
+            raise StoreError(f"{path} is not a budget database ({e})") from e
+        if not {"counter", "key", "last_seen"} <= columns:
+            db.close()
+            raise StoreError(f"{path} is not a budget database (it has no table of counters)")
+        return db
 
     def admit(self, charges: Sequence[Charge], now: float) -> list[Outcome]:
         try:
