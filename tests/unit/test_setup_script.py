@@ -71,8 +71,8 @@ def test_running_wants_no_test_tools_and_the_tests_want_them_all(checkout: Path)
     workers, workers_pip = _plan(checkout, "workers")
     tests, test_pip = _plan(checkout, "test")
     assert run == RUNTIME
-    assert workers == RUNTIME | {"haproxy"}
-    assert tests == RUNTIME | {"haproxy"} | TEST_ONLY
+    assert workers == RUNTIME | {"haproxy", "socat"}
+    assert tests == RUNTIME | {"haproxy", "socat"} | TEST_ONLY
     assert run_pip.startswith("pip install -e .:") and workers_pip == run_pip
     assert test_pip.startswith("pip install -e .[test]:")
     assert _plan(checkout) == (tests, test_pip)  # no argument: everything, as before the split
