@@ -11,7 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import Proxy, Upstream, free_port, make_test_policy, proxy_executable
+from tests.e2e.harness import (
+    Proxy,
+    ProxyStartError,
+    Upstream,
+    free_port,
+    make_test_policy,
+    proxy_executable,
+)
 from tests.synth import customer_records, raw_values, records_chat_text
 
 pytestmark = pytest.mark.e2e
@@ -104,5 +111,47 @@ def test_block_json_matches_the_documented_shape(tmp_path: Path, upstream: Upstr
         doc = r.json()
         assert r.status_code == 403 and r.headers["X-DLP-Incident"] == doc["incident_id"]
         assert {"error", "incident_id", "rule", "message_zh", "message_en", "contact"} <= set(doc)
+    finally:
+        proxy.stop()
+
+
+def _without_c_pass(tmp_path: Path) -> dict[str, str]:
+    """An environment in which ``dlp_addon.detect._numscan`` cannot be imported, as after an
+    install that could not build it (a ``sitecustomize`` that blocks the module)."""
+    site = tmp_path / "no-c-pass"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['dlp_addon.detect._numscan'] = None\n", encoding="utf-8"
+    )
+    return {"PYTHONPATH": str(site)}
+
+
+def test_enforce_mode_refuses_to_start_without_the_compiled_engine(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    proxy = Proxy(tmp_path, make_test_policy(), upstream.tls.ca_cert)
+    proxy.env.update(_without_c_pass(tmp_path))
+    with pytest.raises(ProxyStartError) as refused:
+        proxy.start()
+    assert "needs the compiled scan engine" in str(refused.value)
+    assert "dlp_engine=python" in str(refused.value)
+
+
+def test_the_slow_engine_runs_when_the_admin_chooses_it(tmp_path: Path, upstream: Upstream) -> None:
+    proxy = Proxy(tmp_path, make_test_policy(), upstream.tls.ca_cert)
+    proxy.env.update(_without_c_pass(tmp_path))
+    proxy.extra_args += ["--set", "dlp_engine=python"]
+    proxy.start()
+    try:
+        records = customer_records(10, seed=18)
+        with proxy.client() as client:
+            r = client.post(
+                upstream.url("https", "/slow/send"),
+                json={"content": records_chat_text(records)},
+                headers={"Accept": "application/json"},
+            )
+        assert r.status_code == 403 and r.json()["error"] == "blocked_by_dlp"
+        assert 'engine="python"' in proxy.metrics()
+        assert not proxy.leaks(raw_values(records))
     finally:
         proxy.stop()
