@@ -48,6 +48,13 @@ class SqliteStore:
             raise StoreError(f"cannot open budget database {path}: {e}") from e
         self._lock = threading.Lock()
 
+    def ping(self) -> None:
+        try:
+            with self._lock:
+                self._db.execute("SELECT count(*) FROM seen WHERE 0").fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(f"budget database: {e}") from e
+
     def admit(self, charges: Sequence[Charge], now: float) -> list[Outcome]:
         try:
             with self._lock:
