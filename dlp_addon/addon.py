@@ -145,10 +145,12 @@ class DlpAddon:
         # mitmproxy loads an addon's ``addons`` with it: the client's real address comes first.
         self.addons = [ProxyProtocol()]
         self._keeper: BudgetKeeper | None = None
+        self._redis_password: str | None = None
         self._pruner: asyncio.Task[None] | None = None
         # Client connections whose CONNECT named a host off the allow-list -> incident id.
         self._refused_tunnels: dict[str, str] = {}
         self._pool: InspectionPool | None = None
+        self._hup_task: asyncio.Task[tuple[bool, list[str]]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -258,6 +260,13 @@ class DlpAddon:
             "needs the same dlp_hmac_key_file or $DLP_HMAC_KEY on every instance.",
         )
         loader.add_option(
+            "dlp_budget_redis_password_file",
+            str,
+            "",
+            "File holding the password of dlp_budget_redis (Redis requirepass or ACL user), "
+            "so it stays off the command line and out of the URL.",
+        )
+        loader.add_option(
             "dlp_raw_flow_log",
             bool,
             False,
@@ -280,12 +289,14 @@ class DlpAddon:
             self._quiet_flow_log()
         if {"dlp_admin_port", "dlp_admin_token_file"} & updated and ctx.options.dlp_admin_port:
             self._admin_token = self._read_admin_token()
-        if {"dlp_budget_db", "dlp_budget_redis", "dlp_hmac_key_file"} & updated:
+        budget_options = {"dlp_budget_db", "dlp_budget_redis", "dlp_budget_redis_password_file"}
+        if (budget_options | {"dlp_hmac_key_file"}) & updated:
             if ctx.options.dlp_budget_redis and self._hmac_key() is None:
                 raise exceptions.OptionsError(
                     "dlp_budget_redis needs dlp_hmac_key_file or $DLP_HMAC_KEY: instances "
                     "sharing budgets must hash identifiers with the same key"
                 )
+            self._redis_password = self._read_redis_password()
             if self._keeper is not None:
                 self._keeper.close()
             self._keeper = None
@@ -347,11 +358,28 @@ class DlpAddon:
         env = os.environ.get("DLP_HMAC_KEY", "")
         return env.encode() if env else None
 
+    @staticmethod
+    def _read_redis_password() -> str | None:
+        path = ctx.options.dlp_budget_redis_password_file
+        if not path:
+            return None
+        try:
+            password = Path(path).read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            raise exceptions.OptionsError(
+                f"cannot read dlp_budget_redis_password_file: {why}"
+            ) from e
+        if not password:
+            raise exceptions.OptionsError("dlp_budget_redis_password_file is empty")
+        return password
+
     def _new_keeper(self) -> BudgetKeeper:
         url, db = ctx.options.dlp_budget_redis, ctx.options.dlp_budget_db
+        password = self._redis_password
         backend = "redis" if url else "sqlite"
         return BudgetKeeper(
-            lambda: open_store(url, db),
+            lambda: open_store(url, db, password),
             backend,
             on_store_error=self.metrics.budget_store_errors.labels(backend).inc,
             on_store_time=self.metrics.budget_store_seconds.labels(backend).observe,
@@ -486,6 +514,14 @@ class DlpAddon:
             if seen != self._fingerprint:
                 await asyncio.to_thread(self.reload, "file change")
 
+    def _hangup(self) -> None:
+        """SIGHUP, the Unix way to say "files changed": reopen the audit log (logrotate renamed
+        it), then reload the policy. The reopen comes first and on the loop, so the reload's
+        ``policy_loaded`` event opens the new file."""
+        self.audit.reopen()
+        loop = asyncio.get_running_loop()
+        self._hup_task = loop.create_task(asyncio.to_thread(self.reload, "SIGHUP"))
+
     def running(self) -> None:
         self.ensure_policy()
         if self.policy is not None:
@@ -511,20 +547,31 @@ class DlpAddon:
         if ctx.options.dlp_reload_interval > 0:
             self._watcher = loop.create_task(self._watch())
         try:
-            loop.add_signal_handler(
-                signal.SIGHUP, lambda: loop.create_task(asyncio.to_thread(self.reload, "SIGHUP"))
-            )
+            loop.add_signal_handler(signal.SIGHUP, self._hangup)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests), or Windows
             logger.debug("no SIGHUP handler")
         if ctx.options.dlp_metrics_port:
             self.metrics.serve(
                 ctx.options.dlp_metrics_host,
                 ctx.options.dlp_metrics_port,
-                ready=lambda: self.policy is not None and (self._pool is None or self._pool.ready),
+                not_ready=self._not_ready,
             )
         if ctx.options.dlp_admin_port:
             self._start_admin()
         self._start_budgets()
+
+    def _not_ready(self) -> str | None:
+        """Why this worker should get no traffic, or ``None`` (``/readyz``, from the metrics
+        thread). A budget store it cannot use counts: every message with an identifier would
+        get the policy's ``on_budget_error``, and a balancer does better to pick another."""
+        policy = self.policy
+        if policy is None:
+            return "no policy loaded"
+        if self._pool is not None and not self._pool.ready:
+            return "no inspection worker yet"
+        if policy.budgets:
+            return self.budgets.problem()
+        return None
 
     def done(self) -> None:
         if self._watcher is not None:

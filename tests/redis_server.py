@@ -17,9 +17,18 @@ from tests.e2e.harness import free_port
 
 
 class RedisServer:
-    def __init__(self, workdir: Path) -> None:
+    """``password``: the server requires it (``requirepass``, in a config file rather than on
+    its command line); ``url`` still carries none, as the proxy is given it from a file.
+    ``config``: more lines for that file; with an ``aclfile``, that file sets the password and
+    ``password`` is only what the test's clients use."""
+
+    def __init__(
+        self, workdir: Path, password: str | None = None, config: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
+        self.password = password
+        self.config = config
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -32,12 +41,17 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (run scripts/setup)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = (self.workdir / "redis.log").open("ab")
+        conf = self.workdir / "redis.conf"
+        acl = any(line.startswith("aclfile ") for line in self.config)  # it sets the password
+        lines = [f"requirepass {self.password}"] if self.password and not acl else []
+        conf.write_text("\n".join([*lines, *self.config, ""]), "utf-8")
+        conf.chmod(0o600)
         self._proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [exe, str(conf), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir)],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        client = self.client(timeout=1)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -48,8 +62,8 @@ class RedisServer:
         self.stop()
         raise RuntimeError("redis-server did not answer within 10 s")
 
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=2)
+    def client(self, timeout: float = 2) -> redis.Redis:
+        return redis.Redis.from_url(self.url, password=self.password, socket_timeout=timeout)
 
     def dump(self) -> bytes:
         """Every key and every member and score, as one blob to grep."""

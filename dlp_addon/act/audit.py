@@ -12,12 +12,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import re
 import secrets
+import sys
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from dlp_addon.decide.verdict import Verdict
@@ -69,36 +72,86 @@ def redact_path(path: str) -> str:
 
 
 class AuditLog:
-    """Appends JSON lines to a file (``-`` for stderr); each line is flushed at once."""
+    """Appends JSON lines to a file (``-`` for stderr); each line goes out in one ``write``.
+
+    Rotation without loss: a renamed file keeps receiving lines until :meth:`reopen` (the
+    proxy calls it on SIGHUP), and at most a second after the file at ``path`` was renamed
+    or removed the next line opens it anew (an inode check, so a rotation without a signal
+    loses nothing either). Lines are written unbuffered with ``O_APPEND``: a line is in
+    exactly one file, and a failed write leaves nothing behind to be flushed twice later.
+    """
+
+    CHECK_INTERVAL = 1.0  # seconds between checks that ``path`` is still the open file
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._fh: TextIO | None = None
+        self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None  # (device, inode) of the open file
+        self._checked = 0.0
 
     def open(self) -> None:
-        import sys
+        with self._lock:
+            self._open()
 
+    def _open(self) -> None:
         if self.path == "-":
-            self._fh = sys.stderr
-        else:
-            p = Path(self.path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = p.open("a", encoding="utf-8", errors="backslashreplace")
+            return
+        p = Path(self.path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        st = os.fstat(fd)
+        self._fd, self._inode = fd, (st.st_dev, st.st_ino)
+        self._checked = time.monotonic()
+
+    def _close(self) -> None:
+        fd, self._fd, self._inode = self._fd, None, None
+        if fd is not None:
+            os.close(fd)
 
     def close(self) -> None:
-        if self._fh is not None and self.path != "-":
-            self._fh.close()
-        self._fh = None
+        with self._lock:
+            self._close()
+
+    def reopen(self) -> None:
+        """Close the file and open ``path`` again (after a rotation). A failure to open is
+        logged and tried again by the next write, which then fails if it still cannot."""
+        with self._lock:
+            self._close()
+            try:
+                self._open()
+            except OSError as e:
+                logger.error("cannot reopen audit log %s: %s", self.path, e.strerror)
+
+    def _rotated(self) -> bool:
+        """Whether ``path`` is no longer the open file (renamed or removed)."""
+        now = time.monotonic()
+        if now - self._checked < self.CHECK_INTERVAL:
+            return False
+        self._checked = now
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._inode
 
     def write(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        if self.path == "-":
+            with self._lock:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+            return
+        data = (line + "\n").encode("utf-8", errors="backslashreplace")
         with self._lock:
-            if self._fh is None:
-                self.open()
-            assert self._fh is not None
-            self._fh.write(line + "\n")
-            self._fh.flush()
+            if self._fd is not None and self._rotated():
+                self._close()
+            if self._fd is None:
+                self._open()
+            assert self._fd is not None
+            view = memoryview(data)
+            while view:  # a regular file takes it in one call; a full disk raises
+                view = view[os.write(self._fd, view) :]
 
 
 def decision_event(

@@ -212,9 +212,10 @@ class Metrics:
             for channel in ("http", "upload"):
                 self.requests.labels(dest, channel)
 
-    def serve(self, host: str, port: int, ready: Callable[[], bool]) -> None:
+    def serve(self, host: str, port: int, not_ready: Callable[[], str | None]) -> None:
         """Serve ``/metrics``, ``/healthz`` (the process answers) and ``/readyz`` (a policy is
-        loaded and the proxy can inspect) on ``host:port`` in a daemon thread."""
+        loaded and the proxy can inspect: ``not_ready`` says why not, or ``None``) on
+        ``host:port`` in a daemon thread."""
         metrics_app = make_wsgi_app(self.registry)
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -223,11 +224,12 @@ class Metrics:
                 start_response("200 OK", [("Content-Type", "text/plain")])
                 return [b"ok\n"]
             if path == "/readyz":
-                ok = ready()
+                why = not_ready()
                 start_response(
-                    "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
+                    "503 Service Unavailable" if why else "200 OK",
+                    [("Content-Type", "text/plain")],
                 )
-                return [b"ready\n" if ok else b"not ready: no policy or no inspection worker yet\n"]
+                return [f"not ready: {why}\n".encode() if why else b"ready\n"]
             if path in ("/metrics", "/"):
                 result: Iterable[bytes] = metrics_app(environ, start_response)
                 return result

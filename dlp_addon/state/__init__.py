@@ -54,16 +54,27 @@ class BudgetStore(Protocol):
         """Drop identifiers older than their budget's window; returns how many."""
         ...
 
+    def ping(self) -> None:
+        """Raise :class:`StoreError` unless the store answers now (readiness asks)."""
+        ...
+
     def close(self) -> None: ...
 
 
-def open_store(redis_url: str, sqlite_path: str, *, create: bool = True) -> BudgetStore:
-    """Redis when a URL is given, else the SQLite file (made when missing only if ``create``:
-    the proxy makes it, a tool reading the proxy's counts must find it)."""
+def open_store(
+    redis_url: str,
+    sqlite_path: str,
+    redis_password: str | None = None,
+    *,
+    create: bool = True,
+) -> BudgetStore:
+    """Redis when a URL is given (``redis_password`` unless the URL has one), else the SQLite
+    file (made when missing only if ``create``: the proxy makes it, a tool reading the proxy's
+    counts must find it)."""
     if redis_url:
         from dlp_addon.state.redis import RedisStore
 
-        return RedisStore(redis_url)
+        return RedisStore(redis_url, password=redis_password)
     from dlp_addon.state.sqlite import SqliteStore
 
     return SqliteStore(sqlite_path, create=create)

@@ -70,6 +70,15 @@ class BudgetKeeper:
             return False
         return True
 
+    def problem(self) -> str | None:
+        """Why the store cannot be used right now, or ``None``: what readiness reports, so a
+        worker whose budget store refuses it (down, wrong password) leaves the balancer."""
+        try:
+            self.store.ping()
+        except StoreError as e:
+            return f"budget store ({self.backend}) unavailable: {e}"
+        return None
+
     def _admit(self, todo: list[Charge], now: float) -> list[Outcome]:
         return self.store.admit(todo, now)
 

@@ -77,11 +77,13 @@ return out
 class RedisStore:
     backend = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, password: str | None = None) -> None:
+        """``password`` (read from a file by the caller) keeps the secret out of the URL, which
+        sits on command lines; a password in the URL wins, as redis-py has it."""
         self.url = url
         try:
             self._r: Any = redis.Redis.from_url(
-                url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
+                url, password=password, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
             )
         except ValueError as e:
             raise StoreError(f"invalid Redis URL: {e}") from e

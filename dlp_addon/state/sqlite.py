@@ -56,6 +56,13 @@ class SqliteStore:
                 raise StoreError(f"cannot open budget database {path}: {e}") from e
         self._lock = threading.Lock()
 
+    def ping(self) -> None:
+        try:
+            with self._lock:
+                self._db.execute("SELECT count(*) FROM seen WHERE 0").fetchone()
+        except sqlite3.Error as e:
+            raise StoreError(f"budget database: {e}") from e
+
     @staticmethod
     def _open_existing(path: str, timeout: float) -> sqlite3.Connection:
         if not Path(path).is_file():

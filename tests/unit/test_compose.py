@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -20,6 +21,7 @@ import yaml
 
 from tests.deploy_support import set_options, unknown_options
 from tests.e2e.harness import REPO
+from tests.redis_server import RedisServer
 
 COMPOSE_DIR = REPO / "deploy" / "compose"
 SCHEMA = REPO / "tests" / "schemas" / "compose-spec" / "compose-spec.json"
@@ -70,8 +72,7 @@ def test_referenced_files_exist() -> None:
                 assert (COMPOSE_DIR / interpolate(source)).exists(), f"{name}: {source}"
 
 
-def test_make_secrets_creates_what_the_compose_file_mounts(tmp_path: Path) -> None:
-    out = tmp_path / "secrets"
+def make_secrets(out: Path) -> None:
     result = subprocess.run(
         [str(COMPOSE_DIR / "make-secrets"), str(out)],
         capture_output=True,
@@ -80,10 +81,23 @@ def test_make_secrets_creates_what_the_compose_file_mounts(tmp_path: Path) -> No
         env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DLP_PYTHON": sys.executable},
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("compose") / "secrets"
+    make_secrets(out)
+    return out
+
+
+def test_make_secrets_creates_what_the_compose_file_mounts(secrets_dir: Path) -> None:
+    out = secrets_dir
     wanted = {Path(s["file"]).name for s in COMPOSE["secrets"].values()}
     assert {p.name for p in out.iterdir()} == wanted
     assert (out / "mitmproxy-ca.pem").stat().st_mode & 0o077 == 0
     assert (out / "hmac.key").stat().st_mode & 0o077 == 0
+    for name in ("redis-password", "redis-users.acl"):  # the owner and Redis's group only
+        assert (out / name).stat().st_mode & 0o037 == 0, name
     assert all(Path(s["file"]).parent.name == "secrets" for s in COMPOSE["secrets"].values())
     assert (COMPOSE_DIR / ".gitignore").read_text().split() == ["secrets/"]
 
@@ -187,3 +201,73 @@ def test_dockerfile_passes_hadolint_and_runs_as_non_root() -> None:
     assert unknown_options(cmd) == []
     # The image's health check asks the metrics port the proxy listens on by default.
     assert "9464/readyz" in text and "dlp_metrics_host=0.0.0.0" in cmd
+
+
+def _secret_file(service: str, target: str) -> str:
+    """The top-level secret mounted at ``target`` (relative: under /run/secrets) in
+    ``service``: its file name in ./secrets."""
+    for mount in SERVICES[service]["secrets"]:
+        path = str(Path("/run/secrets") / mount["target"])  # an absolute target stays as it is
+        if path == target:
+            return Path(COMPOSE["secrets"][mount["source"]]["file"]).name
+    raise AssertionError(f"{service}: nothing mounted at {target}")
+
+
+def test_redis_requires_the_password_the_proxy_and_the_health_check_use() -> None:
+    """Redis in protected mode without a password refused every other container while its
+    health check, run inside it, stayed green: every message with an ID was then blocked."""
+    redis = SERVICES["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server" and "--requirepass" not in command
+    acl = command[command.index("--aclfile") + 1]
+    assert _secret_file("redis", acl) == "redis-users.acl"
+    options = set_options(SERVICES["dlp-proxy"]["command"])
+    url = urlsplit(options["dlp_budget_redis"])
+    assert (url.hostname, url.password) == ("redis", None)  # the command line carries none
+    password_file = options["dlp_budget_redis_password_file"]
+    assert _secret_file("dlp-proxy", password_file) == "redis-password"
+    (kind, check) = redis["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    # The check logs in like a worker: the same password file, an error reply is a failure.
+    assert 'REDISCLI_AUTH="$$(cat /run/secrets/redis-password)"' in check
+    assert _secret_file("redis", "/run/secrets/redis-password") == "redis-password"
+    assert "redis-cli -e ping" in check and "grep -qx PONG" in check
+
+
+def test_workers_are_healthy_only_when_ready_and_haproxy_waits_for_them() -> None:
+    proxy = SERVICES["dlp-proxy"]
+    check = " ".join(proxy["healthcheck"]["test"])
+    assert "http://127.0.0.1:9464/readyz" in check  # 503 with its budget store unusable
+    assert "dlp_metrics_port" not in set_options(proxy["command"])  # so 9464 it is
+    assert proxy["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert SERVICES["haproxy"]["depends_on"]["dlp-proxy"]["condition"] == "service_healthy"
+
+
+def test_the_redis_acl_make_secrets_writes_admits_its_password_only(
+    secrets_dir: Path, tmp_path: Path
+) -> None:
+    """The files make-secrets writes, given to a real redis-server as compose gives them."""
+    import redis
+
+    password = (secrets_dir / "redis-password").read_text("utf-8").strip()
+    assert len(password) >= 32 and password not in (secrets_dir / "redis-users.acl").read_text()
+    server = RedisServer(
+        tmp_path / "redis", password=password, config=(f"aclfile {secrets_dir}/redis-users.acl",)
+    )
+    server.start()  # logs in with the password, or fails
+    try:
+        for wrong in (None, password + "x"):
+            with pytest.raises(redis.AuthenticationError):
+                redis.Redis.from_url(server.url, password=wrong, socket_timeout=2).ping()
+        env = {"PATH": "/usr/bin:/bin", "REDISCLI_AUTH": password}
+        cli = ["redis-cli", "-p", str(server.port), "-e", "ping"]
+        ok = subprocess.run(cli, capture_output=True, text=True, env=env, check=False)
+        assert (ok.returncode, ok.stdout.strip()) == (0, "PONG")
+        env["REDISCLI_AUTH"] = "wrong"
+        refused = subprocess.run(cli, capture_output=True, text=True, env=env, check=False)
+        assert refused.returncode != 0 and "PONG" not in refused.stdout
+    finally:
+        server.stop()
+    # Run again, the password is kept (Redis's data and the workers keep working).
+    make_secrets(secrets_dir)
+    assert (secrets_dir / "redis-password").read_text("utf-8").strip() == password

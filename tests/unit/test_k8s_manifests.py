@@ -6,7 +6,12 @@ schema cannot see (selectors, port names, volumes, the mounted paths the proxy i
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import kubernetes_validate
@@ -156,7 +161,67 @@ def test_configmap_policy_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(text, encoding="utf-8")
     policy = load_policy(path)
-    assert policy.destinations and policy.rules
+    assert policy.destinations and policy.rules and policy.budgets
+
+
+def _generator() -> ModuleType:
+    """deploy/k8s/make-configmap, a script without a .py suffix, as a module."""
+    loader = importlib.machinery.SourceFileLoader("make_configmap", str(K8S / "make-configmap"))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_configmap_is_the_shipped_policy_byte_for_byte() -> None:
+    """It used to be a hand-made copy that had fallen behind (no budgets): now generated, and
+    any drift fails here. The shipped policy's place is the generator's SHIPPED_POLICY."""
+    gen = _generator()
+    committed = (K8S / "configmap.yaml").read_text("utf-8")
+    assert committed == gen.render(), "run: .venv/bin/python deploy/k8s/make-configmap"
+    data = find("ConfigMap", "dlp-policy")["data"]
+    assert "policy.yaml" in data
+    for key, text in data.items():
+        assert text.encode("utf-8") == (gen.SHIPPED_POLICY.parent / key).read_bytes(), key
+    check = subprocess.run(
+        [sys.executable, str(K8S / "make-configmap"), "--check"], capture_output=True, check=False
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_generator_carries_the_files_a_policy_names_exactly(tmp_path: Path) -> None:
+    """A policy with its own keyword list: both go in, byte for byte, whatever their blank
+    lines and indentation; the file the pods then read loads as the same policy."""
+    gen = _generator()
+    words = "  客户名单\n\n投保人信息\n\n\n"  # indented first line, trailing blank lines
+    (tmp_path / "my-words.txt").write_text(words, "utf-8")
+    shipped = yaml.safe_load(gen.SHIPPED_POLICY.read_text("utf-8"))
+    shipped["custom_detectors"] = [
+        {
+            "id": "kw_my_customers",
+            "name": {"zh": "客户名单", "en": "customer list"},
+            "category": "keyword",
+            "legal_category": None,
+            "words_file": "my-words.txt",
+            "validator": "none",
+            "confidence": "low",
+            "samples": {"match": ["这是投保人信息"], "no_match": ["行李箱"]},
+        }
+    ]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        yaml.safe_dump(shipped, allow_unicode=True) + "# no newline at the end", "utf-8"
+    )
+    configmap = yaml.safe_load(gen.render(policy))
+    assert set(configmap["data"]) == {"policy.yaml", "my-words.txt"}
+    for key, text in configmap["data"].items():
+        assert text.encode("utf-8") == (tmp_path / key).read_bytes(), key
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    for key, text in configmap["data"].items():
+        (mounted / key).write_text(text, "utf-8")
+    assert "kw_my_customers" in load_policy(mounted / "policy.yaml").detectors.by_id()
 
 
 def test_hpa_pdb_and_network_policy_cover_the_pods() -> None:
