@@ -23,6 +23,7 @@ TEST_ONLY = {
     "prometheus",
     "systemd",
     "redis-server",
+    "logrotate",
     "chromium",
     "libnss3-tools",
     "fonts-wqy-zenhei",
