@@ -82,11 +82,14 @@ def _why(e: Exception) -> str:
 
 
 def _headers(h: http.Headers) -> dict[str, str]:
+    """Every header, repeated ones joined; HTTP/2 sends each cookie as a field of its own,
+    joined with ``; `` as in HTTP/1 so each stays one cookie for the extractor."""
     out: dict[str, str] = {}
     for name, value in h.fields:
         key = name.decode("latin-1").lower()
         val = value.decode("latin-1")
-        out[key] = f"{out[key]}, {val}" if key in out else val
+        sep = "; " if key == "cookie" else ", "
+        out[key] = f"{out[key]}{sep}{val}" if key in out else val
     return out
 
 

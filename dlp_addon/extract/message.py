@@ -14,7 +14,7 @@ import re
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, unquote_plus
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -240,8 +240,8 @@ class _Collector:
         stripped = text.lstrip()
         if not stripped.startswith(("{", "[")):
             return False
-        try:
-            doc = json.loads(text)
+        try:  # every value of a duplicate key: parsers disagree on which one wins
+            doc = json.loads(text, object_pairs_hook=_Object)
         except (ValueError, RecursionError):
             return False
         self.text(location + ":json", "\n".join(_json_lines(doc)), depth)
@@ -329,6 +329,10 @@ def _table_kind(text: str) -> str:
     return "text"
 
 
+class _Object(list[tuple[str, object]]):
+    """A JSON object as its pairs in order, duplicate keys included."""
+
+
 def _json_lines(doc: object) -> Iterator[str]:
     """One line per JSON object (its keys and one-line scalar values), one per scalar in an
     array; a multi-line string keeps its lines (a table pasted into a chat message). A line is
@@ -336,9 +340,9 @@ def _json_lines(doc: object) -> Iterator[str]:
     stack = [doc]
     while stack:
         node = stack.pop()
-        if isinstance(node, dict):
+        if isinstance(node, _Object):
             line = []
-            for k, v in node.items():
+            for k, v in node:
                 line.append(k)
                 if isinstance(v, dict | list) or (isinstance(v, str) and "\n" in v):
                     stack.append(v)
@@ -381,9 +385,45 @@ def _form(col: _Collector, location: str, text: str) -> None:
             col.json_text(location, value)
 
 
+# Part headers that only describe the part; any other one is data (``X-Note: ...``).
+_PART_FORMAT_HEADERS = frozenset({b"content-type", b"content-transfer-encoding", b"content-length"})
+
+
+def _header_readings(raw: bytes) -> list[str]:
+    """A header's bytes as the receiving site may read them: UTF-8 or GB18030 (browsers send
+    a file name's bytes as they are), else latin-1."""
+    return decode_readings(raw, None) or [raw.decode("latin-1")]
+
+
+def _multipart_bounds(body: bytes, boundary: str) -> tuple[int, int]:
+    """Where the parts start (after the preamble) and where the epilogue starts (after the
+    first closing delimiter, which part data cannot hold). Servers skip a preamble and an
+    epilogue, but a site that stores the raw body keeps them: both are read."""
+    delimiter = b"--" + boundary.encode("latin-1")
+    if body.startswith(delimiter):
+        start = 0
+    else:
+        found = body.find(b"\n" + delimiter)
+        if found < 0:
+            raise ExtractError("multipart")
+        start = found + 1
+    close = delimiter + b"--"
+    if body.startswith(close, start):
+        return start, start + len(close)
+    end = body.find(b"\r\n" + close, start)
+    return start, len(body) if end < 0 else end + 2 + len(close)
+
+
 def _multipart(col: _Collector, body: bytes, boundary: str) -> None:
     if not boundary:
         raise ExtractError("multipart")
+    start, end = _multipart_bounds(body, boundary)
+    for location, extra in (
+        ("multipart:preamble", body[:start]),
+        ("multipart:epilogue", body[end:]),
+    ):
+        if extra.strip():
+            col.blob(location, extra, None, file=False)
     state: dict[str, object] = {"ended": False}
     headers: list[tuple[bytes, bytes]] = []
     field_buf: list[bytes] = []
@@ -406,12 +446,21 @@ def _multipart(col: _Collector, body: bytes, boundary: str) -> None:
 
     def on_part_end() -> None:
         hdrs = dict(headers)
-        _, disp = parse_options_header(hdrs.get(b"content-disposition", b""))
+        raw_disp = hdrs.get(b"content-disposition", b"")
+        _, disp = parse_options_header(raw_disp)
         _, ctype_params = parse_options_header(hdrs.get(b"content-type", b""))
         charset = ctype_params.get(b"charset", b"").decode("latin-1") or None
-        is_file = b"filename" in disp or b"filename*" in disp
+        # filename* (RFC 5987) is dropped by the parser, but clients send it and sites read it.
+        is_file = b"filename" in disp or b"filename*" in raw_disp.lower()
         name = disp.get(b"name", b"").decode("utf-8", "replace")
         col.text("multipart:name", name)
+        if is_file:  # the whole header: filename="...", filename*=UTF-8''%E5... alike
+            for reading in _header_readings(raw_disp):
+                col.text("multipart:filename", reading)
+        for key, value in headers:
+            if key != b"content-disposition" and key not in _PART_FORMAT_HEADERS:
+                for reading in _header_readings(value):
+                    col.text("multipart:header", reading)
         col.blob(
             "multipart:file" if is_file else "multipart:field",
             b"".join(data),
@@ -436,7 +485,7 @@ def _multipart(col: _Collector, body: bytes, boundary: str) -> None:
         },
     )
     try:
-        parser.write(body)
+        parser.write(body[start:end])
         parser.finalize()
     except ExtractError:  # from a part's content (a bomb, an encrypted file): keep its reason
         raise
@@ -446,16 +495,85 @@ def _multipart(col: _Collector, body: bytes, boundary: str) -> None:
         raise ExtractError("multipart")
 
 
+# Object storage user metadata (Aliyun OSS, S3, Tencent COS, Huawei OBS, GCS): stored with the
+# object and handed back to whoever reads it, so data, whatever its length.
+_META_PREFIXES = ("x-oss-meta-", "x-amz-meta-", "x-cos-meta-", "x-obs-meta-", "x-goog-meta-")
+# Headers the browser or the HTTP stack writes, never data: not read, so they cost nothing.
+_FORMAT_HEADERS = frozenset(
+    {
+        "host",
+        "user-agent",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "cache-control",
+        "pragma",
+        "origin",
+        "upgrade-insecure-requests",
+        "te",
+        "priority",
+        "dnt",
+        "range",
+        "expect",
+    }
+)
+_FORMAT_PREFIXES = ("accept", "sec-", "if-", ":")
+# Shorter values of other headers are ids and flags: too short to carry a record.
+_MIN_HEADER_VALUE = 16
+
+
+def _value_readings(value: str) -> list[str]:
+    """A header value as mitmproxy hands it over (its bytes as latin-1) read as the site may
+    read it; a value that is already text (a saved request) is kept as it is."""
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        return [value]
+    return _header_readings(raw)
+
+
+def _request_headers(col: _Collector, headers: Mapping[str, str]) -> None:
+    """Headers that carry data: every cookie, object storage metadata, the query of the
+    Referer, a Content-Disposition file name, any other long value (``x-*`` and custom)."""
+    for name, value in headers.items():
+        if name in _FORMAT_HEADERS or name.startswith(_FORMAT_PREFIXES):
+            continue
+        if name == "cookie":
+            for cookie in re.split(r";\s*", value):
+                if cookie:
+                    for reading in _value_readings(cookie):
+                        col.text("cookie", reading)
+        elif name == "referer":
+            query = urlsplit(value).query
+            if query:
+                _form(col, "header:referer", query)
+        elif name == "content-disposition":
+            for reading in _value_readings(value):
+                col.text("header:disposition", reading)
+        elif name.startswith(_META_PREFIXES) or len(value) > _MIN_HEADER_VALUE:
+            if name.startswith(_META_PREFIXES):
+                where = "header:meta"
+            else:
+                where = "header:x" if name.startswith("x-") else "header:other"
+            for reading in _value_readings(value):
+                col.text(where, reading)
+
+
 def extract_http(
     req: HttpInput, limits: Limits | None = None, deadline: float | None = None
 ) -> Extraction:
-    """Parts of the URL (path, query) and of the body, decoded and parsed by content."""
+    """Parts of the URL (path, query), of the headers that carry data (cookies, object storage
+    metadata, long custom values) and of the body, decoded and parsed by content."""
     limits = limits or Limits()
     col = _Collector(limits, deadline)
     path, _, query = req.path.partition("?")
     col.text("path", unquote(path))
     if query:
         _form(col, "query", query)
+    _request_headers(col, req.headers)
     if not req.body:
         return col.result()
     if len(req.body) > limits.max_body_bytes:
