@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import inspect
 import json
 import re
 import zlib
@@ -395,6 +396,15 @@ def _header_readings(raw: bytes) -> list[str]:
     return decode_readings(raw, None) or [raw.decode("latin-1")]
 
 
+# python-multipart refuses a part header over 4 KiB and more than 8 of them; servers take more
+# (a 20-row table fits in a file name), so the body's own limits bound them here.
+_PARSER_LIMITS: dict[str, int] = (
+    {"max_header_count": 256, "max_header_size": 1 << 20}
+    if "max_header_size" in inspect.signature(MultipartParser).parameters
+    else {}
+)
+
+
 def _multipart_bounds(body: bytes, boundary: str) -> tuple[int, int]:
     """Where the parts start (after the preamble) and where the epilogue starts (after the
     first closing delimiter, which part data cannot hold). Servers skip a preamble and an
@@ -418,12 +428,12 @@ def _multipart(col: _Collector, body: bytes, boundary: str) -> None:
     if not boundary:
         raise ExtractError("multipart")
     start, end = _multipart_bounds(body, boundary)
-    for location, extra in (
-        ("multipart:preamble", body[:start]),
-        ("multipart:epilogue", body[end:]),
-    ):
-        if extra.strip():
-            col.blob(location, extra, None, file=False)
+    # The line break before a delimiter and the one after the closing delimiter belong to them.
+    preamble = body[:start].removesuffix(b"\n").removesuffix(b"\r")
+    epilogue = body[end:].removeprefix(b"\r\n")
+    for location, extra in (("multipart:preamble", preamble), ("multipart:epilogue", epilogue)):
+        if extra.strip():  # a file (a zip after the parts) is read as a file
+            col.blob(location, extra, None, file=True)
     state: dict[str, object] = {"ended": False}
     headers: list[tuple[bytes, bytes]] = []
     field_buf: list[bytes] = []
@@ -483,6 +493,7 @@ def _multipart(col: _Collector, body: bytes, boundary: str) -> None:
             "on_part_end": on_part_end,
             "on_end": on_end,
         },
+        **_PARSER_LIMITS,
     )
     try:
         parser.write(body[start:end])
