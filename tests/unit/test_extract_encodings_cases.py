@@ -293,7 +293,7 @@ def test_images_are_not_text(data: bytes) -> None:
     """An image whose bytes happen to read as text (a JPEG starts with FF) stays an image."""
     ex = extract_http(_upload(data), POLICY.limits)
     assert ex.files == ("image",) and not ex.unscannable
-    assert labels(ex) == ["path#0", "multipart:name#1"]
+    assert labels(ex) == ["path#0", "multipart:name#1", "multipart:filename#2"]
 
 
 def test_random_bytes_behind_a_bom_are_opaque() -> None:
