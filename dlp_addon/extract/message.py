@@ -539,6 +539,8 @@ _MIN_HEADER_VALUE = 16
 def _value_readings(value: str) -> list[str]:
     """A header value as mitmproxy hands it over (its bytes as latin-1) read as the site may
     read it; a value that is already text (a saved request) is kept as it is."""
+    if value.isascii():  # nearly every header: nothing to re-read
+        return [value]
     try:
         raw = value.encode("latin-1")
     except UnicodeEncodeError:
@@ -552,7 +554,7 @@ def _request_headers(col: _Collector, headers: Mapping[str, str]) -> None:
     for name, value in headers.items():
         if name in _FORMAT_HEADERS or name.startswith(_FORMAT_PREFIXES):
             continue
-        if name == "cookie":
+        if name == "cookie":  # a part each: decoding one cookie does not re-read the rest
             for cookie in re.split(r";\s*", value):
                 if cookie:
                     for reading in _value_readings(cookie):
