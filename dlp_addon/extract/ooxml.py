@@ -31,12 +31,12 @@ _TOKEN = re.compile(
     r"<!\[CDATA\[(?P<cdata>.*?)\]\]>"
     r"|<!--(?P<comment>.*?)-->"
     r"|<[!?][^>]*>"
-    r"|<(?P<close>/)?(?:[A-Za-z_][\w.\-]*:)?(?P<tag>[A-Za-z_][\w.\-]*)(?P<attrs>[^>]*?)(?P<empty>/)?>",
+    r"|<(?P<close>/)?(?:[^\W\d][\w.\-]*:)?(?P<tag>[^\W\d][\w.\-]*)(?P<attrs>[^>]*?)(?P<empty>/)?>",
     re.S,
 )
 _ATTR = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
 # Word, DrawingML (slides, shapes, charts) and spreadsheet comments: prose, a paragraph a line.
-_LINE_END = frozenset({"p", "br", "cr", "tr", "comment", "threadedComment", "si"})
+_LINE_END = frozenset({"p", "br", "cr", "tr", "comment", "threadedComment", "si", "author"})
 _CELL_END = frozenset({"tc", "tab"})
 
 # Sheet formulas, row by row: the text of each <f> (a cached value, if any, is a cell value).
