@@ -27,28 +27,26 @@ from dlp_addon.extract.text import decode_text, is_opaque, text_runs
 # that use them) and the body of a docx.
 _READ_ELSEWHERE = ("xl/sharedStrings.xml", "word/document.xml")
 
+# Every pattern here stops at the next "<" or ">", so no input makes it backtrack over more than
+# one tag: reading stays linear in the part's size, however malformed the part is.
 _TOKEN = re.compile(
-    r"<!\[CDATA\[(?P<cdata>.*?)\]\]>"
-    r"|<!--(?P<comment>.*?)-->"
-    r"|<[!?][^>]*>"
-    r"|<(?P<close>/)?(?:[^\W\d][\w.\-]*:)?(?P<tag>[^\W\d][\w.\-]*)(?P<attrs>[^>]*?)(?P<empty>/)?>",
-    re.S,
+    r"<[!?][^<>]*>"
+    r"|<(?P<close>/)?(?:[^\W\d][\w.\-]*:)?(?P<tag>[^\W\d][\w.\-]*)(?P<attrs>(?:\s[^<>]*?)?)(?P<empty>/)?>"
 )
 _ATTR = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_SECTIONS = (("<![CDATA[", "]]>"), ("<!--", "-->"))
 # Word, DrawingML (slides, shapes, charts) and spreadsheet comments: prose, a paragraph a line.
 _LINE_END = frozenset({"p", "br", "cr", "tr", "comment", "threadedComment", "si", "author"})
 _CELL_END = frozenset({"tc", "tab"})
 
 # Sheet formulas, row by row: the text of each <f> (a cached value, if any, is a cell value).
-_ROW = re.compile(rb"<(?:\w+:)?row\b.*?</(?:\w+:)?row>", re.S)
-_FORMULA = re.compile(rb"<(?:\w+:)?f\b[^>]*?>([^<]*)</(?:\w+:)?f>")
+_ROW_END = re.compile(rb"</(?:\w+:)?row>")
+_FORMULA = re.compile(rb"<(?:\w+:)?f\b[^<>]*>([^<]*)</(?:\w+:)?f>")
 
 # Pivot cache: fields and their shared items (definition), rows of values or item indexes.
-_CACHE_FIELD = re.compile(
-    r"<(?:\w+:)?cacheField\b([^>]*?)(?:/>|>(.*?)</(?:\w+:)?cacheField>)", re.S
-)
-_ITEM = re.compile(r"<(?:\w+:)?([snbdemx])\b([^>]*?)/?>")
-_RECORD = re.compile(r"<(?:\w+:)?r\b[^>]*>(.*?)</(?:\w+:)?r>", re.S)
+_CACHE_FIELD = re.compile(r"<(?:\w+:)?cacheField\b")
+_ITEM = re.compile(r"<(?:\w+:)?([snbdemx])\b([^<>]*?)/?>")
+_RECORD = re.compile(r"<(?:\w+:)?r\b")
 
 
 @dataclass(frozen=True)
@@ -149,6 +147,7 @@ def xml_text(xml: str, *, prose: bool) -> str:
     values too, an element holding others or carrying attributes ending a line (so
     ``<customer name=".." id=".."/>`` and ``<row><name>..</name><id>..</id></row>`` are one
     record each), leaf values separated by tabs."""
+    xml = _unwrap_sections(xml)
     out: list[str] = []
     pos = 0
     cells = 0  # open table cells (prose): a paragraph inside a cell does not end the row
@@ -158,13 +157,6 @@ def xml_text(xml: str, *, prose: bool) -> str:
         if not fallback and m.start() > pos:
             out.append(html.unescape(xml[pos : m.start()]))
         pos = m.end()
-        if m.group("cdata") is not None:
-            if not fallback:
-                out.append(m.group("cdata"))
-            continue
-        if m.group("comment") is not None:
-            out.append("\n" + m.group("comment") + "\n")
-            continue
         tag = m.group("tag")
         if tag is None:  # <?xml ...?>, <!DOCTYPE ...>: declarations, nothing expanded
             continue
@@ -204,6 +196,25 @@ def xml_text(xml: str, *, prose: bool) -> str:
     return _tidy("".join(out))
 
 
+def _unwrap_sections(xml: str) -> str:
+    """CDATA sections and XML comments as escaped text (a comment on lines of its own): what
+    they hold leaves with the file like any other text. One pass with ``find``: an unclosed
+    section runs to the end of the part."""
+    for start, end in _SECTIONS:
+        if start not in xml:
+            continue
+        out, pos = [], 0
+        while (i := xml.find(start, pos)) >= 0:
+            j = xml.find(end, i + len(start))
+            j = len(xml) if j < 0 else j
+            inner = html.escape(xml[i + len(start) : j], quote=False)
+            out += [xml[pos:i], inner if start == "<![CDATA[" else f"\n{inner}\n"]
+            pos = j + len(end)
+        out.append(xml[pos:])
+        xml = "".join(out)
+    return xml
+
+
 def _attr_values(attrs: str) -> list[str]:
     return [
         html.unescape(m.group(2) if m.group(2) is not None else m.group(3))
@@ -227,8 +238,8 @@ def formulas(sheet_xml: bytes) -> str:
     if b"</f>" not in sheet_xml and b":f>" not in sheet_xml:
         return ""
     lines = []
-    for row in _ROW.finditer(sheet_xml):
-        found = _FORMULA.findall(row.group())
+    for row in _ROW_END.split(sheet_xml):
+        found = _FORMULA.findall(row)
         if found:
             lines.append("\t".join(html.unescape(f.decode("utf-8", "replace")) for f in found))
     return "\n".join(lines)
@@ -237,9 +248,10 @@ def formulas(sheet_xml: bytes) -> str:
 def _cache_fields(xml: str) -> list[tuple[str, list[str]]]:
     """``(field name, shared items)`` of each field of a pivot cache definition, in order."""
     fields = []
-    for m in _CACHE_FIELD.finditer(xml):
-        name = _attr(m.group(1), "name")
-        fields.append((name, [_attr(a, "v") for _, a in _ITEM.findall(m.group(2) or "")]))
+    for chunk in _CACHE_FIELD.split(xml)[1:]:  # a field runs to the next one
+        end = chunk.find(">")
+        name = _attr(chunk[: max(end, 0)], "name")
+        fields.append((name, [_attr(a, "v") for _, a in _ITEM.findall(chunk, max(end, 0))]))
     return fields
 
 
@@ -275,9 +287,9 @@ def pivot_records(xml: str, fields: list[tuple[str, list[str]]]) -> str:
     """The source rows Excel keeps in a pivot cache, a row a line: ``<x v="3"/>`` is the
     field's fourth shared item, other items carry their value."""
     lines = []
-    for m in _RECORD.finditer(xml):
+    for chunk in _RECORD.split(xml)[1:]:  # a record runs to the next one
         values = []
-        for i, (kind, attrs) in enumerate(_ITEM.findall(m.group(1))):
+        for i, (kind, attrs) in enumerate(_ITEM.findall(chunk)):
             value = _attr(attrs, "v")
             if kind == "x":
                 shared = fields[i][1] if i < len(fields) else []

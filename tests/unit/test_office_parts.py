@@ -416,3 +416,23 @@ def test_a_deck_renamed_jpg_is_still_a_deck() -> None:
     data = pptx({"ppt/slides/slide1.xml": _slide(LINES)})
     verdict = inspect_http(POLICY, upload("photo.jpg", data, "image/jpeg"), "jd").verdict
     assert verdict.blocks and verdict.counts.get("cn_resident_id") == 20
+
+
+def test_cdata_and_xml_comments_are_read() -> None:
+    rows = "".join(f"<客户><![CDATA[{line}]]></客户>" for line in LINES[:10])
+    rows += "".join(f"<!--{line}-->" for line in LINES[10:])
+    data = with_parts(_workbook(), {"customXml/item1.xml": f"<名单>{rows}</名单>"})
+    verdict = inspect(data, "价格.xlsx").verdict
+    assert verdict.blocks and verdict.counts.get("cn_resident_id") == 20
+
+
+def test_entities_in_a_part_are_not_expanded() -> None:
+    """A billion-laughs DTD in a part calamine never opens: its entities stay references."""
+    levels = "".join(
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10 if i else "lol" * 10}">' for i in range(10)
+    )
+    bomb = f'<?xml version="1.0"?><!DOCTYPE Properties [{levels}]><Properties>&lol9;</Properties>'
+    data = with_parts(_workbook(), {"docProps/custom.xml": bomb})
+    extraction = extract_http(upload("价格.xlsx", data))
+    assert not extraction.unscannable
+    assert extraction.bytes_of_text < 200_000
