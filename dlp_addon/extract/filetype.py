@@ -24,9 +24,9 @@ _ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
 
 
 def sniff(data: bytes) -> str:
-    """``xlsx``, ``ods``, ``docx``, ``zip``, ``xls``, ``ole``, ``encrypted_office``, ``pdf``,
-    ``gzip``, ``7z``, ``rar``..., ``image``, ``media`` or ``binary`` (text is decided by the
-    caller, which knows the charset)."""
+    """``xlsx``, ``ods``, ``docx``, ``pptx``, ``zip``, ``xls``, ``ole``, ``encrypted_office``,
+    ``pdf``, ``gzip``, ``7z``, ``rar``..., ``image``, ``media`` or ``binary`` (text is decided
+    by the caller, which knows the charset)."""
     if data.startswith(_IMAGES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
         return IMAGE
     if data[4:8] == b"ftyp" or data[:4] == b"\x1aE\xdf\xa3" or data[:4] == b"OggS":
@@ -49,6 +49,8 @@ def _zip_kind(data: bytes) -> str:
                 return "xlsx"
             if "word/document.xml" in names:
                 return "docx"
+            if "ppt/presentation.xml" in names:
+                return "pptx"
             if "mimetype" in names and data[30:38] == b"mimetype" and _ODS_MIME in data[:100]:
                 return "ods"
     except (zipfile.BadZipFile, ValueError, OSError, EOFError):

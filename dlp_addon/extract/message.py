@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import archive, document, sandbox
+from dlp_addon.extract import archive, document, ooxml, sandbox
 from dlp_addon.extract.decode import decode_content, inflate
 from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
 from dlp_addon.extract.limits import Budget, Limits
@@ -193,13 +193,15 @@ class _Collector:
                 Attachment(kind, location, sheets.sheets, sheets.rows, sheets.columns)
             )
             self.document(f"{location}:{kind}", sheets.text)
+            if kind == "xlsx":
+                self._package(f"{location}:{kind}", data, depth)
             return
         if kind == "pdf":
             if file:
                 self.attachments.append(Attachment(kind, location))
             self.document(location + ":pdf", document.pdf_text(data, self.budget))
             return
-        if kind in ("zip", "docx", "gzip"):
+        if kind in ("zip", "docx", "pptx", "gzip"):
             if file or depth:
                 self.attachments.append(Attachment(kind, location))
             self._container(location, data, kind, depth)
@@ -221,12 +223,28 @@ class _Collector:
             self.budget.spend(len(inner))
             self.blob(location + ":gz", inner, None, file=True, depth=depth + 1)
             return
-        for name, content in archive.entries(data, self.budget):
-            if kind == "docx":
-                if name == "word/document.xml":
-                    self.document(location + ":docx", document.docx_text(content))
-                continue
+        if kind in ("docx", "pptx"):
+            self._package(f"{location}:{kind}", data, depth)
+            return
+        for _, content in archive.entries(data, self.budget):
             self.blob(location + ":zip", content, None, file=True, depth=depth + 1)
+
+    def _package(self, location: str, data: bytes, depth: int) -> None:
+        """An Office package's parts (the docx body, comments, properties, pivot cache...);
+        files inside it (an embedded workbook) are read as files of their own."""
+        entries = list(archive.entries(data, self.budget))
+        for name, content in entries:
+            if name == "word/document.xml":
+                self.document(location, document.docx_text(content))
+        for item in ooxml.read(entries):
+            if isinstance(item, ooxml.File):
+                if depth >= self.budget.limits.max_archive_depth:
+                    raise ExtractError("too_deep")
+                self.blob(
+                    f"{location}:{item.category}", item.data, None, file=True, depth=depth + 1
+                )
+            elif item.text:
+                self.document(f"{location}:{item.category}", item.text)
 
     def document(self, location: str, text: str) -> None:
         """A file's text (cells, pages), plus its character references decoded (``&#49;``
