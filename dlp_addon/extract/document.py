@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from pypdf import PageObject, PasswordType, PdfReader
+from pypdf.generic import DictionaryObject
 
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract.limits import Budget
@@ -68,6 +69,8 @@ def _annotations(page: PageObject, budget: Budget) -> list[str]:
     annots = page.get("/Annots")
     for ref in annots.get_object() if annots is not None else []:
         annot = ref.get_object()
+        if not isinstance(annot, DictionaryObject):
+            continue
         for key in ("/Contents", "/T", "/RC", "/Subj"):
             value = annot.get(key)
             if value is not None:

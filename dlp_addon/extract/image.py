@@ -257,6 +257,10 @@ def _inflate(raw: bytes, room: int) -> bytes:
         return inflate(raw, zlib.MAX_WBITS, max(room, 0))
     except zlib.error:
         return b""  # not deflate data: nothing a viewer would show either
+    except ExtractError as e:
+        if e.reason == "too_large":
+            raise
+        return b""
 
 
 # --- GIF ----------------------------------------------------------------------------------------
@@ -351,8 +355,10 @@ def _mp4(data: bytes, out: Walk, budget: Budget) -> int:
             header = 16
         elif size == 0:  # the box runs to the end of the file
             size = n - pos
-        if size < header or pos + size > n or not _box_type(btype):
-            break
+        if size < header or not _box_type(btype):
+            break  # not a box: what follows the last one
+        if pos + size > n:
+            raise _Malformed(pos)  # a box cut short: the file is truncated
         if btype in _MP4_SKIP_BOXES:
             payload = data[pos + header : pos + size]
             if payload.strip(b"\x00"):

@@ -245,8 +245,9 @@ class _Collector:
             elif len(data) - walked.stopped_at > _MAX_UNPARSED_IMAGE_BYTES:
                 self.unscannable.append("image_structure")
             return
-        for hidden in walked.hidden:
-            self._after_image(location, hidden, depth)
+        for hidden in walked.hidden:  # padding boxes: read unless high-entropy filler
+            if sniff(hidden) != "binary" or not is_opaque(hidden):
+                self._after_image(location, hidden, depth)
         if walked.trailing.strip(b"\x00\r\n\t "):
             self._after_image(location, walked.trailing, depth)
 

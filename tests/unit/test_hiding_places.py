@@ -117,6 +117,11 @@ def webp(size: int = 30_000) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+def mp4_with_free(payload: bytes) -> bytes:
+    """``F.media_blob`` with a ``free`` box (padding players skip) holding ``payload``."""
+    return F.media_blob(128 * 1024) + struct.pack(">I", 8 + len(payload)) + b"free" + payload
+
+
 def csv_zip() -> bytes:
     return F.zip_of({"客户.csv": F.csv_bytes(ROWS, "utf-8")})
 
@@ -218,6 +223,7 @@ HIDDEN: dict[str, Callable[[], bytes]] = {
     "webp + zip": lambda: webp() + csv_zip(),
     "mp4 + zip": lambda: F.media_blob(256 * 1024) + csv_zip(),
     "png + xlsx": lambda: F.png(64, 64) + F.xlsx(ROWS),
+    "mp4 free box": lambda: mp4_with_free(F.csv_bytes(ROWS, "utf-8")),
     "png tEXt": lambda: png_with([(b"tEXt", b"Comment\x00" + TABLE.encode("gb18030"))]),
     "png zTXt": lambda: png_with(
         [(b"zTXt", b"Comment\x00\x00" + zlib.compress(TABLE.encode("gb18030")))]
@@ -284,6 +290,7 @@ BENIGN: dict[str, Callable[[], bytes]] = {
     "gif": gif,
     "webp": webp,
     "mp4": lambda: F.media_blob(512 * 1024),
+    "mp4 with zeroed free box": lambda: mp4_with_free(b"\x00" * 2048),
 }
 
 
@@ -315,3 +322,17 @@ def test_a_truncated_large_image_is_unscannable_and_a_small_one_passes() -> None
 def test_a_broken_image_with_a_zip_inside_is_read() -> None:
     broken = jpeg(size=4000)[:-500] + b"\x00" * 100 + csv_zip()
     _blocked(inspect(upload("x.jpg", broken)))
+
+
+@pytest.mark.parametrize("case", ["png", "jpeg with EXIF and XMP", "gif", "webp", "mp4"])
+def test_cut_images_are_passed_or_refused_never_an_error(case: str) -> None:
+    data = BENIGN[case]()
+    for cut in (len(data) // 7, len(data) // 2, len(data) - 3):
+        verdict = inspect(upload("cut.bin", data[:cut])).verdict
+        assert not verdict.reason.startswith("error"), verdict.reason
+
+
+def test_a_compressed_png_text_bomb_is_too_large() -> None:
+    bomb = zlib.compress(b"0" * (80 * F.MIB), 9)
+    verdict = inspect(upload("x.png", png_with([(b"zTXt", b"Comment\x00\x00" + bomb)]))).verdict
+    assert verdict.blocks and verdict.reason == "unscannable:too_large"
