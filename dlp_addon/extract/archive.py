@@ -24,6 +24,8 @@ _CHUNK = 64 * 1024
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _NAME_SEPARATORS = re.compile(r"[_\-.+]")
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# Streams that make an OLE file a document, whatever it is named.
+_OFFICE_STREAMS = ("Workbook", "Book\x00", "WordDocument", "PowerPoint", "EncryptedPackage")
 
 
 def entries(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
@@ -73,9 +75,8 @@ def is_os_litter(name: str, content: bytes) -> bool:
     if base == "thumbs.db":
         return (
             content.startswith(_OLE)
-            and "Catalog".encode("utf-16-le") in content
-            and "Workbook".encode("utf-16-le") not in content
-            and "EncryptedPackage".encode("utf-16-le") not in content
+            and any(s.encode("utf-16-le") in content for s in ("Catalog", "256_"))
+            and not any(s.encode("utf-16-le") in content for s in _OFFICE_STREAMS)
         )
     return base == ".ds_store" and content[:8] == b"\x00\x00\x00\x01Bud1"
 

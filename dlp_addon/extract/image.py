@@ -71,11 +71,10 @@ def walk(data: bytes, budget: Budget) -> Walk | None:
     reader = {"jpeg": _jpeg, "png": _png, "gif": _gif, "webp": _webp, "mp4": _mp4}[kind]
     try:
         end = reader(data, result, budget)
+        result.trailing = data[end:]
     except _Malformed as e:
         result.parsed = False
         result.stopped_at = int(e.args[0]) if e.args else 0
-        return result
-    result.trailing = data[end:]
     spent = sum(len(t) for _, t in result.texts)
     if spent > _MAX_META_TEXT:
         raise ExtractError("too_large")

@@ -270,7 +270,10 @@ class _Collector:
         self.text(location + ":names", names, depth)
         self.text(location + ":comment", comments, depth)
         for name, content in archive.entries(data, self.budget):
-            if archive.is_os_litter(name, content):  # Thumbs.db, .DS_Store: nothing of ours
+            if archive.is_os_litter(name, content):
+                # Thumbs.db, .DS_Store: not a file of ours, not unscannable; their readable
+                # runs are still scanned (a stream of plain text inside does not get through).
+                self.text(location + ":litter", text_runs(content), depth)
                 continue
             if kind == "docx":
                 if name == "word/document.xml":

@@ -299,9 +299,15 @@ def test_everyday_files_pass(case: str) -> None:
     _passes(inspect(upload("file.bin", BENIGN[case]())))
 
 
-def test_only_litter_by_content_is_skipped() -> None:
-    """A CSV named .DS_Store is read like any file."""
-    data = F.zip_of({".DS_Store": F.csv_bytes(ROWS, "utf-8"), "a.jpg": jpeg(size=2000)})
+@pytest.mark.parametrize("name", [".DS_Store", "Thumbs.db"])
+def test_only_litter_by_content_is_skipped(name: str) -> None:
+    """A CSV named .DS_Store or Thumbs.db is read like any file."""
+    data = F.zip_of({name: F.csv_bytes(ROWS, "utf-8"), "a.jpg": jpeg(size=2000)})
+    _blocked(inspect(upload("photos.zip", data)))
+
+
+def test_text_hidden_in_a_thumbs_db_is_still_found() -> None:
+    data = F.zip_of({"Thumbs.db": thumbs_db() + TABLE.encode(), "a.jpg": jpeg(size=2000)})
     _blocked(inspect(upload("photos.zip", data)))
 
 
