@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import struct
 import zipfile
 import zlib
@@ -21,6 +22,10 @@ from dlp_addon.extract.limits import Budget, MiB
 
 _CHUNK = 64 * 1024
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+_NAME_SEPARATORS = re.compile(r"[_\-.+]")
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# Streams that make an OLE file a document, whatever it is named.
+_OFFICE_STREAMS = ("Workbook", "Book\x00", "WordDocument", "PowerPoint", "EncryptedPackage")
 
 
 def entries(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
@@ -41,6 +46,39 @@ def entries(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
             raise ExtractError("unsupported_compression")
         _check_ratio(info.file_size, info.compress_size, limits.max_compression_ratio)
         yield info.filename, _read(zf, info, budget)
+
+
+def listing(data: bytes) -> tuple[str, str]:
+    """Entry names (a line each, ``_ - . +`` read as spaces: ``姓名_身份证号_手机.jpg``)
+    and the archive's and entries' comments: text a user chose, so text to scan."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error) as e:
+        raise ExtractError("corrupt") from e
+    names = "\n".join(_NAME_SEPARATORS.sub(" ", i.filename) for i in infos)
+    comments = [zf.comment] + [i.comment for i in infos]
+    return names, "\n".join(_comment(c) for c in comments if c)
+
+
+def _comment(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("gb18030", "replace")  # zip tools on Chinese Windows write GBK
+
+
+def is_os_litter(name: str, content: bytes) -> bool:
+    """Windows' Thumbs.db (an OLE file with a Catalog stream) or macOS's .DS_Store (``Bud1``),
+    known by name and content: a file merely named so is read like any other."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    if base == "thumbs.db":
+        return (
+            content.startswith(_OLE)
+            and any(s.encode("utf-16-le") in content for s in ("Catalog", "256_"))
+            and not any(s.encode("utf-16-le") in content for s in _OFFICE_STREAMS)
+        )
+    return base == ".ds_store" and content[:8] == b"\x00\x00\x00\x01Bud1"
 
 
 def _check_no_overlap(data: bytes, infos: list[zipfile.ZipInfo]) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import archive, document, ooxml, sandbox
+from dlp_addon.extract import archive, document, image, ooxml, sandbox
 from dlp_addon.extract.decode import decode_content, inflate
 from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
 from dlp_addon.extract.limits import Budget, Limits
@@ -90,6 +90,17 @@ _BASE32_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9+/]
 _REFERENCE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _MIN_TABLE_LINES = 2
+# A broken image whose unread rest is larger than this is unscannable, not passed.
+_MAX_UNPARSED_IMAGE_BYTES = 64 * 1024
+_FILE_MAGICS = re.compile(
+    rb"PK\x03\x04|PK\x05\x06|%PDF-|7z\xbc\xaf\x27\x1c|Rar!\x1a\x07|\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+)
+
+
+def _embedded_file(data: bytes) -> int | None:
+    """Where the first file we know starts inside ``data`` (a broken image's rest)."""
+    m = _FILE_MAGICS.search(data)
+    return m.start() if m else None
 
 
 class _Collector:
@@ -186,6 +197,7 @@ class _Collector:
         if kind in (IMAGE, MEDIA):
             if file:
                 self.attachments.append(Attachment(kind, location))
+            self.image(location, data, depth)
             return
         if kind in ("xlsx", "xls", "ods"):
             sheets = sandbox.read_workbook(data, self.budget, self.deadline)
@@ -199,7 +211,13 @@ class _Collector:
         if kind == "pdf":
             if file:
                 self.attachments.append(Attachment(kind, location))
-            self.document(location + ":pdf", document.pdf_text(data, self.budget))
+            pdf = document.read_pdf(data, self.budget)
+            self.document(location + ":pdf", pdf.text)
+            self.text(location + ":pdf:notes", pdf.notes, depth)
+            if pdf.files and depth >= self.budget.limits.max_archive_depth:
+                raise ExtractError("too_deep")
+            for embedded in pdf.files:
+                self.blob(location + ":pdf:file", embedded, None, file=True, depth=depth + 1)
             return
         if kind in ("zip", "docx", "pptx", "gzip"):
             if file or depth:
@@ -212,6 +230,34 @@ class _Collector:
         if file:
             self.attachments.append(Attachment(kind, location))
         self.unscannable.append("opaque" if kind == "binary" else kind)
+
+    def image(self, location: str, data: bytes, depth: int) -> None:
+        """An image or MP4: its metadata text read, and whatever follows the format's end read
+        as a file of its own (图种). A structure that cannot be followed is passed as an image
+        only when the unread rest is small and holds no file we know; else it is unscannable
+        (``image_structure``): a large blob behind a broken header is not taken on trust."""
+        walked = image.walk(data, self.budget)
+        if walked is None:  # Matroska/WebM, Ogg: passed, as before
+            return
+        for label, text in walked.texts:
+            self.text(f"{location}:{label}", text, depth)
+        if not walked.parsed:
+            start = _embedded_file(data)  # anywhere: a wrong turn may have skipped it
+            if start is not None:
+                self._after_image(location, data[start:], depth)
+            elif len(data) - walked.stopped_at > _MAX_UNPARSED_IMAGE_BYTES:
+                self.unscannable.append("image_structure")
+            return
+        for hidden in walked.hidden:  # padding boxes: read unless high-entropy filler
+            if sniff(hidden) != "binary" or not is_opaque(hidden):
+                self._after_image(location, hidden, depth)
+        if walked.trailing.strip(b"\x00\r\n\t "):
+            self._after_image(location, walked.trailing, depth)
+
+    def _after_image(self, location: str, data: bytes, depth: int) -> None:
+        if depth >= self.budget.limits.max_archive_depth:
+            raise ExtractError("too_deep")
+        self.blob(location + ":after", data, None, file=True, depth=depth + 1)
 
     def _container(self, location: str, data: bytes, kind: str, depth: int) -> None:
         if depth >= self.budget.limits.max_archive_depth:
@@ -226,7 +272,15 @@ class _Collector:
         if kind in ("docx", "pptx"):
             self._package(f"{location}:{kind}", data, depth)
             return
-        for _, content in archive.entries(data, self.budget):
+        names, comments = archive.listing(data)
+        self.text(location + ":names", names, depth)
+        self.text(location + ":comment", comments, depth)
+        for name, content in archive.entries(data, self.budget):
+            if archive.is_os_litter(name, content):
+                # Thumbs.db, .DS_Store: not a file of ours, not unscannable; their readable
+                # runs are still scanned (a stream of plain text inside does not get through).
+                self.text(location + ":litter", text_runs(content), depth)
+                continue
             self.blob(location + ":zip", content, None, file=True, depth=depth + 1)
 
     def _package(self, location: str, data: bytes, depth: int) -> None:
