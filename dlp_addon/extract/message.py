@@ -491,8 +491,31 @@ def extract_http(
         for text in readings:
             _form(col, "body:form", text)
     else:
-        col.blob("body", body, charset, file=False)
+        col.blob("body", body, charset, file=_is_raw_file(body, ctype))
     return col.result()
+
+
+# What a client says when it PUTs or POSTs a file's bytes as the whole body (object storage,
+# resumable uploads): nothing, or a generic or table type.
+_RAW_FILE_TYPES = frozenset(
+    {
+        "",
+        "application/octet-stream",
+        "binary/octet-stream",
+        "application/csv",
+        "text/csv",
+        "text/tab-separated-values",
+    }
+)
+
+
+def _is_raw_file(body: bytes, ctype: str) -> bool:
+    """Whether a whole body is a file (an xlsx, a CSV, a zip PUT to a bucket), so it counts as
+    an attachment like a multipart upload: by its content when it has a known format, else by
+    a Content-Type that names no message format (a JSON body stays a message)."""
+    if sniff(body) != "binary":
+        return True
+    return ctype in _RAW_FILE_TYPES and body[:64].lstrip()[:1] not in (b"{", b"[")
 
 
 _PAIR = rb"[A-Za-z0-9_.\-\[\]]{1,64}=[^\s&]*"

@@ -492,3 +492,47 @@ def test_websocket_compression_is_read_at_every_size(
     received = [m.data for m in upstream.recorder.ws_messages(marker)]
     same = received == [message]
     assert same, f"{what}: the upstream did not receive the benign message as sent"
+
+
+# --- a raw PUT to object storage is an upload -----------------------------------------------
+
+
+@pytest.mark.parametrize("ctype", ["application/octet-stream", None])
+def test_raw_put_of_a_workbook_is_blocked_and_a_photo_passes(
+    proxy: Proxy, upstream: Upstream, ctype: str | None
+) -> None:
+    """A bucket takes the file as the whole body: a 20-record workbook is blocked, a CSV of 4
+    customers' mobiles (below every bulk rule) is blocked by the spreadsheet rule as an
+    uploaded file, and a product photo is delivered byte for byte."""
+    headers = {"Content-Type": ctype} if ctype else {}
+    uploads = {
+        "c.xlsx": (files.xlsx(files.customer_rows(N, seed=77)), None),
+        "c.csv": (
+            files.csv_bytes(files.mobile_only_rows(4, seed=78), "utf-8"),
+            "spreadsheet-with-records",
+        ),
+    }
+    for name, (body, expected_rule) in uploads.items():
+        marker = new_marker()
+        with proxy.client(timeout=TIMEOUT) as client:
+            response = client.put(
+                upstream.url("https", f"/oss/{marker}/{name}"),
+                content=body,
+                headers={**headers, "Accept": "application/json"},
+            )
+        assert response.status_code == 403, f"{name}: the PUT was answered {response.status_code}"
+        rule = response.json().get("rule")
+        if expected_rule is not None:
+            assert rule == expected_rule, f"{name}: the PUT was blocked by {rule!r}"
+        assert upstream.recorder.requests(marker) == [], f"{name}: the upstream received it"
+
+    photo = files.png(640, 480)
+    marker = new_marker()
+    with proxy.client(timeout=TIMEOUT) as client:
+        response = client.put(
+            upstream.url("https", f"/oss/{marker}/p.png"), content=photo, headers=headers
+        )
+    assert response.status_code == 200, f"the photo PUT was answered {response.status_code}"
+    received = upstream.recorder.requests(marker)
+    same = len(received) == 1 and received[0].body == photo
+    assert same, "the photo did not reach the upstream byte for byte"

@@ -174,3 +174,20 @@ def test_gb18030_and_utf16_text() -> None:
     assert ID in _texts(_req(msg.encode("gb18030"), "text/plain"))
     assert ID in _texts(_req(msg.encode("utf-16"), "text/plain"))
     assert ID in _texts(_req(msg.encode("gbk"), "text/plain; charset=gbk"))
+
+
+@pytest.mark.parametrize("ctype", ["application/octet-stream", ""])
+def test_a_raw_put_of_a_csv_or_workbook_is_an_attachment(ctype: str) -> None:
+    """Object storage takes a file as the whole body: it counts as an uploaded spreadsheet."""
+    from tests import files
+
+    rows = files.customer_rows(20, seed=3)
+    for body in (files.csv_bytes(rows, "utf-8"), files.xlsx(rows)):
+        req = HttpInput("PUT", "/bucket/customers", {"content-type": ctype} if ctype else {}, body)
+        groups = [a.group for a in extract_http(req, LIMITS).attachments]
+        assert groups == ["spreadsheet"]
+
+
+def test_a_json_body_without_content_type_is_no_attachment() -> None:
+    req = HttpInput("POST", "/send", {}, json.dumps({"m": ID}).encode())
+    assert extract_http(req, LIMITS).attachments == ()
