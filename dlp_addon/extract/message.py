@@ -169,6 +169,18 @@ class _Collector:
             return inner
         return raw
 
+    def _app_compressed(self, data: bytes, depth: int) -> bytes | None:
+        """What a zlib or raw deflate body or frame inflates to (chat SDKs compress their own
+        frames, whatever the transport does), else ``None``. Read at every size: a small
+        compressed frame must not pass unread, nor a large benign one be dropped as opaque."""
+        looks_zlib = len(data) > 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+        if not looks_zlib and not _raw_deflate(data):
+            return None
+        if depth >= self.budget.limits.max_archive_depth:
+            raise ExtractError("too_deep")
+        inner = self._inflated(data)
+        return None if inner is data else inner
+
     def blob(
         self, location: str, data: bytes, charset: str | None, *, file: bool, depth: int = 0
     ) -> None:
@@ -223,6 +235,10 @@ class _Collector:
             if file or depth:
                 self.attachments.append(Attachment(kind, location))
             self._container(location, data, kind, depth)
+            return
+        if kind == "binary" and (inner := self._app_compressed(data, depth)) is not None:
+            self.budget.spend(len(inner))
+            self.blob(location + ":z", inner, charset, file=file, depth=depth + 1)
             return
         if kind == "binary" and not is_opaque(data):  # e.g. a protobuf frame: read its runs
             self.text(location + ":strings", text_runs(data), depth)
@@ -678,8 +694,31 @@ def extract_http(
         for text in readings:
             _form(col, "body:form", text)
     else:
-        col.blob("body", body, charset, file=False)
+        col.blob("body", body, charset, file=_is_raw_file(body, ctype))
     return col.result()
+
+
+# What a client says when it PUTs or POSTs a file's bytes as the whole body (object storage,
+# resumable uploads): nothing, or a generic or table type.
+_RAW_FILE_TYPES = frozenset(
+    {
+        "",
+        "application/octet-stream",
+        "binary/octet-stream",
+        "application/csv",
+        "text/csv",
+        "text/tab-separated-values",
+    }
+)
+
+
+def _is_raw_file(body: bytes, ctype: str) -> bool:
+    """Whether a whole body is a file (an xlsx, a CSV, a zip PUT to a bucket), so it counts as
+    an attachment like a multipart upload: by its content when it has a known format, else by
+    a Content-Type that names no message format (a JSON body stays a message)."""
+    if sniff(body) != "binary":
+        return True
+    return ctype in _RAW_FILE_TYPES and body[:64].lstrip()[:1] not in (b"{", b"[")
 
 
 _PAIR = rb"[A-Za-z0-9_.\-\[\]]{1,64}=[^\s&]*"

@@ -27,6 +27,7 @@ import random
 import re
 import ssl
 import string
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -417,3 +418,121 @@ def test_prices_ips_and_sizes_are_not_mobiles(proxy: Proxy, upstream: Upstream) 
     assert not any(counted), f"the audit counts {counted} mobiles in prices, IPs and sizes"
     after = sample_value(proxy.metrics(), findings, {"detector": "cn_mobile"}) or 0.0
     assert after == before, f"{findings} for mobiles went up by {after - before:g}"
+
+
+# --- WebSocket compression: every size read the same way ----------------------------------------
+
+# Above dlp_inline_max_bytes (64 KiB) once inflated, a few KiB once compressed.
+_PADDING = "亲，请问这款行李箱什么时候发货？颜色换成蓝色，谢谢。\n" * 5000
+
+
+def _app_deflate(data: bytes) -> bytes:
+    """A chat SDK's own compression of a binary frame (raw deflate, as pako's deflateRaw)."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+async def _ws_send(
+    proxy: Proxy, url: str, messages: list[str | bytes], compression: str | None
+) -> list[str | bytes]:
+    replies: list[str | bytes] = []
+    async with connect(
+        url,
+        proxy=proxy.url,
+        ssl=ws_context(proxy),
+        open_timeout=TIMEOUT,
+        max_size=None,
+        compression=compression,
+    ) as ws:
+        for message in messages:
+            await ws.send(message)
+            replies.append(await asyncio.wait_for(ws.recv(), TIMEOUT))
+    return replies
+
+
+WS_COMPRESSION = [
+    (how, size, frame)
+    for how in ("permessage-deflate", "uncompressed", "app-deflate")
+    for size in ("small", "large")
+    for frame in ("text", "binary")
+    if not (how == "app-deflate" and frame == "text")
+]
+
+
+def _ws_message(text: str, how: str, frame: str) -> str | bytes:
+    if how == "app-deflate":
+        return _app_deflate(text.encode())
+    return text if frame == "text" else text.encode()
+
+
+@pytest.mark.parametrize(("how", "size", "frame"), WS_COMPRESSION)
+def test_websocket_compression_is_read_at_every_size(
+    proxy: Proxy, upstream: Upstream, how: str, size: str, frame: str
+) -> None:
+    """20 records are blocked with a notice, and a benign message of the same size and
+    compression is delivered as sent: permessage-deflate, none, or the chat SDK's own."""
+    what = f"{how} {size} {frame}"
+    compression = "deflate" if how == "permessage-deflate" else None
+    table = rendered_text(RECORDS, "plain")
+    records = table if size == "small" else table + "\n" + _PADDING
+    marker = new_marker()
+    url = upstream.url("wss", f"/ws/chat/{marker}")
+    message = _ws_message(records, how, frame)
+    replies = asyncio.run(_ws_send(proxy, url, [message, ORDINARY], compression))
+    assert_ws_blocked(proxy, upstream, replies, marker, sensitive(RECORDS, table), what)
+
+    benign = ORDINARY if size == "small" else _PADDING
+    marker = new_marker()
+    url = upstream.url("wss", f"/ws/chat/{marker}")
+    message = _ws_message(benign, how, frame)
+    (echo,) = asyncio.run(_ws_send(proxy, url, [message], compression))
+    expected = "echo:" + message if isinstance(message, str) else b"echo:" + message
+    echoed = echo == expected
+    assert echoed, f"{what}: the benign message was not delivered (the echo differs)"
+    received = [m.data for m in upstream.recorder.ws_messages(marker)]
+    same = received == [message]
+    assert same, f"{what}: the upstream did not receive the benign message as sent"
+
+
+# --- a raw PUT to object storage is an upload -----------------------------------------------
+
+
+@pytest.mark.parametrize("ctype", ["application/octet-stream", None])
+def test_raw_put_of_a_workbook_is_blocked_and_a_photo_passes(
+    proxy: Proxy, upstream: Upstream, ctype: str | None
+) -> None:
+    """A bucket takes the file as the whole body: a 20-record workbook is blocked, a CSV of 4
+    customers' mobiles (below every bulk rule) is blocked by the spreadsheet rule as an
+    uploaded file, and a product photo is delivered byte for byte."""
+    headers = {"Content-Type": ctype} if ctype else {}
+    uploads = {
+        "c.xlsx": (files.xlsx(files.customer_rows(N, seed=77)), None),
+        "c.csv": (
+            files.csv_bytes(files.mobile_only_rows(4, seed=78), "utf-8"),
+            "spreadsheet-with-records",
+        ),
+    }
+    for name, (body, expected_rule) in uploads.items():
+        marker = new_marker()
+        with proxy.client(timeout=TIMEOUT) as client:
+            response = client.put(
+                upstream.url("https", f"/oss/{marker}/{name}"),
+                content=body,
+                headers={**headers, "Accept": "application/json"},
+            )
+        assert response.status_code == 403, f"{name}: the PUT was answered {response.status_code}"
+        rule = response.json().get("rule")
+        if expected_rule is not None:
+            assert rule == expected_rule, f"{name}: the PUT was blocked by {rule!r}"
+        assert upstream.recorder.requests(marker) == [], f"{name}: the upstream received it"
+
+    photo = files.png(640, 480)
+    marker = new_marker()
+    with proxy.client(timeout=TIMEOUT) as client:
+        response = client.put(
+            upstream.url("https", f"/oss/{marker}/p.png"), content=photo, headers=headers
+        )
+    assert response.status_code == 200, f"the photo PUT was answered {response.status_code}"
+    received = upstream.recorder.requests(marker)
+    same = len(received) == 1 and received[0].body == photo
+    assert same, "the photo did not reach the upstream byte for byte"

@@ -106,6 +106,36 @@ def test_binary_websocket_frame_text_runs() -> None:
     assert ID in "\n".join(t for _, t in ex.parts)
 
 
+def _raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+@pytest.mark.parametrize("compress", [zlib.compress, _raw_deflate, gzip.compress])
+def test_compressed_binary_frames_are_inflated_at_every_size(compress: object) -> None:
+    """A chat SDK's own compression: a small frame is read (it used to pass unread below the
+    entropy test's size) and a large benign one is read, not dropped as opaque."""
+    assert callable(compress)
+    small = compress(f"客户 {ID}".encode())
+    assert len(small) < 256
+    small_ex = extract_ws(small, is_text=False)
+    assert ID in "\n".join(t for _, t in small_ex.parts)
+    benign = compress(("亲，请问什么时候发货？颜色换成蓝色。" * 4000).encode())
+    assert len(benign) > 256
+    benign_ex = extract_ws(benign, is_text=False)
+    assert benign_ex.unscannable == ()
+    assert "发货" in "\n".join(t for _, t in benign_ex.parts)
+
+
+def test_nested_compression_is_bounded() -> None:
+    data = f"客户 {ID}".encode()
+    for _ in range(40):
+        data = zlib.compress(data)
+    with pytest.raises(ExtractError) as e:
+        extract_ws(data, is_text=False)
+    assert e.value.reason == "too_deep"
+
+
 def test_high_entropy_binary_is_unscannable() -> None:
     import random
 
@@ -144,3 +174,20 @@ def test_gb18030_and_utf16_text() -> None:
     assert ID in _texts(_req(msg.encode("gb18030"), "text/plain"))
     assert ID in _texts(_req(msg.encode("utf-16"), "text/plain"))
     assert ID in _texts(_req(msg.encode("gbk"), "text/plain; charset=gbk"))
+
+
+@pytest.mark.parametrize("ctype", ["application/octet-stream", ""])
+def test_a_raw_put_of_a_csv_or_workbook_is_an_attachment(ctype: str) -> None:
+    """Object storage takes a file as the whole body: it counts as an uploaded spreadsheet."""
+    from tests import files
+
+    rows = files.customer_rows(20, seed=3)
+    for body in (files.csv_bytes(rows, "utf-8"), files.xlsx(rows)):
+        req = HttpInput("PUT", "/bucket/customers", {"content-type": ctype} if ctype else {}, body)
+        groups = [a.group for a in extract_http(req, LIMITS).attachments]
+        assert groups == ["spreadsheet"]
+
+
+def test_a_json_body_without_content_type_is_no_attachment() -> None:
+    req = HttpInput("POST", "/send", {}, json.dumps({"m": ID}).encode())
+    assert extract_http(req, LIMITS).attachments == ()
