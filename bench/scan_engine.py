@@ -63,12 +63,24 @@ def corpus(megabytes: float, seed: int = 1, decoy_share: float = 0.2) -> list[st
     clean = [m for m in ordinary_chat_corpus(seed, n=4000) if not any(identifiers_in(m))]
     decoys = [m for m in clean if _LONG_NUMBER.search(m)]
     talk = [m for m in clean if not _LONG_NUMBER.search(m)]
+    return _messages(
+        megabytes, rng, lambda r: r.choice(decoys if r.random() < decoy_share else talk)
+    )
+
+
+def _messages(
+    megabytes: float, rng: random.Random, line: Callable[[random.Random], str | None]
+) -> list[str]:
+    """~2 KB messages of ``line``s (``None``: draw again), each with one valid resident ID and
+    one valid mobile inserted at random places."""
     out: list[str] = []
     size = 0
     while size < megabytes * 1e6:
         parts: list[str] = []
         while sum(len(p.encode()) for p in parts) < 1900:
-            parts.append(rng.choice(decoys if rng.random() < decoy_share else talk))
+            drawn = line(rng)
+            if drawn is not None:
+                parts.append(drawn)
         parts.insert(rng.randrange(len(parts)), f"身份证 {resident_id(rng)}")
         parts.insert(rng.randrange(len(parts)), f"电话 {mobile(rng)}")
         msg = "\n".join(parts)
@@ -106,21 +118,12 @@ def dense_corpus(megabytes: float, seed: int = 2) -> list[str]:
     numbers, timestamps) with prices, SKUs and coupons: a hard case for a number scanner, every
     number a token to check. (An order number may pass as a card number, Luhn and prefix: the
     scanner reports it, as the reference does.)"""
-    rng = random.Random(seed)
-    out: list[str] = []
-    size = 0
-    while size < megabytes * 1e6:
-        parts: list[str] = []
-        while sum(len(p.encode()) for p in parts) < 1900:
-            line = rng.choice(_DENSE)(rng)
-            if not any(identifiers_in(line)):
-                parts.append(line)
-        parts.insert(rng.randrange(len(parts)), f"身份证 {resident_id(rng)}")
-        parts.insert(rng.randrange(len(parts)), f"电话 {mobile(rng)}")
-        msg = "\n".join(parts)
-        out.append(msg)
-        size += len(msg.encode())
-    return out
+    return _messages(megabytes, random.Random(seed), _dense_line)
+
+
+def _dense_line(rng: random.Random) -> str | None:
+    line = rng.choice(_DENSE)(rng)
+    return None if any(identifiers_in(line)) else line
 
 
 def baseline(msg: str) -> int:

@@ -731,3 +731,20 @@ class ArgsProxy(Proxy):
     def pid(self) -> int:
         assert self._proc is not None, "not started"
         return self._proc.pid
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The client's view of an answer; the body stays out of the repr (it may echo data)."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What was sent (exactly the bytes on the wire) and what came back."""
+
+    reply: Reply
+    body: bytes = field(repr=False)

@@ -20,15 +20,14 @@ import json
 import random
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests import files
-from tests.e2e.harness import OK_BODY, Proxy, Upstream
+from tests.e2e.harness import OK_BODY, Proxy, Reply, Sent, Upstream
 from tests.synth import customer_records, mask, raw_values
 
 pytestmark = pytest.mark.e2e
@@ -64,23 +63,6 @@ def new_marker() -> str:
 def leaked(blob: bytes | str, values: frozenset[str]) -> list[str]:
     text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
     return sorted(mask(v) for v in values if v in text)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """The client's view of an answer; the body stays out of the repr (it may echo data)."""
-
-    status: int
-    headers: httpx.Headers
-    body: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Sent:
-    """What was sent (exactly the bytes on the wire) and what came back."""
-
-    reply: Reply
-    body: bytes = field(repr=False)
 
 
 def send(

@@ -29,16 +29,14 @@ import ssl
 import string
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 from websockets.asyncio.client import connect
 
 from tests import files
-from tests.e2e.harness import OK_BODY, Proxy, Upstream, sample_value
+from tests.e2e.harness import OK_BODY, Proxy, Reply, Sent, Upstream, sample_value
 from tests.renderings import (
     ENCODINGS,
     NEEDS_CHECK_X,
@@ -106,23 +104,6 @@ def csv_file(rows: list[list[str]]) -> bytes:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\r\n").writerows(rows)
     return buf.getvalue().encode("utf-8")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """The client's view of an answer; the body stays out of the repr (it may echo data)."""
-
-    status: int
-    headers: httpx.Headers
-    body: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Sent:
-    """What went on the wire (the exact body) and what came back."""
-
-    reply: Reply
-    body: bytes = field(repr=False)
 
 
 def post(

@@ -16,11 +16,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.e2e.harness import Proxy, Upstream
+from tests.e2e.harness import Proxy, Reply, Sent, Upstream
 from tests.e2e.test_renderings_e2e import (
     TIMEOUT,
-    Reply,
-    Sent,
     assert_delivered,
     assert_http_blocked,
     new_marker,
