@@ -1,6 +1,6 @@
 """``dlp-policy budgets``: who is nearest their cumulative budgets, and resetting one person.
 
-    dlp-policy budgets POLICY [--db FILE | --redis URL] [--top N]
+    dlp-policy budgets POLICY [--db FILE | --redis URL [--redis-password-file FILE]] [--top N]
     dlp-policy budgets POLICY --reset NAME [--group] [--audit-log FILE]
 
 Reads the same store the proxy writes (the SQLite file, or Redis); a ``--db`` that is missing
@@ -21,7 +21,7 @@ import time
 from dlp_addon.act.audit import AuditLog
 from dlp_addon.decide.budget import window_words
 from dlp_addon.decide.policy import Policy
-from dlp_addon.state import BudgetStore, StoreError, open_store
+from dlp_addon.state import BudgetStore, StoreError, open_store, read_password_file
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,6 +29,12 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("policy")
     p.add_argument("--db", default="dlp-budgets.sqlite", help="the proxy's dlp_budget_db")
     p.add_argument("--redis", default="", help="the proxy's dlp_budget_redis URL")
+    p.add_argument(
+        "--redis-password-file",
+        default="",
+        help="the proxy's dlp_budget_redis_password_file (the password never goes on the "
+        "command line, where ps shows it)",
+    )
     p.add_argument("--top", type=int, default=20, help="how many counters to list (default 20)")
     p.add_argument("--reset", metavar="NAME", help="forget every counter of this user")
     p.add_argument("--group", action="store_true", help="--reset names a group, not a user")
@@ -42,7 +48,12 @@ def run(policy: Policy, args: argparse.Namespace) -> int:
         print("the policy has no budgets")
         return 0
     try:
-        store = open_store(args.redis, args.db, create=False)
+        password = (
+            read_password_file(args.redis_password_file, "--redis-password-file")
+            if args.redis_password_file
+            else None
+        )
+        store = open_store(args.redis, args.db, password, create=False)
     except StoreError as e:
         print(f"dlp-policy budgets: {e}", file=sys.stderr)
         return 1

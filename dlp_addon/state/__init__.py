@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from dlp_addon.decide.budget import Charge, Outcome
@@ -59,6 +60,19 @@ class BudgetStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def read_password_file(path: str, what: str) -> str:
+    """The Redis password kept in ``path`` (its text, stripped): a file, so that no command
+    line or URL shows it. ``what`` names the option in the error."""
+    try:
+        password = Path(path).read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise StoreError(f"cannot read {what}: {why}") from e
+    if not password:
+        raise StoreError(f"{what} is empty")
+    return password
 
 
 def open_store(

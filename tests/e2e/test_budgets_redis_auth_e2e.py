@@ -7,6 +7,8 @@ balancer or a health check sees it (a Redis that refuses every worker used to lo
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +116,31 @@ def test_a_wrong_password_fails_closed_and_is_not_ready(
     for q in proxies.values():
         assert PASSWORD not in q.output() + q.audit_text() + readyz(q).text
         assert q.leaks(IDS) == {}
+
+
+def test_budgets_cli_reads_the_locked_redis_with_the_password_file(
+    proxies: dict[str, Proxy], locked_redis: RedisServer, tmp_path: Path
+) -> None:
+    """The admin's report reads the same password file the workers read, and never shows it."""
+    p = proxies["one"]
+    secret = tmp_path / "redis-password"
+    secret.write_text(PASSWORD + "\n", "utf-8")
+
+    def budgets(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dlp_addon.policy_cli", "budgets", str(p.policy_path),
+             "--redis", locked_redis.url, *extra],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    run = budgets("--redis-password-file", str(secret))
+    assert run.returncode == 0, run.stdout + run.stderr
+    (row,) = [line.split() for line in run.stdout.splitlines() if line.startswith(BUDGET)]
+    assert row[3] == f"{LIMIT}/{LIMIT}"
+    refused = budgets()
+    assert refused.returncode == 1 and "dlp-policy budgets:" in refused.stderr
+    empty = tmp_path / "empty"
+    empty.write_text("\n", "utf-8")
+    assert "is empty" in budgets("--redis-password-file", str(empty)).stderr
+    for out in (run, refused):
+        assert PASSWORD not in out.stdout + out.stderr

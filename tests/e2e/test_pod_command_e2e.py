@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets as secrets_module
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,7 @@ def secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("mitmproxy-ca.pem", "mitmproxy-ca-cert.pem", "mitmproxy-dhparam.pem"):
         shutil.copyfile(etc / "ca" / name, out / name)
     shutil.copyfile(etc / "hmac.key", out / "hmac.key")
+    (out / "redis-password").write_text(secrets_module.token_urlsafe(24))
     return out
 
 

@@ -137,6 +137,10 @@ def test_deployment_runs_the_proxy_hardened_with_its_policy_and_secrets() -> Non
     assert {"mitmproxy-ca.pem", "mitmproxy-ca-cert.pem", "mitmproxy-dhparam.pem"} <= ca_files
     hmac_volume, hmac_file = mounted(options["dlp_hmac_key_file"])
     assert hmac_file in {i["path"] for i in hmac_volume["secret"]["items"]}
+    assert options["dlp_budget_redis"].startswith("redis://")
+    assert "@" not in options["dlp_budget_redis"]  # the password never sits in the args
+    redis_volume, redis_file = mounted(options["dlp_budget_redis_password_file"])
+    assert redis_file in {i["path"] for i in redis_volume["secret"]["items"]}
     for volume in volumes.values():
         for item in volume.get("secret", {}).get("items", []):
             assert item["key"] in secret["stringData"], item
