@@ -2,7 +2,10 @@
 
 ``dlp_addon/detect/_numscan.c`` finds number tokens and letter-and-digit tokens, validates,
 hashes (OpenSSL's SHA-256) and masks them, and tells whether a text needs folding;
-``dlp_addon/detect/numbers.py`` and ``validators.py`` hold its pure-Python twin.
+``dlp_addon/detect/candidates.py``, ``plan.py`` and ``validators.py`` hold its pure-Python twin.
+Its validator codes, checksum kinds and constants come from ``validator_table.py``, the one
+table Python reads too: the header ``_numscan_table.h`` is generated from it into the build
+directory (never into the sources).
 
 A built package (wheel, ``pip install .``) carries ``dlp_addon/_commit.txt``, the git commit it
 was built from, so ``dlp-proxy --version`` can name it without a checkout. An editable install
@@ -10,11 +13,15 @@ does not need it: ``dlp_addon.about`` asks git in the checkout instead.
 """
 
 import os
+import runpy
 import subprocess
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+
+TABLE = Path(__file__).resolve().parent / "dlp_addon" / "detect" / "validator_table.py"
 
 
 def _commit() -> str:
@@ -44,8 +51,22 @@ class BuildPyWithCommit(build_py):
             target.write_text(commit + "\n", encoding="ascii")
 
 
+class BuildExtWithTable(build_ext):
+    """build_ext that first writes ``_numscan_table.h`` from the validator table."""
+
+    def build_extensions(self) -> None:
+        include = Path(self.build_temp) / "dlp_numscan_table"
+        include.mkdir(parents=True, exist_ok=True)
+        header = runpy.run_path(str(TABLE))["c_header"]()
+        (include / "_numscan_table.h").write_text(header, encoding="ascii")
+        for ext in self.extensions:
+            ext.include_dirs.append(str(include))
+            ext.depends.append(str(TABLE))
+        super().build_extensions()
+
+
 setup(
-    cmdclass={"build_py": BuildPyWithCommit},
+    cmdclass={"build_py": BuildPyWithCommit, "build_ext": BuildExtWithTable},
     ext_modules=[
         Extension(
             "dlp_addon.detect._numscan",

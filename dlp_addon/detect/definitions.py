@@ -1,5 +1,5 @@
 """Detector definitions, loaded from ``dlp_addon/patterns/detectors.yaml`` (or a policy's own
-``custom_detectors``) and checked before use.
+``custom_detectors``) and checked before use; what they become is in ``kinds``.
 
 A detector is one of three kinds:
 
@@ -22,22 +22,31 @@ import contextlib
 import functools
 import hashlib
 import re
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import regex
 
-from dlp_addon.detect.numbers import numeric_problem
-from dlp_addon.detect.validators import VALIDATORS, Validator
+from dlp_addon.detect.dfa import numeric_problem
+from dlp_addon.detect.kinds import (
+    CONFIDENCE,
+    Detector,
+    Groupings,
+    NumericDetector,
+    RegexDetector,
+    Sample,
+    WordsDetector,
+)
+from dlp_addon.detect.validators import VALIDATORS
 from dlp_addon.errors import PolicyError
 from dlp_addon.shipped import PATTERNS_DIR
 from dlp_addon.sourcefile import SourceDoc, entries, load_schema, load_yaml, schema_check
 
 DEFAULT_DETECTORS = PATTERNS_DIR / "detectors.yaml"
 SCHEMA = PATTERNS_DIR / "detectors.schema.json"
-CONFIDENCE = ("low", "medium", "high")
+__all__ = ["CONFIDENCE", "DEFAULT_DETECTORS", "SCHEMA", "Detector", "DetectorSet", "load_detectors"]
 
 # Catastrophic-backtracking probes for admin-written regexes: each must finish in time.
 _PROBES = ("1" * 3000, "a" * 3000, "1 " * 1500, "a1" * 1500, "-" * 3000, "中文" * 1500)
@@ -58,62 +67,6 @@ class LegalCategory:
     def insider_serious(self) -> int:
         """Half the threshold for data obtained through one's work (Art. 6)."""
         return self.serious // 2
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One of a detector's own examples, and where it is written (for a failing one)."""
-
-    text: str
-    match: bool  # True: the detector must find it; False: it must not
-    where: str  # dotted path, e.g. custom_detectors.0.samples.match.1
-    at: str  # file:line
-
-
-@dataclass(frozen=True)
-class Detector:
-    """One identifier type: how to find it, validate it and show it masked."""
-
-    id: str
-    name_zh: str
-    name_en: str
-    kind: str  # numeric | regex | words
-    category: str
-    legal_category: str | None  # None: not personal data (a company's code)
-    confidence: str  # low | medium: context words raise it one level
-    validate: Validator = field(repr=False)
-    mask_keep: tuple[int, int] | None  # None: shown as is (keywords)
-    lengths: frozenset[int] = frozenset()
-    numeric: Any = field(default=None, repr=False)  # re.Pattern[bytes], full-matched
-    # How a written number of several digit groups may be grouped (numeric only): None, only
-    # single-separator joins, any grouping; "any": also across loose separators (tabs,
-    # commas, 、, runs of spaces, a line break); a tuple of shapes (group lengths, e.g.
-    # (3, 4, 4)): those at base confidence, loose ones too; other groupings low, or, across
-    # loose separators, not at all.
-    groupings: str | tuple[tuple[int, ...], ...] | None = None
-    pattern: Any = field(default=None, repr=False)  # regex.Pattern[str]
-    prefilter: str | None = None  # hyperscan/re expression gating a regex detector
-    record_scope: bool = False
-    words: tuple[str, ...] = ()
-    words_file: Path | None = None  # watched for changes like the policy itself
-    keywords: tuple[str, ...] = ()
-    context: tuple[str, ...] = ()
-    samples_match: tuple[str, ...] = field(default=(), repr=False)
-    samples_no_match: tuple[str, ...] = field(default=(), repr=False)
-    samples: tuple[Sample, ...] = field(default=(), repr=False, compare=False)
-
-    @property
-    def personal(self) -> bool:
-        return self.legal_category is not None
-
-    def mask(self, value: str) -> str:
-        """``value`` with its middle starred: ``110105********123X``, ``138****8000``."""
-        if self.mask_keep is None:
-            return value
-        start, end = self.mask_keep
-        if len(value) <= start + end:
-            return "*" * len(value)
-        return value[:start] + "*" * (len(value) - start - end) + value[len(value) - end :]
 
 
 @dataclass(frozen=True)
@@ -221,87 +174,110 @@ def build_detector(
         problems.append(
             doc.at([*where, "legal_category"], f"unknown legal category '{legal_category}'")
         )
-    numeric = pattern = None
-    groupings: str | tuple[tuple[int, ...], ...] | None = None
-    lengths: frozenset[int] = frozenset()
-    words: tuple[str, ...] = ()
-    words_path: Path | None = None
-    if "numeric" in raw:
-        kind = "numeric"
-        lengths = frozenset(raw["numeric"]["lengths"])
-        try:
-            numeric = re.compile(raw["numeric"]["pattern"].encode())
-        except re.error as e:
-            problems.append(doc.at([*where, "numeric", "pattern"], f"invalid regex: {e}"))
-        else:
-            why = numeric_problem(raw["numeric"]["pattern"], lengths)
-            if why:
-                problems.append(doc.at([*where, "numeric"], why))
-        groupings = _groupings(raw["numeric"].get("groupings"), lengths)
-        if isinstance(groupings, str) and groupings != "any":
-            problems.append(doc.at([*where, "numeric", "groupings"], groupings))
-            groupings = None
-    elif "regex" in raw:
-        kind = "regex"
-        why = regex_problem(raw["regex"])
-        if why:
-            problems.append(doc.at([*where, "regex"], why))
-        else:
-            pattern = regex.compile(raw["regex"])
-            if trusted:
-                with contextlib.suppress(re.error):  # \p{L} and friends: regex only
-                    pattern = re.compile(for_stdlib_re(raw["regex"]))
-    else:
-        kind = "words"
-        words = tuple(w.lower() for w in raw.get("words", []))
-        if "words_file" in raw:
-            path = words_path = doc.path.parent / raw["words_file"]
-            try:
-                lines = path.read_text(encoding="utf-8-sig").splitlines()
-            except (OSError, UnicodeDecodeError) as e:
-                problems.append(
-                    doc.at(
-                        [*where, "words_file"],
-                        f"cannot read keyword list {path}: {type(e).__name__}",
-                    )
-                )
-                lines = []
-            words += tuple(
-                w.strip().lower() for w in lines if w.strip() and not w.lstrip().startswith("#")
-            )
-    if len(problems) > before or validate is None:
+    build = _numeric if "numeric" in raw else _regex if "regex" in raw else _words
+    specific = build(doc, where, raw, problems, trusted)
+    if len(problems) > before or validate is None or specific is None:
         return None
     mask = raw.get("mask")
-    samples = tuple(
-        Sample(text, kind == "match", ".".join(map(str, path)), f"{doc.path}:{doc.line(path)}")
-        for kind in ("match", "no_match")
-        for k, text in enumerate(raw["samples"][kind])
-        for path in ([*where, "samples", kind, k],)
-    )
-    return Detector(
+    return specific(
         id=raw["id"],
         name_zh=raw["name"]["zh"],
         name_en=raw["name"]["en"],
-        kind=kind,
         category=raw.get("category", "other"),
         legal_category=legal_category,
         confidence=raw.get("confidence", "medium"),
         validate=validate,
         mask_keep=(mask[0], mask[1]) if mask else None,
-        lengths=lengths,
-        numeric=numeric,
-        groupings=groupings,
-        pattern=pattern,
-        prefilter=raw.get("prefilter"),
-        record_scope=raw.get("scope") == "record",
-        words=words,
-        words_file=words_path,
         keywords=tuple(k.lower() for k in raw.get("keywords", [])),
         context=tuple(k.lower() for k in raw.get("context", [])),
         samples_match=tuple(raw["samples"]["match"]),
         samples_no_match=tuple(raw["samples"]["no_match"]),
-        samples=samples,
+        samples=tuple(
+            Sample(text, kind == "match", ".".join(map(str, path)), f"{doc.path}:{doc.line(path)}")
+            for kind in ("match", "no_match")
+            for k, text in enumerate(raw["samples"][kind])
+            for path in ([*where, "samples", kind, k],)
+        ),
     )
+
+
+# Each kind's own fields, checked (problems appended): the detector's class with them bound.
+_Specific = Callable[..., Detector] | None
+
+
+def _numeric(
+    doc: SourceDoc,
+    where: list[str | int],
+    raw: dict[str, Any],
+    problems: list[str],
+    trusted: bool,
+) -> _Specific:
+    before = len(problems)
+    lengths = frozenset(raw["numeric"]["lengths"])
+    try:
+        numeric = re.compile(raw["numeric"]["pattern"].encode())
+    except re.error as e:
+        problems.append(doc.at([*where, "numeric", "pattern"], f"invalid regex: {e}"))
+    else:
+        why = numeric_problem(raw["numeric"]["pattern"], lengths)
+        if why:
+            problems.append(doc.at([*where, "numeric"], why))
+    groupings, why = _groupings(raw["numeric"].get("groupings"), lengths)
+    if why:
+        problems.append(doc.at([*where, "numeric", "groupings"], why))
+    if len(problems) > before:
+        return None
+    return functools.partial(NumericDetector, lengths=lengths, numeric=numeric, groupings=groupings)
+
+
+def _regex(
+    doc: SourceDoc,
+    where: list[str | int],
+    raw: dict[str, Any],
+    problems: list[str],
+    trusted: bool,
+) -> _Specific:
+    why = regex_problem(raw["regex"])
+    if why:
+        problems.append(doc.at([*where, "regex"], why))
+        return None
+    pattern: Any = regex.compile(raw["regex"])
+    if trusted:
+        with contextlib.suppress(re.error):  # \p{L} and friends: regex only
+            pattern = re.compile(for_stdlib_re(raw["regex"]))
+    return functools.partial(
+        RegexDetector,
+        pattern=pattern,
+        prefilter=raw.get("prefilter"),
+        record_scope=raw.get("scope") == "record",
+    )
+
+
+def _words(
+    doc: SourceDoc,
+    where: list[str | int],
+    raw: dict[str, Any],
+    problems: list[str],
+    trusted: bool,
+) -> _Specific:
+    words = tuple(w.lower() for w in raw.get("words", []))
+    words_path: Path | None = None
+    if "words_file" in raw:
+        path = words_path = doc.path.parent / raw["words_file"]
+        try:
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            problems.append(
+                doc.at(
+                    [*where, "words_file"],
+                    f"cannot read keyword list {path}: {type(e).__name__}",
+                )
+            )
+            return None
+        words += tuple(
+            w.strip().lower() for w in lines if w.strip() and not w.lstrip().startswith("#")
+        )
+    return functools.partial(WordsDetector, words=words, words_file=words_path)
 
 
 def load_detectors(path: Path = DEFAULT_DETECTORS) -> DetectorSet:
@@ -347,20 +323,20 @@ def load_detectors(path: Path = DEFAULT_DETECTORS) -> DetectorSet:
     )
 
 
-def _groupings(raw: object, lengths: frozenset[int]) -> str | tuple[tuple[int, ...], ...] | None:
-    """A numeric detector's ``groupings``: ``None``, ``"any"``, or shapes such as ``3-4-4``
-    (each adding up to one of its lengths); any other string is the problem with it."""
+def _groupings(raw: object, lengths: frozenset[int]) -> tuple[Groupings, str | None]:
+    """A numeric detector's ``groupings`` (``None``, ``"any"``, or shapes such as ``3-4-4``,
+    each adding up to one of its lengths), and the problem with them if any."""
     if raw is None:
-        return None
+        return None, None
     if raw == "any":
-        return "any"
+        return "any", None
     shapes = []
     for shape in raw if isinstance(raw, list) else []:
         parts = str(shape).split("-")
         if not all(p.isdigit() and 0 < int(p) <= 64 for p in parts) or len(parts) > 8:
-            return f"groupings: '{shape}' is not group lengths joined by '-', e.g. 3-4-4"
+            return None, f"groupings: '{shape}' is not group lengths joined by '-', e.g. 3-4-4"
         total = tuple(int(p) for p in parts)
         if sum(total) not in lengths:
-            return f"groupings: '{shape}' adds up to {sum(total)}, not one of the lengths"
+            return None, f"groupings: '{shape}' adds up to {sum(total)}, not one of the lengths"
         shapes.append(total)
-    return tuple(shapes)
+    return tuple(shapes), None

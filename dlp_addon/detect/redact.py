@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dlp_addon.detect.scanner import Finding
+from dlp_addon.detect.findings import Finding
 
 
 def redact(text: str, findings: Iterable[Finding]) -> str:

@@ -2,26 +2,23 @@
 
 A validator takes the matched text and returns the canonical value (what "distinct" is counted
 on) when the match is a real identifier, or ``None`` when it is not. Checksums and dates live
-here because they cannot be data.
+here because they cannot be data; the check-digit arithmetic itself is in ``checksums``.
+Which of them have a twin in the C pass is declared once, in ``validator_table``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import operator
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import phonenumbers
 
+from dlp_addon.detect import checksums
+from dlp_addon.detect.kinds import Validator
+from dlp_addon.detect.validator_table import TWINS, Twin
 from dlp_addon.shipped import PATTERNS_DIR
 
-Validator = Callable[[str], str | None]
-
-_GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_GB11643_CHECK = "10X98765432"
-_GB11643_ASCII_ZERO = ord("0") * sum(_GB11643_WEIGHTS)  # what the ASCII codes add to the sum
 # Province-level prefixes of GB/T 2260, plus 81/82/83 for Hong Kong, Macau and Taiwan
 # residence permits. Only the province is checked: an ID keeps the county code it was issued
 # under even after that code is retired, so the full code table is no reason to reject.
@@ -45,8 +42,7 @@ def _digits(text: str) -> str:
 
 def gb11643_check_char(first17: str) -> str:
     """The GB 11643-1999 check character for the first 17 digits."""
-    total = sum(map(operator.mul, first17.encode(), _GB11643_WEIGHTS)) - _GB11643_ASCII_ZERO
-    return _GB11643_CHECK[total % 11]
+    return checksums.mod11_2_check(first17.encode())
 
 
 def gb11643(text: str) -> str | None:
@@ -101,25 +97,13 @@ def none(text: str) -> str | None:
 def luhn(text: str) -> str | None:
     """ISO/IEC 7812 (Luhn) check digit over every digit; the digits are the value."""
     digits = _NOT_DIGIT_OR_X.sub("", text)
-    if not digits.isdigit() or len(digits) < 2:
-        return None
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        n = int(d) * (2 if i % 2 else 1)
-        total += n - 9 if n > 9 else n
-    return digits if total % 10 == 0 else None
+    return digits if checksums.luhn_ok(digits.encode()) else None
 
 
 def iso7064_mod11_2(text: str) -> str | None:
     """ISO 7064 MOD 11-2, the check of GB 11643 without its date and province tests."""
     value = _digits(text)
-    if len(value) < 2 or not value[:-1].isdigit():
-        return None
-    total = 0
-    for d in value[:-1]:
-        total = (total + int(d)) * 2 % 11
-    check = (12 - total) % 11
-    return value if ("X" if check == 10 else str(check)) == value[-1] else None
+    return value if checksums.mod11_2_ok(value.encode()) else None
 
 
 _MOD37 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -224,22 +208,10 @@ def format_only(text: str) -> str | None:
     return value or None
 
 
-_GB32100_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-# Each allowed character's value as a byte (255: not allowed), for one C-speed translate.
-_GB32100_TABLE = bytes(_GB32100_CHARS.find(chr(b)) % 256 for b in range(256))
-_GB32100_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-
-
 def gb32100(text: str) -> str | None:
     """Unified social credit code (GB 32100-2015): 18 characters, mod-31 check character."""
     value = text.strip().upper()
-    if len(value) != 18 or not value.isascii():
-        return None
-    codes = value.encode().translate(_GB32100_TABLE)
-    if 255 in codes:
-        return None
-    check = (31 - sum(map(operator.mul, codes, _GB32100_WEIGHTS)) % 31) % 31
-    return value if check == codes[17] else None
+    return value if value.isascii() and checksums.gb32100_ok(value.encode()) else None
 
 
 # What a validator can accept, as a numeric pattern: lets the scanner drop impossible
@@ -252,18 +224,9 @@ ACCEPTS: dict[Validator, str] = {
     gb11643_15: f"{_PROVINCE}[0-9]{{13}}",
 }
 
-# Validators with a twin in _numscan.c (its V_* codes), and the pattern the twin needs.
-C_TWINS: dict[Validator, tuple[int, str | None]] = {
-    gb11643: (1, None),
-    gb11643_15: (2, None),
-    luhn: (3, None),
-    luhn_card: (4, None),
-    iso7064_mod11_2: (5, None),
-    cn_mobile: (6, _CN_MOBILE.pattern),
-    cn_landline: (7, _CN_FIXED.pattern),
-}
-# Validators with a C twin for whole runs of letters and digits (token detectors).
-TOKEN_TWINS: dict[Validator, int] = {none: 8, format_only: 9, gb32100: 10}
+# The patterns of allocated number blocks (phonenumbers'), which the C twins of the validators
+# marked ``own_pattern`` in validator_table full-match as DFAs.
+OWN_PATTERNS: dict[Validator, str] = {cn_mobile: _CN_MOBILE.pattern, cn_landline: _CN_FIXED.pattern}
 PROVINCES = _PROVINCES
 
 VALIDATORS: dict[str, Validator] = {
@@ -281,3 +244,7 @@ VALIDATORS: dict[str, Validator] = {
     "cn_mobile": cn_mobile,
     "cn_given_name": cn_given_name,
 }
+
+# The validators with a twin in _numscan.c (validator_table.TWINS), by the kind of run they check.
+C_TWINS: dict[Validator, Twin] = {VALIDATORS[t.name]: t for t in TWINS if t.runs == "number"}
+TOKEN_TWINS: dict[Validator, Twin] = {VALIDATORS[t.name]: t for t in TWINS if t.runs == "token"}

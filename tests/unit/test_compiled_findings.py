@@ -17,19 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlp_addon.decide import load_policy
-from dlp_addon.detect import Scanner, _numscan, numbers, validators
+from dlp_addon.detect import Scanner, _numscan, native, validator_table, validators
 from dlp_addon.detect.definitions import CONFIDENCE, DEFAULT_DETECTORS, for_stdlib_re, han_class
+from dlp_addon.detect.dfa import NUMERIC_SYMBOLS, TOKEN_SYMBOLS, dfa, dfa_fullmatch, token_body
+from dlp_addon.detect.native import FindingsLayout, compile_findings
 from dlp_addon.detect.normalize import TRIGGER_BITMAP
-from dlp_addon.detect.numbers import (
-    NUMERIC_SYMBOLS,
-    TOKEN_SYMBOLS,
-    FindingsLayout,
-    Plan,
-    compile_findings,
-    dfa,
-    dfa_fullmatch,
-    token_body,
-)
+from dlp_addon.detect.plan import Plan
 from dlp_addon.detect.scanner import Finding
 from dlp_addon.sourcefile import load_yaml
 from tests import synth
@@ -45,10 +38,12 @@ LAYOUT = FindingsLayout(Finding, CONFIDENCE, 900, frozenset({"cn_resident_id", "
 
 def uscc(rng: random.Random, *, valid: bool = True) -> str:
     """A synthetic unified social credit code with a right (or wrong) check character."""
-    chars = validators._GB32100_CHARS
+    chars = validator_table.GB32100_CHARS
     body = rng.choice("9157") + rng.choice("123") + f"{rng.randrange(10**6):06d}"
     body += "".join(rng.choice(chars) for _ in range(9))
-    total = sum(chars.index(c) * w for c, w in zip(body, validators._GB32100_WEIGHTS, strict=True))
+    total = sum(
+        chars.index(c) * w for c, w in zip(body, validator_table.GB32100_WEIGHTS, strict=True)
+    )
     check = (31 - total % 31) % 31
     return body + chars[check if valid else (check + 1) % 31]
 
@@ -143,7 +138,7 @@ def test_the_token_detectors_are_checked_in_c() -> None:
     """cn_uscc, tw_permit and the policy's own policy_number are whole-token shapes."""
     in_c = {d.id for d in COMPILED._c_dets} - {d.id for d in NUMERIC}
     assert {"cn_uscc", "policy_number", "tw_permit"} <= in_c
-    assert not {d.id for _, d in COMPILED._regex} & in_c
+    assert not {d.id for _, d in COMPILED._regexes.regexes} & in_c
 
 
 def _mutants(rng: random.Random, seed: str, symbols: bytes, n: int) -> list[str]:
@@ -170,7 +165,7 @@ def test_dfas_full_match_what_the_regexes_full_match() -> None:
     seeds += ["008613800138000", "8613912345678", "01012345678", "075512345678", "09516012345"]
     seeds += [luhn_number(rng, p, n) for p, n in (("62", 19), ("4", 16), ("35", 17), ("22", 16))]
     patterns = [d.numeric.pattern.decode() for d in NUMERIC]
-    patterns += [p for _, p in validators.C_TWINS.values() if p]
+    patterns += list(validators.OWN_PATTERNS.values())
     for pattern in patterns:
         machine = dfa(pattern)
         assert machine is not None, pattern
@@ -262,12 +257,12 @@ def _blob(plan: Plan) -> bytes:
             captured.append(blob)
             return object()
 
-    real = numbers._numscan
-    numbers._numscan = Recorder  # type: ignore[assignment]
+    real = native.numscan
+    native.numscan = Recorder  # type: ignore[assignment]
     try:
         compile_findings(NUMERIC, [], plan, KEY, TRIGGER_BITMAP, LAYOUT)
     finally:
-        numbers._numscan = real
+        native.numscan = real
     return captured[0]
 
 

@@ -9,8 +9,9 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dlp_addon.detect.keywords import HyperscanPrefilter as _HyperscanPrefilter
+from dlp_addon.detect.native import numscan as _numscan
 from dlp_addon.detect.normalize import DIGIT_HINTS, NUMERALS
-from dlp_addon.detect.scanner import _HyperscanPrefilter, _numscan
 
 HINTS = re.compile("|".join(DIGIT_HINTS))
 PRE = _HyperscanPrefilter(["身份证"], {})

@@ -11,8 +11,8 @@ import pytest
 
 from dlp_addon.decide import load_policy
 from dlp_addon.decide.policy import Policy
+from dlp_addon.detect import offsets, validators
 from dlp_addon.detect import scanner as scanner_module
-from dlp_addon.detect import validators
 from dlp_addon.detect.scanner import Scanner, ScanTimeout
 from dlp_addon.extract import HttpInput
 from dlp_addon.pipeline import inspect_http
@@ -25,8 +25,8 @@ TABLE = records_chat_text(RECORDS)
 def test_chunked_scan_finds_what_one_pass_finds(monkeypatch: pytest.MonkeyPatch) -> None:
     policy = load_policy()
     whole = policy.scanner.scan_all([("body", TABLE)])
-    monkeypatch.setattr(scanner_module, "_CHUNK_CHARS", 5_000)
-    assert len(list(scanner_module._chunks(TABLE))) > 20
+    monkeypatch.setattr(offsets, "_CHUNK_CHARS", 5_000)
+    assert len(list(offsets.chunks(TABLE))) > 20
     chunked = policy.scanner.scan_all([("body", TABLE)])
     assert {(f.detector, f.key) for f in chunked} == {(f.detector, f.key) for f in whole}
     assert {f.record for f in chunked} == {f.record for f in whole}  # same lines, same records
@@ -56,8 +56,8 @@ def test_context_across_a_chunk_edge_still_counts(
         text = filler + " 银行卡号:\n" + cards + "\n"
     else:
         text = filler[:190] + "\n" + cards + "\n银行卡号 以上\n"  # card 1 ends the first chunk
-    monkeypatch.setattr(scanner_module, "_CHUNK_CHARS", 200)
-    assert len(list(scanner_module._chunks(text))) > 1
+    monkeypatch.setattr(offsets, "_CHUNK_CHARS", 200)
+    assert len(list(offsets.chunks(text))) > 1
     whole = scanner.scan(text, "body")
     chunked = scanner.scan_all([("body", text)])
     assert sorted(chunked) == sorted(whole)
@@ -69,7 +69,7 @@ def test_a_fully_scanned_input_is_not_a_timeout(monkeypatch: pytest.MonkeyPatch)
     scanned leaves a complete result, not a timeout; one that passed before a chunk stops
     there. (A clock that moves one tick per chunk scanned.)"""
     scanner = load_policy().scanner
-    monkeypatch.setattr(scanner_module, "_CHUNK_CHARS", 5_000)
+    monkeypatch.setattr(offsets, "_CHUNK_CHARS", 5_000)
     now = [0.0]
     real_scan = scanner.scan
 
@@ -79,7 +79,7 @@ def test_a_fully_scanned_input_is_not_a_timeout(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(scanner, "scan", one_tick_per_chunk)
     monkeypatch.setattr(scanner_module.time, "monotonic", lambda: now[0])
-    chunks = len(list(scanner_module._chunks(TABLE)))
+    chunks = len(list(offsets.chunks(TABLE)))
     found = scanner.scan_all([("body", TABLE)], deadline=chunks - 0.5)  # passes in the last
     assert now[0] == chunks
     assert len({f.key for f in found if f.detector == "cn_resident_id"}) == len(RECORDS)
@@ -131,8 +131,8 @@ def test_chunks_report_offsets_into_the_whole_part(monkeypatch: pytest.MonkeyPat
     lines[150] = lines[150].replace(RECORDS[150]["id"][:4], RECORDS[150]["id"][:4] + "\u200b")
     lines[260] = "电话 １３８００１３８０００ 身份证 " + RECORDS[260]["id"]
     text = "\n".join(lines)
-    monkeypatch.setattr(scanner_module, "_CHUNK_CHARS", 1_000)
-    assert len(list(scanner_module._chunks(text))) > 5
+    monkeypatch.setattr(offsets, "_CHUNK_CHARS", 1_000)
+    assert len(list(offsets.chunks(text))) > 5
     chunked = scanner.scan_all([("body", text)])
     assert sorted(chunked) == sorted(scanner.scan(text, "body"))
     folded = [f for f in chunked if f.line in (150, 260) and f.detector != "cn_name"]

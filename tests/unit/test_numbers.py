@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlp_addon.decide import load_policy
-from dlp_addon.detect import Scanner, _numscan, numbers, validators
-from dlp_addon.detect.definitions import Detector
+from dlp_addon.detect import Scanner, _numscan, native, validators
+from dlp_addon.detect.candidates import Candidate, find_python
+from dlp_addon.detect.kinds import NumericDetector
 from dlp_addon.detect.normalize import TRIGGERS, needs_folding
-from dlp_addon.detect.numbers import Candidate, Plan, find_python
+from dlp_addon.detect.plan import Plan
 from tests.synth import mobile, resident_id
 
 DETECTORS = load_policy().detectors
@@ -55,16 +56,15 @@ _PIECES = st.sampled_from(
 
 def test_the_c_hot_path_is_built() -> None:
     """scripts/setup builds it; without it the scanner is correct but several times slower."""
-    assert numbers.COMPILED
+    assert native.COMPILED
 
 
 # Every number of 7 to 20 digits, validated in Python: the C pass hands each candidate back
 # pending, so candidate enumeration alone is compared with find_python.
-_ANY = Detector(
+_ANY = NumericDetector(
     id="any_number",
     name_zh="数字",
     name_en="any number",
-    kind="numeric",
     category="other",
     legal_category="other",
     confidence="medium",

@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD_INPUTS = ("pyproject.toml", "setup.py", "dlp_addon/detect/_numscan.c")
+BUILD_INPUTS = (
+    "pyproject.toml",
+    "setup.py",
+    "dlp_addon/detect/_numscan.c",
+    "dlp_addon/detect/validator_table.py",
+)
 RUNTIME = {"gcc", "libssl-dev"}
 TEST_ONLY = {
     "curl",
