@@ -1,9 +1,11 @@
 """Detection: text parts -> validated findings.
 
 ``normalize`` folds the disguises people use (full-width digits, zero-width characters, odd
-dashes); ``validators`` holds the checksum and date checks a detector can name; ``definitions``
-loads detectors from ``patterns/detectors.yaml`` (package data: ``dlp_addon.shipped``);
-``scanner`` runs them all in one pass.
+dashes); ``definitions`` loads detectors (``kinds``: numeric, regex or words) from
+``patterns/detectors.yaml`` (package data: ``dlp_addon.shipped``); ``validators`` holds the
+checks a detector can name (``checksums`` their arithmetic, ``validator_table`` which have C
+twins); ``scanner`` runs them all: the keyword pass (``keywords``), the C pass (``native``, or
+its Python twin ``candidates`` and ``plan``), the regexes (``regexes``), then ``assemble``.
 """
 
 from dlp_addon.detect.definitions import Detector, load_detectors

@@ -1,6 +1,6 @@
 /* Identifiers in UTF-8 text at C speed: the scanner's hot path.
  *
- * One pass over the bytes does what the pure Python of numbers.py, validators.py and the
+ * One pass over the bytes does what the pure Python of candidates.py, validators.py and the
  * scanner does (that Python stays the reference, used when this module is not built, and is
  * tested equal on generated input): it tells whether the text needs folding, finds every number
  * token and its group-aligned candidates, checks them against the numeric detectors (plan
@@ -128,7 +128,7 @@ static int passes(const unsigned char *plan, Py_ssize_t from, Py_ssize_t to,
 /* Findings: numbers (and ASCII letter-and-digit tokens) validated, hashed and masked in C. */
 /*                                                                                          */
 /*   compile(blob, key, Finding, ("low", "medium", "high")) -> plan                          */
-/*       detectors laid out by numbers.compile_findings                                      */
+/*       detectors laid out by native.compile_findings                                       */
 /*   findings(data, plan, location, first_line, near, first_char)                            */
 /*       -> (found, records, pending) | None                                                 */
 /*       None: the text needs folding first (a code point of the plan's fold bitmap occurs). */

@@ -118,7 +118,7 @@ NUMERALS |= {
 }
 _NUMERAL_TABLE = str.maketrans(NUMERALS)
 _DIGITISH = "0-9" + re.escape("".join(NUMERALS))
-# Separators a numeral run may hold between its digits (as between digit groups, numbers.py).
+# Separators a numeral run may hold between its digits (as between digit groups, candidates.py).
 RUN_SEPARATORS = " \\t\\-./,;_|\\r\\n、，；"
 _NUMERAL_RUN = re.compile(f"[{_DIGITISH}](?:[{RUN_SEPARATORS}]{{0,3}}[{_DIGITISH}])+")
 _LETTER_GROUP = "[OolI]*[0-9][0-9OolI]*"
