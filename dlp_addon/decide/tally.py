@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from dlp_addon.detect.definitions import CONFIDENCE, DetectorSet
+from dlp_addon.detect.definitions import LEVEL, DetectorSet
 from dlp_addon.detect.scanner import Finding
 from dlp_addon.extract.message import Attachment
 
 SAMPLES_PER_DETECTOR = 3
-_LEVEL = {name: i for i, name in enumerate(CONFIDENCE)}
 
 
 class Countable(Protocol):
@@ -52,7 +51,7 @@ class Tally:
         rows: dict[tuple[str, int], set[tuple[str, str, int]]] = {}
         self._row_locations: list[str] = []
         for f in findings:
-            level = _LEVEL[f.confidence]
+            level = LEVEL[f.confidence]
             seen = self._best.setdefault(f.detector, {})
             if f.key not in seen or seen[f.key][0] < level:
                 seen[f.key] = (level, f.masked)
@@ -63,7 +62,7 @@ class Tally:
         self._row_locations = [location for location, _ in rows]
 
     def distinct(self, detector: str, min_confidence: str = "medium") -> int:
-        floor = _LEVEL[min_confidence]
+        floor = LEVEL[min_confidence]
         return sum(1 for level, _ in self._best.get(detector, {}).values() if level >= floor)
 
     def records(
@@ -74,7 +73,7 @@ class Tally:
     ) -> int:
         """Distinct records holding a personal identifier (of ``legal_category``), only in
         parts whose location starts with one of ``within`` when it is given."""
-        floor = _LEVEL[min_confidence]
+        floor = LEVEL[min_confidence]
         distinct = set()
         for location, row in zip(self._row_locations, self._rows, strict=True):
             if within is not None and not location.startswith(within):
@@ -123,7 +122,7 @@ class Tally:
         return {det: n for det, n in out.items() if n}
 
     def samples(self, min_confidence: str = "medium") -> dict[str, list[str]]:
-        floor = _LEVEL[min_confidence]
+        floor = LEVEL[min_confidence]
         out: dict[str, list[str]] = {}
         for det, keys in self._best.items():
             masked = [m for level, m in keys.values() if level >= floor]

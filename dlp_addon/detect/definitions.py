@@ -32,6 +32,7 @@ import regex
 from dlp_addon.detect.dfa import numeric_problem
 from dlp_addon.detect.kinds import (
     CONFIDENCE,
+    LEVEL,
     Detector,
     Groupings,
     NumericDetector,
@@ -46,7 +47,15 @@ from dlp_addon.sourcefile import SourceDoc, entries, load_schema, load_yaml, sch
 
 DEFAULT_DETECTORS = PATTERNS_DIR / "detectors.yaml"
 SCHEMA = PATTERNS_DIR / "detectors.schema.json"
-__all__ = ["CONFIDENCE", "DEFAULT_DETECTORS", "SCHEMA", "Detector", "DetectorSet", "load_detectors"]
+__all__ = [
+    "CONFIDENCE",
+    "DEFAULT_DETECTORS",
+    "LEVEL",
+    "SCHEMA",
+    "Detector",
+    "DetectorSet",
+    "load_detectors",
+]
 
 # Catastrophic-backtracking probes for admin-written regexes: each must finish in time.
 _PROBES = ("1" * 3000, "a" * 3000, "1 " * 1500, "a1" * 1500, "-" * 3000, "中文" * 1500)
@@ -175,7 +184,11 @@ def build_detector(
             doc.at([*where, "legal_category"], f"unknown legal category '{legal_category}'")
         )
     build = _numeric if "numeric" in raw else _regex if "regex" in raw else _words
-    specific = build(doc, where, raw, problems, trusted)
+
+    def problem(below: list[str | int], message: str) -> None:
+        problems.append(doc.at([*where, *below], message))
+
+    specific = build(raw, problem, doc.path.parent, trusted)
     if len(problems) > before or validate is None or specific is None:
         return None
     mask = raw.get("mask")
@@ -201,45 +214,38 @@ def build_detector(
     )
 
 
-# Each kind's own fields, checked (problems appended): the detector's class with them bound.
+# Each kind's own fields, checked: the detector's class with them bound, or None after a
+# problem (reported with its path below the detector's, and the message).
 _Specific = Callable[..., Detector] | None
+_Problem = Callable[[list[str | int], str], None]
 
 
-def _numeric(
-    doc: SourceDoc,
-    where: list[str | int],
-    raw: dict[str, Any],
-    problems: list[str],
-    trusted: bool,
-) -> _Specific:
-    before = len(problems)
+def _numeric(raw: dict[str, Any], problem: _Problem, folder: Path, trusted: bool) -> _Specific:
+    problems = 0
     lengths = frozenset(raw["numeric"]["lengths"])
     try:
         numeric = re.compile(raw["numeric"]["pattern"].encode())
     except re.error as e:
-        problems.append(doc.at([*where, "numeric", "pattern"], f"invalid regex: {e}"))
+        problem(["numeric", "pattern"], f"invalid regex: {e}")
+        problems += 1
     else:
         why = numeric_problem(raw["numeric"]["pattern"], lengths)
         if why:
-            problems.append(doc.at([*where, "numeric"], why))
+            problem(["numeric"], why)
+            problems += 1
     groupings, why = _groupings(raw["numeric"].get("groupings"), lengths)
     if why:
-        problems.append(doc.at([*where, "numeric", "groupings"], why))
-    if len(problems) > before:
+        problem(["numeric", "groupings"], why)
+        problems += 1
+    if problems:
         return None
     return functools.partial(NumericDetector, lengths=lengths, numeric=numeric, groupings=groupings)
 
 
-def _regex(
-    doc: SourceDoc,
-    where: list[str | int],
-    raw: dict[str, Any],
-    problems: list[str],
-    trusted: bool,
-) -> _Specific:
+def _regex(raw: dict[str, Any], problem: _Problem, folder: Path, trusted: bool) -> _Specific:
     why = regex_problem(raw["regex"])
     if why:
-        problems.append(doc.at([*where, "regex"], why))
+        problem(["regex"], why)
         return None
     pattern: Any = regex.compile(raw["regex"])
     if trusted:
@@ -253,26 +259,15 @@ def _regex(
     )
 
 
-def _words(
-    doc: SourceDoc,
-    where: list[str | int],
-    raw: dict[str, Any],
-    problems: list[str],
-    trusted: bool,
-) -> _Specific:
+def _words(raw: dict[str, Any], problem: _Problem, folder: Path, trusted: bool) -> _Specific:
     words = tuple(w.lower() for w in raw.get("words", []))
     words_path: Path | None = None
     if "words_file" in raw:
-        path = words_path = doc.path.parent / raw["words_file"]
+        path = words_path = folder / raw["words_file"]
         try:
             lines = path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as e:
-            problems.append(
-                doc.at(
-                    [*where, "words_file"],
-                    f"cannot read keyword list {path}: {type(e).__name__}",
-                )
-            )
+            problem(["words_file"], f"cannot read keyword list {path}: {type(e).__name__}")
             return None
         words += tuple(
             w.strip().lower() for w in lines if w.strip() and not w.lstrip().startswith("#")

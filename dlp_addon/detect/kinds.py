@@ -21,6 +21,7 @@ from typing import Any, Literal
 Validator = Callable[[str], str | None]
 Confidence = Literal["low", "medium", "high"]
 CONFIDENCE: tuple[str, str, str] = ("low", "medium", "high")
+LEVEL = {name: i for i, name in enumerate(CONFIDENCE)}  # rank: a minimum confidence compares
 RAISED: dict[str, Confidence] = {"low": "medium", "medium": "high", "high": "high"}
 # How a numeric detector may be grouped when written (see NumericDetector.groupings).
 Groupings = Literal["any"] | tuple[tuple[int, ...], ...] | None
