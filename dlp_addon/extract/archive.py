@@ -1,5 +1,5 @@
-"""Zip archives read defensively: every entry's bytes are bounded by the request's budget, and
-the archive is refused before anything is inflated when it looks like a bomb.
+"""Zip (and tar) archives read defensively: every entry's bytes are bounded by the request's
+budget, and the archive is refused before anything is inflated when it looks like a bomb.
 
 Python's zipfile trusts the central directory. Overlapping-entry bombs ("A better zip bomb")
 point many entries at one compressed block; 42.zip nests archives. Both are caught here: entry
@@ -13,6 +13,7 @@ import io
 import itertools
 import re
 import struct
+import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -59,6 +60,30 @@ def listing(data: bytes) -> tuple[str, str]:
     names = "\n".join(_NAME_SEPARATORS.sub(" ", i.filename) for i in infos)
     comments = [zf.comment] + [i.comment for i in infos]
     return names, "\n".join(_comment(c) for c in comments if c)
+
+
+def tar(data: bytes, budget: Budget) -> tuple[str, list[tuple[str, bytes]]]:
+    """A tar archive's text (member and link names, pax header values such as ``comment``, a
+    line each, names read as :func:`listing` reads them) and its regular files."""
+    limits = budget.limits
+    lines: list[str] = []
+    files: list[tuple[str, bytes]] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
+            for count, member in enumerate(tf, start=1):
+                if count > limits.max_archive_entries:
+                    raise ExtractError("too_many_entries")
+                lines.append(_NAME_SEPARATORS.sub(" ", f"{member.name} {member.linkname}"))
+                lines.extend(v for k, v in member.pax_headers.items() if k != "path")
+                if member.isfile():
+                    budget.spend(member.size)  # a sparse member's full size: no bomb
+                    fh = tf.extractfile(member)
+                    files.append((member.name, fh.read() if fh is not None else b""))
+    except ExtractError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+        raise ExtractError("corrupt") from e
+    return "\n".join(lines), files
 
 
 def _comment(raw: bytes) -> str:

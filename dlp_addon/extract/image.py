@@ -29,6 +29,9 @@ _EXIF_XP_TAGS = frozenset(range(0x9C9B, 0x9CA0))
 _EXIF_POINTERS = frozenset({0x8769, 0x8825, 0xA005})  # Exif, GPS, interoperability IFDs
 _EXIF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
 _MP4_SKIP_BOXES = frozenset({b"free", b"skip"})
+_WEBP_CHUNKS = frozenset(
+    {b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF", b"ICCP", b"EXIF", b"XMP "}
+)
 
 
 class _Malformed(Exception):
@@ -42,7 +45,8 @@ class Walk:
     kind: str  # jpeg, png, gif, webp, mp4
     texts: list[tuple[str, str]] = field(default_factory=list)
     trailing: bytes = b""  # bytes after the format's end (a file of their own)
-    hidden: list[bytes] = field(default_factory=list)  # non-empty free/skip MP4 box payloads
+    # non-empty MP4 free/skip boxes, unknown WebP chunks, bytes inside a RIFF size
+    hidden: list[bytes] = field(default_factory=list)
     parsed: bool = True
     stopped_at: int = 0  # where reading stopped when not parsed
 
@@ -320,6 +324,9 @@ def _sub_blocks(data: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def _webp(data: bytes, out: Walk, budget: Budget) -> int:
+    """Chunks inside the RIFF size. The size is the writer's word: bytes inside it that do not
+    form a chunk, and chunks of no WebP type, are hidden data (a stretched size covering an
+    appended file), read like what follows the end."""
     (size,) = struct.unpack_from("<I", data, 4)
     end = 8 + size + (size & 1)
     if size < 4 or 8 + size > len(data):
@@ -327,12 +334,18 @@ def _webp(data: bytes, out: Walk, budget: Budget) -> int:
     pos = 12
     while pos + 8 <= 8 + size:
         fourcc, length = struct.unpack_from("<4sI", data, pos)
+        if not _box_type(fourcc) or pos + 8 + length > 8 + size:
+            break
         payload = data[pos + 8 : pos + 8 + length]
         if fourcc == b"EXIF":
             _exif(payload[6:] if payload.startswith(b"Exif\x00\x00") else payload, out)
         elif fourcc == b"XMP ":
             out.texts.append(("xmp", _decode(payload)))
+        elif fourcc not in _WEBP_CHUNKS and payload.strip(b"\x00"):
+            out.hidden.append(payload)
         pos += 8 + length + (length & 1)
+    if data[pos : 8 + size].strip(b"\x00"):
+        out.hidden.append(data[pos : 8 + size])
     return int(min(end, len(data)))
 
 
