@@ -37,7 +37,7 @@ _TOKEN = re.compile(
 _ATTR = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
 _SECTIONS = (("<![CDATA[", "]]>"), ("<!--", "-->"))
 # Word, DrawingML (slides, shapes, charts) and spreadsheet comments: prose, a paragraph a line.
-_LINE_END = frozenset({"p", "br", "cr", "tr", "comment", "threadedComment", "si", "author"})
+_LINE_END = frozenset({"p", "br", "cr", "tr", "comment", "threadedComment", "cm", "si", "author"})
 _CELL_END = frozenset({"tc", "tab"})
 
 # Sheet formulas, row by row: the text of each <f> (a cached value, if any, is a cell value).

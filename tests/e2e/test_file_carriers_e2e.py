@@ -66,14 +66,6 @@ LARGE = 64 * 1024
 PAD = random.Random(17).randbytes(LARGE)  # a binary part nobody reads: high-entropy, skipped
 
 
-def _pptx_comments() -> bytes:
-    items = "".join(
-        f'<p:cm authorId="0" idx="{i}"><p:pos x="10" y="10"/><p:text>{line}</p:text></p:cm>'
-        for i, line in enumerate(op.LINES, start=1)
-    )
-    return op.pptx({"ppt/comments/comment1.xml": f"<p:cmLst {op.P}>{items}</p:cmLst>"})
-
-
 # name -> (file, how it is sent)
 FileCase = tuple[Callable[[], bytes], str]
 POLYGLOTS: dict[str, Callable[[], bytes]] = {
@@ -141,7 +133,7 @@ CASES: dict[str, FileCase] = {
             "pptx embedded xlsx",
         )
     },
-    "pptx comments": (_pptx_comments, "upload"),
+    "pptx comments": (gaps.pptx_comments, "upload"),
     # PDF
     **{
         k: (hp.HIDDEN[k], "upload")
@@ -227,9 +219,13 @@ def send_frame(proxy: Proxy, upstream: Upstream, messages: list[str | bytes], ma
     return asyncio.run(ws_send(proxy, url, messages, "deflate"))
 
 
-def assert_samples_masked(proxy: Proxy, incident: str, what: str) -> None:
-    """The audit line shows masked samples only (``110105********123X``, ``138****8000``)."""
-    samples = audit_event(proxy, incident).get("samples") or {}
+def assert_records_counted_and_masked(proxy: Proxy, incident: str, what: str) -> None:
+    """The audit line counts the 20 records (a customer a record, not one blob) and shows
+    masked samples only (``110105********123X``, ``138****8000``)."""
+    event = audit_event(proxy, incident)
+    records = event.get("records", 0)
+    assert records >= 20, f"{what}: the audit line counts {records} records, expected 20"
+    samples = event.get("samples") or {}
     shown = [s for values in samples.values() for s in values]
     masked = bool(shown) and all("*" in s for s in shown) and not VALUES.intersection(shown)
     assert masked, f"{what}: the audit line's {len(shown)} samples are not all masked"
@@ -254,7 +250,7 @@ def test_customers_in_each_carrier_are_read_and_blocked(
         sent = send_file(proxy, upstream, data, how, marker)
         assert_http_blocked(proxy, upstream, sent, marker, VALUES, case)
         incident = str(sent.reply.headers["x-dlp-incident"])
-    assert_samples_masked(proxy, incident, case)
+    assert_records_counted_and_masked(proxy, incident, case)
 
 
 def test_a_large_frame_case_is_above_the_inline_limit() -> None:
@@ -296,7 +292,7 @@ def test_customers_in_the_request_framing_are_read_and_blocked(
     url = upstream.url("https", f"/im/send/{marker}")
     sent = send(proxy, "POST", url, content=body, headers={"Content-Type": ctype})
     assert_http_blocked(proxy, upstream, sent, marker, VALUES, case)
-    assert_samples_masked(proxy, str(sent.reply.headers["x-dlp-incident"]), case)
+    assert_records_counted_and_masked(proxy, str(sent.reply.headers["x-dlp-incident"]), case)
 
 
 # --- everyday files are delivered ---------------------------------------------------------------

@@ -32,7 +32,7 @@ from tests import carrier_files as C
 from tests import files as F
 from tests.unit.test_files_extract import ROWS, inspect, upload
 from tests.unit.test_hiding_places import _bytes, _writer, csv_zip, jpeg, webp
-from tests.unit.test_office_parts import docx
+from tests.unit.test_office_parts import P, docx, pptx
 
 LINES = [" ".join(map(str, r)) for r in ROWS[1:]]  # 20 customers: name id mobile address
 TABLE = "\n".join(LINES)
@@ -95,6 +95,15 @@ def pdf_with_bookmarks(titles: list[str]) -> bytes:
     return _bytes(writer)
 
 
+def pptx_comments() -> bytes:
+    """A deck with PowerPoint's legacy comments (``p:cm``), a customer each."""
+    items = "".join(
+        f'<p:cm authorId="0" idx="{i}"><p:pos x="10" y="10"/><p:text>{line}</p:text></p:cm>'
+        for i, line in enumerate(LINES, start=1)
+    )
+    return pptx({"ppt/comments/comment1.xml": f"<p:cmLst {P}>{items}</p:cmLst>"})
+
+
 _THIRD = len(TABLE) // 3
 _PHOTOS = {f"商品图/SKU-{i}.jpg": C.grey_jpeg(320, 240) for i in range(4)}
 
@@ -136,6 +145,7 @@ HIDDEN: dict[str, Callable[[], bytes]] = {
     ),
     "docx polyglot image part": lambda: docx({"word/media/image1.jpeg": jpeg() + CSV}),
     "docx part named like a workbook's strings": lambda: docx({"xl/sharedStrings.xml": TABLE}),
+    "pptx legacy comments": pptx_comments,
 }
 
 
@@ -167,6 +177,11 @@ def _ordinary_pdf() -> object:
 @pytest.mark.parametrize("case", sorted(BENIGN))
 def test_everyday_files_still_pass(case: str) -> None:
     _passes(inspect(upload("file.bin", BENIGN[case]())))
+
+
+def test_each_legacy_pptx_comment_is_a_record() -> None:
+    """Twenty comments are twenty records, not one line holding forty identifiers."""
+    assert inspect(upload("a.pptx", pptx_comments())).verdict.records == 20
 
 
 def test_a_tar_is_an_archive_and_its_files_are_attachments() -> None:
