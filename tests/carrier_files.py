@@ -150,9 +150,12 @@ def _full(kind: bytes, version: int, flags: int, *payload: bytes) -> bytes:
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 
 
-def mp4_video(frames: int = 60, frame_bytes: int = 8000, seed: int = 11) -> bytes:
+def mp4_video(
+    frames: int = 60, frame_bytes: int = 8000, seed: int = 11, *, comment: str = ""
+) -> bytes:
     """A 2-second 640x360 H.264 MP4 as a phone's faststart export lays it out: ``ftyp``,
-    ``moov`` (one video track, its sample tables pointing into ``mdat``), ``mdat``."""
+    ``moov`` (one video track, its sample tables pointing into ``mdat``; with ``comment``, a
+    ``udta`` with iTunes-style metadata as players show it), ``mdat``."""
     rng = random.Random(seed)
     samples = [
         struct.pack(">I", frame_bytes - 4)
@@ -226,11 +229,18 @@ def mp4_video(frames: int = 60, frame_bytes: int = 8000, seed: int = 11) -> byte
             bytes(24),
             struct.pack(">I", 2),
         )
-        return _box(b"moov", mvhd, _box(b"trak", tkhd, mdia))
+        return _box(b"moov", mvhd, _box(b"trak", tkhd, mdia), _udta(comment) if comment else b"")
 
     ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 512), b"isomiso2avc1mp41")
     size = len(moov(0))
     return ftyp + moov(len(ftyp) + size + 8) + _box(b"mdat", *samples)
+
+
+def _udta(comment: str) -> bytes:
+    """``udta/meta/ilst/©cmt/data``: the comment a player's "properties" show."""
+    data = _full(b"data", 0, 1, bytes(4), comment.encode())
+    hdlr = _full(b"hdlr", 0, 0, bytes(4), b"mdir", b"appl", bytes(9))
+    return _box(b"udta", _full(b"meta", 0, 0, hdlr, _box(b"ilst", _box(b"\xa9cmt", data))))
 
 
 # --- archives and stretched containers ----------------------------------------------------------

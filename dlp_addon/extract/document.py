@@ -53,7 +53,7 @@ def read_pdf(data: bytes, budget: Budget) -> Pdf:
             notes.extend(_annotations(page, budget, attached))
         notes.extend(_fields(reader, budget))
         notes.extend(_info(reader, budget))
-        files = list(attached)
+        files = attached + _appended(data)
         for name, contents in reader.attachments.items():
             notes.append(str(name))
             for content in contents:
@@ -96,6 +96,16 @@ def _annotations(page: PageObject, budget: Budget, files: list[bytes]) -> list[s
                         budget.spend(len(content))
                         files.append(content)
                         break
+    return out
+
+
+def _appended(data: bytes) -> list[bytes]:
+    """What follows an end-of-file marker and is not an incremental update (which carries its
+    own ``startxref``): readers skip it, a receiver may not (a zip or CSV appended to a PDF)."""
+    out = []
+    for segment in data.split(b"%%EOF")[1:]:
+        if segment.strip(b"\x00\r\n\t\f ") and b"startxref" not in segment:
+            out.append(segment.lstrip(b"\r\n"))
     return out
 
 

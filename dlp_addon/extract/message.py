@@ -262,7 +262,7 @@ class _Collector:
         if not walked.parsed:
             start = _embedded_file(data)  # anywhere: a wrong turn may have skipped it
             if start is not None:
-                self._after_image(location, data[start:], depth)
+                self._hidden_file(location, data[start:], depth)
             elif len(data) - walked.stopped_at > _MAX_UNPARSED_IMAGE_BYTES:
                 self.unscannable.append("image_structure")
             else:  # a small unread rest: its readable runs (a CSV after a cut-short JPEG)
@@ -270,11 +270,11 @@ class _Collector:
             return
         for hidden in walked.hidden:  # padding boxes: read unless high-entropy filler
             if sniff(hidden) != "binary" or not is_opaque(hidden):
-                self._after_image(location, hidden, depth)
+                self._hidden_file(location, hidden, depth)
         if walked.trailing.strip(b"\x00\r\n\t "):
-            self._after_image(location, walked.trailing, depth)
+            self._hidden_file(location, walked.trailing, depth)
 
-    def _after_image(self, location: str, data: bytes, depth: int) -> None:
+    def _hidden_file(self, location: str, data: bytes, depth: int) -> None:
         if depth >= self.budget.limits.max_archive_depth:
             raise ExtractError("too_deep")
         self.blob(location + ":after", data, None, file=True, depth=depth + 1)
@@ -283,6 +283,7 @@ class _Collector:
         if depth >= self.budget.limits.max_archive_depth:
             raise ExtractError("too_deep")
         if kind == "gzip":
+            self.text(location + ":names", archive.gzip_names(data), depth)
             inner = decode_content(
                 data, "gzip", self.budget.limits.max_decoded_bytes - self.budget.decoded
             )
@@ -298,6 +299,7 @@ class _Collector:
             for _, content in members:
                 self.blob(location + ":tar", content, None, file=True, depth=depth + 1)
             return
+        self._around_zip(location, data, depth)
         names, comments = archive.listing(data)
         self.text(location + ":names", names, depth)
         self.text(location + ":comment", comments, depth)
@@ -309,10 +311,18 @@ class _Collector:
                 continue
             self.blob(location + ":zip", content, None, file=True, depth=depth + 1)
 
+    def _around_zip(self, location: str, data: bytes, depth: int) -> None:
+        """What a zip (or an Office package) carries before its first entry or after its end
+        record: a file of its own (a zip hidden in front, a CSV appended)."""
+        for extra in archive.outside(data):
+            if extra.strip(b"\x00\r\n\t "):
+                self._hidden_file(location, extra, depth)
+
     def _package(self, location: str, data: bytes, depth: int, kind: str) -> None:
         """An Office or OpenDocument package's parts (the docx body, comments, properties,
         pivot cache...); files inside it (an embedded workbook) are read as files of their
         own, images and media walked for what they carry."""
+        self._around_zip(location, data, depth)
         entries = list(archive.entries(data, self.budget))
         for name, content in entries:
             if name == "word/document.xml":

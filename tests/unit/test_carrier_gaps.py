@@ -30,8 +30,17 @@ from dlp_addon.extract.filetype import sniff
 from dlp_addon.pipeline import Inspection
 from tests import carrier_files as C
 from tests import files as F
-from tests.unit.test_files_extract import ROWS, inspect, upload
-from tests.unit.test_hiding_places import _bytes, _writer, csv_zip, jpeg, webp
+from tests.unit.test_files_extract import ROWS, _pdf, inspect, upload
+from tests.unit.test_hiding_places import (
+    _bytes,
+    _segment,
+    _writer,
+    csv_zip,
+    gif,
+    jpeg,
+    png_with,
+    webp,
+)
 from tests.unit.test_office_parts import P, docx, pptx
 
 LINES = [" ".join(map(str, r)) for r in ROWS[1:]]  # 20 customers: name id mobile address
@@ -104,6 +113,25 @@ def pptx_comments() -> bytes:
     return pptx({"ppt/comments/comment1.xml": f"<p:cmLst {P}>{items}</p:cmLst>"})
 
 
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+def gif_app(ident: bytes, payload: bytes) -> bytes:
+    """``gif()`` with an application extension ``ident`` carrying ``payload``."""
+    blocks = b"".join(
+        bytes((len(payload[i : i + 255]),)) + payload[i : i + 255]
+        for i in range(0, len(payload), 255)
+    )
+    return gif()[:-1] + b"\x21\xff\x0b" + ident + blocks + b"\x00\x3b"
+
+
+def gzip_with_comment(comment: str) -> bytes:
+    """A gzip member whose header carries FCOMMENT (``gzip`` writes none; 7-Zip can)."""
+    raw = gzip.compress(b"report", mtime=0)
+    return raw[:3] + b"\x10" + raw[4:10] + comment.encode() + b"\x00" + raw[10:]
+
+
 _THIRD = len(TABLE) // 3
 _PHOTOS = {f"商品图/SKU-{i}.jpg": C.grey_jpeg(320, 240) for i in range(4)}
 
@@ -146,6 +174,20 @@ HIDDEN: dict[str, Callable[[], bytes]] = {
     "docx polyglot image part": lambda: docx({"word/media/image1.jpeg": jpeg() + CSV}),
     "docx part named like a workbook's strings": lambda: docx({"xl/sharedStrings.xml": TABLE}),
     "pptx legacy comments": pptx_comments,
+    "zip + csv appended": lambda: F.zip_of({"主图.jpg": C.grey_jpeg(64, 64)}) + CSV,
+    "zip hidden in front of a zip": lambda: csv_zip() + F.zip_of({"a.jpg": C.grey_jpeg(64, 64)}),
+    "xlsx + csv appended": lambda: F.price_list_xlsx() + CSV,
+    "pdf + zip appended": lambda: _pdf(["Price list"]) + csv_zip(),
+    "pdf + csv appended": lambda: _pdf(["Price list"]) + CSV,
+    "png private chunk": lambda: png_with([(b"prVt", CSV)]),
+    "png private chunk holding a zip": lambda: png_with([(b"prVt", csv_zip())]),
+    "gif application extension": lambda: gif_app(b"ZZAPPLIC1.0", CSV),
+    "mp4 box of no known type": lambda: C.mp4_video() + _box(b"abcd", CSV),
+    "mp4 uuid box": lambda: C.mp4_video() + _box(b"uuid", bytes(16) + CSV),
+    "mp4 comment (udta)": lambda: C.mp4_video(comment=TABLE),
+    "jpeg IPTC (APP13)": lambda: jpeg(extra=_segment(0xED, b"Photoshop 3.0\x00" + CSV)),
+    "jpeg APP15": lambda: jpeg(extra=_segment(0xEF, CSV)),
+    "gzip comment": lambda: gzip_with_comment(TABLE),
 }
 
 
@@ -164,7 +206,33 @@ BENIGN: dict[str, Callable[[], bytes]] = {
     "pdf with ordinary properties and bookmarks": lambda: _bytes(_ordinary_pdf()),
     "docx with a photo": lambda: docx({"word/media/image1.jpeg": C.camera_photo()}),
     "webp": webp,
+    "phone video with a comment": lambda: C.mp4_video(comment="Redmi K70 · 2024-06-16 西湖"),
+    "jpeg with ICC profile, Adobe and MPF segments": lambda: jpeg(
+        extra=_segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + bytes(128) + b"sRGB IEC61966-2.1")
+        + _segment(0xEE, b"Adobe\x00d\x00\x00\x00\x00\x01")
+        + _segment(0xE2, b"MPF\x00II*\x00" + bytes(40))
+    ),
+    "png with Apple and ImageMagick chunks": lambda: png_with(
+        [(b"iDOT", bytes(28)), (b"vpAg", bytes(9))]
+    ),
+    "looping gif": lambda: gif_app(b"NETSCAPE2.0", b"\x01\x00\x00"),
+    "pdf with an incremental update": lambda: _incremental_pdf(),
+    "zip padded with zeros": lambda: F.zip_of({"a.jpg": C.grey_jpeg(64, 64)}) + bytes(512),
 }
+
+
+def _incremental_pdf() -> bytes:
+    """A PDF saved, then edited and saved again as an incremental update (a second body,
+    xref and ``%%EOF`` appended)."""
+    import io
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter(io.BytesIO(_pdf(["User manual"])), incremental=True)
+    writer.add_metadata({"/Title": "TX-2000 manual, revised"})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 def _ordinary_pdf() -> object:
