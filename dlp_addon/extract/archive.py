@@ -1,5 +1,5 @@
-"""Zip archives read defensively: every entry's bytes are bounded by the request's budget, and
-the archive is refused before anything is inflated when it looks like a bomb.
+"""Zip (and tar) archives read defensively: every entry's bytes are bounded by the request's
+budget, and the archive is refused before anything is inflated when it looks like a bomb.
 
 Python's zipfile trusts the central directory. Overlapping-entry bombs ("A better zip bomb")
 point many entries at one compressed block; 42.zip nests archives. Both are caught here: entry
@@ -13,6 +13,7 @@ import io
 import itertools
 import re
 import struct
+import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from dlp_addon.extract.limits import Budget, MiB
 
 _CHUNK = 64 * 1024
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+_END_RECORD = b"PK\x05\x06"
 _NAME_SEPARATORS = re.compile(r"[_\-.+]")
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # Streams that make an OLE file a document, whatever it is named.
@@ -59,6 +61,65 @@ def listing(data: bytes) -> tuple[str, str]:
     names = "\n".join(_NAME_SEPARATORS.sub(" ", i.filename) for i in infos)
     comments = [zf.comment] + [i.comment for i in infos]
     return names, "\n".join(_comment(c) for c in comments if c)
+
+
+def outside(data: bytes) -> tuple[bytes, bytes]:
+    """The bytes before the first entry and after the end of the archive (its end record and
+    comment). Python's zipfile, like ``unzip``, reads the *last* end record and tolerates both;
+    a streaming reader (Java's ZipInputStream) reads from the first local header. A zip hidden
+    in front of another, or a CSV appended, is data a receiver may read: a file of its own."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error) as e:
+        raise ExtractError("corrupt") from e
+    start = min([i.header_offset for i in infos] + [zf.start_dir])
+    end = data.rfind(_END_RECORD, max(0, len(data) - 65_557))
+    if end < 0:
+        return data[:start], b""
+    (comment_length,) = struct.unpack_from("<H", data, end + 20)
+    return data[:start], data[end + 22 + comment_length :]
+
+
+def gzip_names(data: bytes) -> str:
+    """The file name and comment a gzip header may carry (FNAME, FCOMMENT: Latin-1 by the RFC,
+    UTF-8 or GBK in practice)."""
+    if len(data) < 10 or not data[3] & 0x18:
+        return ""
+    flags, pos, out = data[3], 10, []
+    if flags & 0x04:  # FEXTRA: a length, then that many bytes
+        pos += 2 + int.from_bytes(data[pos : pos + 2], "little")
+    for flag in (0x08, 0x10):
+        if flags & flag:
+            end = data.find(b"\x00", pos)
+            end = len(data) if end < 0 else end
+            out.append(_comment(data[pos:end]))
+            pos = end + 1
+    return "\n".join(out)
+
+
+def tar(data: bytes, budget: Budget) -> tuple[str, list[tuple[str, bytes]]]:
+    """A tar archive's text (member and link names, pax header values such as ``comment``, a
+    line each, names read as :func:`listing` reads them) and its regular files."""
+    limits = budget.limits
+    lines: list[str] = []
+    files: list[tuple[str, bytes]] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
+            for count, member in enumerate(tf, start=1):
+                if count > limits.max_archive_entries:
+                    raise ExtractError("too_many_entries")
+                lines.append(_NAME_SEPARATORS.sub(" ", f"{member.name} {member.linkname}"))
+                lines.extend(v for k, v in member.pax_headers.items() if k != "path")
+                if member.isfile():
+                    budget.spend(member.size)  # a sparse member's full size: no bomb
+                    fh = tf.extractfile(member)
+                    files.append((member.name, fh.read() if fh is not None else b""))
+    except ExtractError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+        raise ExtractError("corrupt") from e
+    return "\n".join(lines), files
 
 
 def _comment(raw: bytes) -> str:

@@ -1,6 +1,6 @@
-"""Text of documents: PDF (pypdf: pages, annotations, form fields, embedded files) and Word
-(the XML of a docx). Bounded by the request's budget; an encrypted or unreadable document is
-an ``ExtractError`` with its reason."""
+"""Text of documents: PDF (pypdf: pages, annotations, form fields, embedded and attached files,
+document information, XMP, bookmarks) and Word (the XML of a docx). Bounded by the request's
+budget; an encrypted or unreadable document is an ``ExtractError`` with its reason."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import re
 from dataclasses import dataclass, field
 
 from pypdf import PageObject, PasswordType, PdfReader
-from pypdf.generic import DictionaryObject
+from pypdf.generic import DictionaryObject, StreamObject
 
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract.limits import Budget
+from dlp_addon.extract.ooxml import xml_text
 
 _MAX_PAGES = 2000
 _XML_TAG = re.compile(r"<[^>]{0,2000}>")
@@ -25,7 +26,8 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 @dataclass
 class Pdf:
     """What a PDF carries: page text, the text people add (sticky notes and other annotations,
-    form field values, attachment names) and its embedded files."""
+    form field values, attachment names, document properties, bookmarks) and its embedded
+    files."""
 
     text: str
     notes: str
@@ -41,15 +43,17 @@ def read_pdf(data: bytes, budget: Budget) -> Pdf:
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
             raise ExtractError("encrypted")
         pages, notes = [], []
+        attached: list[bytes] = []  # files of FileAttachment annotations
         for i, page in enumerate(reader.pages):
             if i >= _MAX_PAGES:
                 raise ExtractError("too_large")
             text = page.extract_text() or ""
             budget.spend(len(text))
             pages.append(text)
-            notes.extend(_annotations(page, budget))
+            notes.extend(_annotations(page, budget, attached))
         notes.extend(_fields(reader, budget))
-        files = []
+        notes.extend(_info(reader, budget))
+        files = attached + _appended(data)
         for name, contents in reader.attachments.items():
             notes.append(str(name))
             for content in contents:
@@ -62,9 +66,10 @@ def read_pdf(data: bytes, budget: Budget) -> Pdf:
     return Pdf("\n".join(pages), "\n".join(n for n in notes if n.strip()), files)
 
 
-def _annotations(page: PageObject, budget: Budget) -> list[str]:
+def _annotations(page: PageObject, budget: Budget, files: list[bytes]) -> list[str]:
     """Text of a page's annotations (sticky notes, free text, markup pop-ups): contents, title
-    (the author field) and rich-text contents."""
+    (the author field) and rich-text contents; a FileAttachment annotation's file goes to
+    ``files`` (it is not in the document's ``/EmbeddedFiles``)."""
     out = []
     annots = page.get("/Annots")
     for ref in annots.get_object() if annots is not None else []:
@@ -77,6 +82,54 @@ def _annotations(page: PageObject, budget: Budget) -> list[str]:
                 text = str(value.get_object())
                 budget.spend(len(text))
                 out.append(text)
+        spec = annot.get("/FS")
+        spec = spec.get_object() if spec is not None else None
+        if isinstance(spec, DictionaryObject):
+            out.extend(str(spec[k]) for k in ("/F", "/UF", "/Desc") if k in spec)
+            embedded = spec.get("/EF")
+            embedded = embedded.get_object() if embedded is not None else None
+            if isinstance(embedded, DictionaryObject):
+                for key in ("/F", "/UF"):
+                    stream = embedded.get(key)
+                    if isinstance(stream := stream and stream.get_object(), StreamObject):
+                        content = stream.get_data()
+                        budget.spend(len(content))
+                        files.append(content)
+                        break
+    return out
+
+
+def _appended(data: bytes) -> list[bytes]:
+    """What follows an end-of-file marker and is not an incremental update (which carries its
+    own ``startxref``): readers skip it, a receiver may not (a zip or CSV appended to a PDF)."""
+    out = []
+    for segment in data.split(b"%%EOF")[1:]:
+        if segment.strip(b"\x00\r\n\t\f ") and b"startxref" not in segment:
+            out.append(segment.lstrip(b"\r\n"))
+    return out
+
+
+def _info(reader: PdfReader, budget: Budget) -> list[str]:
+    """The document information (title, author, subject, keywords, custom keys), the XMP
+    metadata packet and the outline (bookmark) titles: text a viewer's properties show."""
+    out = []
+    info = reader.metadata
+    for value in info.values() if info is not None else ():
+        text = str(value.get_object() if hasattr(value, "get_object") else value)
+        budget.spend(len(text))
+        out.append(text)
+    xmp = reader.root_object.get("/Metadata")
+    if isinstance(xmp := xmp and xmp.get_object(), StreamObject):
+        raw = xmp.get_data()
+        budget.spend(len(raw))
+        out.append(xml_text(raw.decode("utf-8", "replace"), prose=False))
+    todo: list[object] = [reader.outline]
+    while todo and len(out) < 100_000:
+        item = todo.pop()
+        if isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, DictionaryObject) and "/Title" in item:
+            out.append(str(item["/Title"]))
     return out
 
 

@@ -25,8 +25,8 @@ _ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
 
 def sniff(data: bytes) -> str:
     """``xlsx``, ``ods``, ``docx``, ``pptx``, ``zip``, ``xls``, ``ole``, ``encrypted_office``,
-    ``pdf``, ``gzip``, ``7z``, ``rar``..., ``image``, ``media`` or ``binary`` (text is decided
-    by the caller, which knows the charset)."""
+    ``pdf``, ``gzip``, ``tar``, ``7z``, ``rar``..., ``image``, ``media`` or ``binary`` (text is
+    decided by the caller, which knows the charset)."""
     if data.startswith(_IMAGES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
         return IMAGE
     if data[4:8] == b"ftyp" or data[:4] == b"\x1aE\xdf\xa3" or data[:4] == b"OggS":
@@ -38,6 +38,8 @@ def sniff(data: bytes) -> str:
     for magic, name in _SIMPLE:
         if data.startswith(magic):
             return name
+    if data[257:262] == b"ustar":  # POSIX and GNU tar
+        return "tar"
     return "binary"
 
 

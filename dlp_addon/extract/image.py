@@ -16,19 +16,30 @@ from dataclasses import dataclass, field
 
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract.decode import inflate
+from dlp_addon.extract.exif import decode
+from dlp_addon.extract.exif import texts as exif_texts
+from dlp_addon.extract.filetype import sniff
 from dlp_addon.extract.limits import Budget
+from dlp_addon.extract.text import text_runs
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\x00"
 _XMP_EXT_JPEG = b"http://ns.adobe.com/xmp/extension/\x00"
 _MAX_META_TEXT = 4 * 1024 * 1024  # text one image's metadata may add (inflated zTXt included)
-# EXIF tags holding free text: ImageDescription, Make, Model, Software, Artist, Copyright,
-# UserComment, and Windows' XPTitle/XPComment/XPAuthor/XPKeywords/XPSubject (UTF-16LE).
-_EXIF_TEXT_TAGS = frozenset({0x010E, 0x010F, 0x0110, 0x0131, 0x013B, 0x8298, 0x9286})
-_EXIF_XP_TAGS = frozenset(range(0x9C9B, 0x9CA0))
-_EXIF_POINTERS = frozenset({0x8769, 0x8825, 0xA005})  # Exif, GPS, interoperability IFDs
-_EXIF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
 _MP4_SKIP_BOXES = frozenset({b"free", b"skip"})
+_MP4_BULK = frozenset({b"mdat"})  # media data: not copied, not read
+_MP4_BOXES = frozenset(
+    {b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"moof", b"mfra", b"sidx"}
+    | {b"ssix", b"prft", b"emsg", b"pdin"}
+)
+_PNG_CHUNKS = frozenset(
+    b"IHDR PLTE IDAT IEND tRNS cHRM gAMA iCCP sBIT sRGB cICP mDCV cLLI bKGD hIST pHYs sPLT tIME "
+    b"acTL fcTL fdAT oFFs pCAL sCAL sTER gIFg gIFx dSIG tEXt zTXt iTXt eXIf".split()
+)
+_GIF_APPS = frozenset({b"NETSCAPE2.0", b"ANIMEXTS1.0", b"ICCRGBG1012"})
+_WEBP_CHUNKS = frozenset(
+    {b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF", b"ICCP", b"EXIF", b"XMP "}
+)
 
 
 class _Malformed(Exception):
@@ -42,7 +53,8 @@ class Walk:
     kind: str  # jpeg, png, gif, webp, mp4
     texts: list[tuple[str, str]] = field(default_factory=list)
     trailing: bytes = b""  # bytes after the format's end (a file of their own)
-    hidden: list[bytes] = field(default_factory=list)  # non-empty free/skip MP4 box payloads
+    # non-empty MP4 free/skip boxes, unknown WebP chunks, bytes inside a RIFF size
+    hidden: list[bytes] = field(default_factory=list)
     parsed: bool = True
     stopped_at: int = 0  # where reading stopped when not parsed
 
@@ -110,14 +122,18 @@ def _jpeg(data: bytes, out: Walk, budget: Budget) -> int:
         payload = data[pos + 2 : pos + length]
         pos += length
         if marker == 0xFE:
-            out.texts.append(("jpeg:com", _decode(payload)))
+            out.texts.append(("jpeg:com", decode(payload)))
         elif marker == 0xE1:
             if payload.startswith(b"Exif\x00\x00"):
-                _exif(payload[6:], out)
+                _add_exif(payload[6:], out)
             elif payload.startswith(_XMP_JPEG):
-                out.texts.append(("xmp", _decode(payload[len(_XMP_JPEG) :])))
+                out.texts.append(("xmp", decode(payload[len(_XMP_JPEG) :])))
             elif payload.startswith(_XMP_EXT_JPEG):  # extended XMP: GUID, size, offset, data
-                out.texts.append(("xmp", _decode(payload[len(_XMP_EXT_JPEG) + 40 :])))
+                out.texts.append(("xmp", decode(payload[len(_XMP_EXT_JPEG) + 40 :])))
+            else:
+                _extra("jpeg:app", payload, out)
+        elif 0xE2 <= marker <= 0xEF:  # ICC, MPF, IPTC (APP13), vendors' segments
+            _extra("jpeg:app", payload, out)
         if marker == 0xDA:  # SOS: entropy-coded data up to the next real marker
             pos = _after_scan(data, pos)
 
@@ -136,73 +152,10 @@ def _after_scan(data: bytes, start: int) -> int:
         return pos
 
 
-# --- EXIF (a TIFF structure) --------------------------------------------------------------------
-
-
-def _exif(tiff: bytes, out: Walk) -> None:
-    """Free-text tags of every IFD (IFD0, Exif, GPS...): a broken EXIF block is ignored (the
-    image still ends where its container says)."""
-    if tiff[:2] == b"II":
-        order = "<"
-    elif tiff[:2] == b"MM":
-        order = ">"
-    else:
-        return
-    texts: list[str] = []
-    try:
-        (first,) = struct.unpack_from(order + "I", tiff, 4)
-        todo: list[int] = [first]
-        seen: set[int] = set()
-        while todo and len(seen) < 16:
-            ifd = todo.pop()
-            if ifd in seen or ifd + 2 > len(tiff):
-                continue
-            seen.add(ifd)
-            (count,) = struct.unpack_from(order + "H", tiff, ifd)
-            for i in range(min(count, 512)):
-                tag, typ, num, value = struct.unpack_from(order + "HHI4s", tiff, ifd + 2 + i * 12)
-                (as_offset,) = struct.unpack(order + "I", value)
-                if tag in _EXIF_POINTERS:
-                    todo.append(as_offset)
-                    continue
-                if tag not in _EXIF_TEXT_TAGS and tag not in _EXIF_XP_TAGS:
-                    continue
-                size = num * _EXIF_TYPE_SIZES.get(typ, 1)
-                raw = value[:size] if size <= 4 else tiff[as_offset : as_offset + size]
-                texts.append(_exif_text(tag, raw))
-            if len(tiff) >= ifd + 6 + count * 12:
-                (nxt,) = struct.unpack_from(order + "I", tiff, ifd + 2 + count * 12)
-                if nxt:
-                    todo.append(nxt)
-    except struct.error:
-        pass
-    text = "\n".join(t for t in texts if t.strip())
+def _add_exif(tiff: bytes, out: Walk) -> None:
+    text = exif_texts(tiff)
     if text:
         out.texts.append(("exif", text))
-
-
-def _exif_text(tag: int, raw: bytes) -> str:
-    if tag in _EXIF_XP_TAGS:
-        return raw.decode("utf-16-le", "replace").rstrip("\x00")
-    if tag == 0x9286:  # UserComment: an 8-byte character code, then the text
-        code, body = raw[:8], raw[8:]
-        if code.startswith(b"UNICODE"):
-            # The spec leaves byte order to the writer: take the one that reads as text.
-            le, be = body.decode("utf-16-le", "replace"), body.decode("utf-16-be", "replace")
-            return le if _plausible(le) >= _plausible(be) else be
-        return _decode(body).rstrip("\x00 ")
-    return _decode(raw).rstrip("\x00")
-
-
-def _plausible(text: str) -> int:
-    return sum(c.isprintable() and c != "\ufffd" and ord(c) < 0xA000 for c in text)
-
-
-def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("gb18030", "replace")
 
 
 # --- PNG ----------------------------------------------------------------------------------------
@@ -228,7 +181,9 @@ def _png(data: bytes, out: Walk, budget: Budget) -> int:
             room -= len(text)
             out.texts.append(("png:" + ctype.decode(), text))
         elif ctype == b"eXIf":
-            _exif(payload, out)
+            _add_exif(payload, out)
+        elif ctype not in _PNG_CHUNKS:  # a private chunk (prVt, mkBF...)
+            _extra("png:chunk", payload, out)
 
 
 def _png_text(ctype: bytes, payload: bytes, room: int) -> str:
@@ -236,9 +191,9 @@ def _png_text(ctype: bytes, payload: bytes, room: int) -> str:
     deflated) chunk; compressed text inflates within what is left of the budget."""
     keyword, _, rest = payload.partition(b"\x00")
     if ctype == b"tEXt":
-        return keyword.decode("latin-1") + " " + _decode(rest)
+        return keyword.decode("latin-1") + " " + decode(rest)
     if ctype == b"zTXt":
-        return keyword.decode("latin-1") + " " + _decode(_inflate(rest[1:], room))
+        return keyword.decode("latin-1") + " " + decode(_inflate(rest[1:], room))
     if len(rest) < 2:
         return keyword.decode("latin-1")
     compressed, body = rest[0], rest[2:]
@@ -247,7 +202,7 @@ def _png_text(ctype: bytes, payload: bytes, room: int) -> str:
     if compressed:
         body = _inflate(body, room)
     return " ".join(
-        (keyword.decode("latin-1"), translated.decode("utf-8", "replace"), _decode(body))
+        (keyword.decode("latin-1"), translated.decode("utf-8", "replace"), decode(body))
     )
 
 
@@ -284,11 +239,13 @@ def _gif(data: bytes, out: Walk, budget: Budget) -> int:
             label = data[pos + 1]
             body, pos = _sub_blocks(data, pos + 2)
             if label == 0xFE:  # comment
-                out.texts.append(("gif:comment", _decode(body)))
+                out.texts.append(("gif:comment", decode(body)))
             elif label == 0x01:  # plain text: 12 bytes of grid, then the text
-                out.texts.append(("gif:text", _decode(body[13:])))
+                out.texts.append(("gif:text", decode(body[13:])))
             elif label == 0xFF and body[:11] == b"XMP DataXMP":
-                out.texts.append(("xmp", _decode(body[11:])))
+                out.texts.append(("xmp", decode(body[11:])))
+            elif label == 0xFF and body[:11] not in _GIF_APPS:
+                _extra("gif:app", body, out)
         elif block == 0x2C:  # image descriptor, local colour table, LZW data
             if pos + 10 > n:
                 raise _Malformed(pos)
@@ -320,6 +277,9 @@ def _sub_blocks(data: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def _webp(data: bytes, out: Walk, budget: Budget) -> int:
+    """Chunks inside the RIFF size. The size is the writer's word: bytes inside it that do not
+    form a chunk, and chunks of no WebP type, are hidden data (a stretched size covering an
+    appended file), read like what follows the end."""
     (size,) = struct.unpack_from("<I", data, 4)
     end = 8 + size + (size & 1)
     if size < 4 or 8 + size > len(data):
@@ -327,12 +287,18 @@ def _webp(data: bytes, out: Walk, budget: Budget) -> int:
     pos = 12
     while pos + 8 <= 8 + size:
         fourcc, length = struct.unpack_from("<4sI", data, pos)
+        if not _box_type(fourcc) or pos + 8 + length > 8 + size:
+            break
         payload = data[pos + 8 : pos + 8 + length]
         if fourcc == b"EXIF":
-            _exif(payload[6:] if payload.startswith(b"Exif\x00\x00") else payload, out)
+            _add_exif(payload[6:] if payload.startswith(b"Exif\x00\x00") else payload, out)
         elif fourcc == b"XMP ":
-            out.texts.append(("xmp", _decode(payload)))
+            out.texts.append(("xmp", decode(payload)))
+        elif fourcc not in _WEBP_CHUNKS and payload.strip(b"\x00"):
+            out.hidden.append(payload)
         pos += 8 + length + (length & 1)
+    if data[pos : 8 + size].strip(b"\x00"):
+        out.hidden.append(data[pos : 8 + size])
     return int(min(end, len(data)))
 
 
@@ -358,14 +324,43 @@ def _mp4(data: bytes, out: Walk, budget: Budget) -> int:
             break  # not a box: what follows the last one
         if pos + size > n:
             raise _Malformed(pos)  # a box cut short: the file is truncated
+        payload = data[pos + header : pos + size] if btype not in _MP4_BULK else b""
         if btype in _MP4_SKIP_BOXES:
-            payload = data[pos + header : pos + size]
             if payload.strip(b"\x00"):
                 out.hidden.append(payload)
+        elif btype == b"moov":
+            _mp4_metadata(payload, out, 0)
+        elif btype not in _MP4_BOXES:  # udta, meta, uuid (XMP), a box of no known type
+            _extra("mp4:box", payload, out)
         pos += size
     if pos == 0:
         raise _Malformed(0)
     return int(pos)
+
+
+def _mp4_metadata(payload: bytes, out: Walk, level: int) -> None:
+    """``udta`` and ``meta`` boxes (title, comment, description...) inside ``moov``, its
+    tracks and their media: their readable runs."""
+    pos = 0
+    while pos + 8 <= len(payload) and level < 4:
+        size, btype = struct.unpack_from(">I4s", payload, pos)
+        if size < 8 or pos + size > len(payload):
+            return
+        inner = payload[pos + 8 : pos + size]
+        if btype in (b"udta", b"meta", b"uuid"):
+            _extra("mp4:meta", inner, out)
+        elif btype in (b"trak", b"mdia", b"minf"):
+            _mp4_metadata(inner, out, level + 1)
+        pos += size
+
+
+def _extra(label: str, payload: bytes, out: Walk) -> None:
+    """A segment, chunk or box no viewer shows (a private PNG chunk, JPEG APP13, an MP4 ``udta``):
+    a known file inside it is a file of its own; otherwise its readable runs are text."""
+    if sniff(payload) != "binary":
+        out.hidden.append(payload)
+    elif runs := text_runs(payload):
+        out.texts.append((label, runs))
 
 
 def _box_type(btype: bytes) -> bool:

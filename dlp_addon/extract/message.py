@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import archive, document, image, ooxml, sandbox
+from dlp_addon.extract import archive, document, image, odf, ooxml, sandbox
 from dlp_addon.extract.decode import decode_content, inflate
 from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
 from dlp_addon.extract.limits import Budget, Limits
@@ -54,7 +54,7 @@ class Attachment:
         """``spreadsheet``, ``archive``, ``document`` or ``media``: what rules name."""
         if self.kind in SPREADSHEETS:
             return "spreadsheet"
-        if self.kind in ("zip", "gzip", "7z", "rar", "bzip2", "xz", "zstd"):
+        if self.kind in ("zip", "tar", "gzip", "7z", "rar", "bzip2", "xz", "zstd"):
             return "archive"
         if self.kind in ("image", "media"):
             return "media"
@@ -217,8 +217,9 @@ class _Collector:
                 Attachment(kind, location, sheets.sheets, sheets.rows, sheets.columns)
             )
             self.document(f"{location}:{kind}", sheets.text)
-            if kind == "xlsx":
-                self._package(f"{location}:{kind}", data, depth)
+            self.document(f"{location}:{kind}:sheets", sheets.names)
+            if kind in ("xlsx", "ods"):
+                self._package(f"{location}:{kind}", data, depth, kind)
             return
         if kind == "pdf":
             if file:
@@ -231,7 +232,7 @@ class _Collector:
             for embedded in pdf.files:
                 self.blob(location + ":pdf:file", embedded, None, file=True, depth=depth + 1)
             return
-        if kind in ("zip", "docx", "pptx", "gzip"):
+        if kind in ("zip", "docx", "pptx", "gzip", "tar"):
             if file or depth:
                 self.attachments.append(Attachment(kind, location))
             self._container(location, data, kind, depth)
@@ -250,8 +251,9 @@ class _Collector:
     def image(self, location: str, data: bytes, depth: int) -> None:
         """An image or MP4: its metadata text read, and whatever follows the format's end read
         as a file of its own (图种). A structure that cannot be followed is passed as an image
-        only when the unread rest is small and holds no file we know; else it is unscannable
-        (``image_structure``): a large blob behind a broken header is not taken on trust."""
+        only when the unread rest is small and holds no file we know (its readable runs are
+        scanned); else it is unscannable (``image_structure``): a large blob behind a broken
+        header is not taken on trust."""
         walked = image.walk(data, self.budget)
         if walked is None:  # Matroska/WebM, Ogg: passed, as before
             return
@@ -260,17 +262,19 @@ class _Collector:
         if not walked.parsed:
             start = _embedded_file(data)  # anywhere: a wrong turn may have skipped it
             if start is not None:
-                self._after_image(location, data[start:], depth)
+                self._hidden_file(location, data[start:], depth)
             elif len(data) - walked.stopped_at > _MAX_UNPARSED_IMAGE_BYTES:
                 self.unscannable.append("image_structure")
+            else:  # a small unread rest: its readable runs (a CSV after a cut-short JPEG)
+                self.text(f"{location}:rest", text_runs(data[walked.stopped_at :]), depth)
             return
         for hidden in walked.hidden:  # padding boxes: read unless high-entropy filler
             if sniff(hidden) != "binary" or not is_opaque(hidden):
-                self._after_image(location, hidden, depth)
+                self._hidden_file(location, hidden, depth)
         if walked.trailing.strip(b"\x00\r\n\t "):
-            self._after_image(location, walked.trailing, depth)
+            self._hidden_file(location, walked.trailing, depth)
 
-    def _after_image(self, location: str, data: bytes, depth: int) -> None:
+    def _hidden_file(self, location: str, data: bytes, depth: int) -> None:
         if depth >= self.budget.limits.max_archive_depth:
             raise ExtractError("too_deep")
         self.blob(location + ":after", data, None, file=True, depth=depth + 1)
@@ -279,6 +283,7 @@ class _Collector:
         if depth >= self.budget.limits.max_archive_depth:
             raise ExtractError("too_deep")
         if kind == "gzip":
+            self.text(location + ":names", archive.gzip_names(data), depth)
             inner = decode_content(
                 data, "gzip", self.budget.limits.max_decoded_bytes - self.budget.decoded
             )
@@ -286,8 +291,15 @@ class _Collector:
             self.blob(location + ":gz", inner, None, file=True, depth=depth + 1)
             return
         if kind in ("docx", "pptx"):
-            self._package(f"{location}:{kind}", data, depth)
+            self._package(f"{location}:{kind}", data, depth, kind)
             return
+        if kind == "tar":
+            names, members = archive.tar(data, self.budget)
+            self.text(location + ":names", names, depth)
+            for _, content in members:
+                self.blob(location + ":tar", content, None, file=True, depth=depth + 1)
+            return
+        self._around_zip(location, data, depth)
         names, comments = archive.listing(data)
         self.text(location + ":names", names, depth)
         self.text(location + ":comment", comments, depth)
@@ -299,15 +311,31 @@ class _Collector:
                 continue
             self.blob(location + ":zip", content, None, file=True, depth=depth + 1)
 
-    def _package(self, location: str, data: bytes, depth: int) -> None:
-        """An Office package's parts (the docx body, comments, properties, pivot cache...);
-        files inside it (an embedded workbook) are read as files of their own."""
+    def _around_zip(self, location: str, data: bytes, depth: int) -> None:
+        """What a zip (or an Office package) carries before its first entry or after its end
+        record: a file of its own (a zip hidden in front, a CSV appended)."""
+        for extra in archive.outside(data):
+            if extra.strip(b"\x00\r\n\t "):
+                self._hidden_file(location, extra, depth)
+
+    def _package(self, location: str, data: bytes, depth: int, kind: str) -> None:
+        """An Office or OpenDocument package's parts (the docx body, comments, properties,
+        pivot cache...); files inside it (an embedded workbook) are read as files of their
+        own, images and media walked for what they carry."""
+        self._around_zip(location, data, depth)
         entries = list(archive.entries(data, self.budget))
         for name, content in entries:
             if name == "word/document.xml":
                 self.document(location, document.docx_text(content))
-        for item in ooxml.read(entries):
-            if isinstance(item, ooxml.File):
+        if kind == "ods":
+            items = odf.read(entries)
+        else:
+            skip = ooxml.READ_ELSEWHERE if kind == "xlsx" else ooxml.DOCUMENT_BODY
+            items = ooxml.read(entries, skip)
+        for item in items:
+            if isinstance(item, ooxml.File) and item.category == "media":
+                self.image(f"{location}:media", item.data, depth + 1)
+            elif isinstance(item, ooxml.File):
                 if depth >= self.budget.limits.max_archive_depth:
                     raise ExtractError("too_deep")
                 self.blob(

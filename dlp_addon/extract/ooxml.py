@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from dlp_addon.extract.filetype import IMAGE, MEDIA, sniff
 from dlp_addon.extract.text import decode_text, is_opaque, text_runs
 
-# Already read by the caller: cell values (calamine reads the shared strings through the cells
-# that use them) and the body of a docx.
-_READ_ELSEWHERE = ("xl/sharedStrings.xml", "word/document.xml")
+# Already read by the caller in a workbook: cell values (calamine reads the shared strings
+# through the cells that use them) and the body of a docx (read in any package).
+READ_ELSEWHERE = ("xl/sharedStrings.xml", "word/document.xml")
+DOCUMENT_BODY = ("word/document.xml",)
 
 # Every pattern here stops at the next "<" or ">", so no input makes it backtrack over more than
 # one tag: reading stays linear in the part's size, however malformed the part is.
@@ -36,7 +37,7 @@ _TOKEN = re.compile(
 _ATTR = re.compile(r"([\w:.\-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
 _SECTIONS = (("<![CDATA[", "]]>"), ("<!--", "-->"))
 # Word, DrawingML (slides, shapes, charts) and spreadsheet comments: prose, a paragraph a line.
-_LINE_END = frozenset({"p", "br", "cr", "tr", "comment", "threadedComment", "si", "author"})
+_LINE_END = frozenset({"p", "br", "cr", "tr", "comment", "threadedComment", "cm", "si", "author"})
 _CELL_END = frozenset({"tc", "tab"})
 
 # Sheet formulas, row by row: the text of each <f> (a cached value, if any, is a cell value).
@@ -96,9 +97,12 @@ def category(name: str) -> str:
     return "part"
 
 
-def read(entries: Iterable[tuple[str, bytes]]) -> Iterator[Text | File]:
-    """Text and files of every part of the package except those read elsewhere."""
-    parts = [(name, data) for name, data in entries if name not in _READ_ELSEWHERE and data]
+def read(
+    entries: Iterable[tuple[str, bytes]], skip: Iterable[str] = READ_ELSEWHERE
+) -> Iterator[Text | File]:
+    """Text and files of every part of the package except ``skip`` (those read elsewhere)."""
+    skipped = frozenset(skip)
+    parts = [(name, data) for name, data in entries if name not in skipped and data]
     has_records = any("pivotcacherecords" in name.lower() for name, _ in parts)
     definitions = {
         name: _cache_fields(_xml(data))
@@ -126,7 +130,8 @@ def _other(label: str, data: bytes) -> Iterator[Text | File]:
     """A part that is not XML: a file of a known kind is read as a file; text is text; other
     binary (an OLE-wrapped embedding, a printer setting) gives its readable runs."""
     kind = sniff(data)
-    if kind in (IMAGE, MEDIA):
+    if kind in (IMAGE, MEDIA):  # walked for what it carries (图种), never OCR'd here
+        yield File("media", data)
         return
     if kind not in ("binary", "ole") or decode_text(data) is not None:
         yield File("embedded" if label == "embedded" else "part", data)

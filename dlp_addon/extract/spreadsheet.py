@@ -1,5 +1,6 @@
 """Workbooks (xlsx, xlsm, xls and WPS .et, ods) read with python-calamine, every sheet including
 hidden ones. Each row becomes one line of text, cells separated by tabs: a row is a record.
+Sheet names are text too (a line each).
 
 Numbers are written back as people typed them: a mobile stored as the number 13800138000 (read
 as 13800138000.0, or shown as 1.38001380E10) is the text ``13800138000`` again. calamine's
@@ -27,6 +28,7 @@ class Sheets:
     hidden_sheets: int
     rows: int
     columns: int
+    names: str = ""  # sheet names, one a line (they are text a sender chooses)
 
 
 def _cell(value: object) -> str:
@@ -69,4 +71,6 @@ def read(data: bytes, budget: Budget) -> Sheets:
     hidden = sum(1 for m in metadata if m.visible != SheetVisibleEnum.Visible)
     text = "\n".join(lines)
     budget.spend(len(text))
-    return Sheets(text, len(metadata), hidden, rows, columns)
+    names = "\n".join(m.name for m in metadata)
+    budget.spend(len(names))
+    return Sheets(text, len(metadata), hidden, rows, columns, names)

@@ -413,7 +413,7 @@ def _app_deflate(data: bytes) -> bytes:
     return c.compress(data) + c.flush()
 
 
-async def _ws_send(
+async def ws_send(
     proxy: Proxy, url: str, messages: list[str | bytes], compression: str | None
 ) -> list[str | bytes]:
     replies: list[str | bytes] = []
@@ -459,14 +459,14 @@ def test_websocket_compression_is_read_at_every_size(
     marker = new_marker()
     url = upstream.url("wss", f"/ws/chat/{marker}")
     message = _ws_message(records, how, frame)
-    replies = asyncio.run(_ws_send(proxy, url, [message, ORDINARY], compression))
+    replies = asyncio.run(ws_send(proxy, url, [message, ORDINARY], compression))
     assert_ws_blocked(proxy, upstream, replies, marker, sensitive(RECORDS, table), what)
 
     benign = ORDINARY if size == "small" else _PADDING
     marker = new_marker()
     url = upstream.url("wss", f"/ws/chat/{marker}")
     message = _ws_message(benign, how, frame)
-    (echo,) = asyncio.run(_ws_send(proxy, url, [message], compression))
+    (echo,) = asyncio.run(ws_send(proxy, url, [message], compression))
     expected = "echo:" + message if isinstance(message, str) else b"echo:" + message
     echoed = echo == expected
     assert echoed, f"{what}: the benign message was not delivered (the echo differs)"
