@@ -218,6 +218,7 @@ class _Collector:
             )
             self.document(f"{location}:{kind}", sheets.text)
             self.document(f"{location}:{kind}:sheets", sheets.names)
+            self.document(f"{location}:{kind}:parts", sheets.extras)
             if kind in ("xlsx", "ods"):
                 self._package(f"{location}:{kind}", data, depth, kind)
             return

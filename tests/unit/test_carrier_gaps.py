@@ -188,6 +188,9 @@ HIDDEN: dict[str, Callable[[], bytes]] = {
     "jpeg IPTC (APP13)": lambda: jpeg(extra=_segment(0xED, b"Photoshop 3.0\x00" + CSV)),
     "jpeg APP15": lambda: jpeg(extra=_segment(0xEF, CSV)),
     "gzip comment": lambda: gzip_with_comment(TABLE),
+    "xls formulas with string literals": lambda: C.xls_with(LINES, formulas=True),
+    "xls comments": lambda: C.xls_with(LINES, comments=True),
+    "xls defined names": lambda: C.xls_with(LINES, names=True),
 }
 
 
@@ -217,6 +220,9 @@ BENIGN: dict[str, Callable[[], bytes]] = {
     ),
     "looping gif": lambda: gif_app(b"NETSCAPE2.0", b"\x01\x00\x00"),
     "pdf with an incremental update": lambda: _incremental_pdf(),
+    "xls price list with a formula, a comment and a name": lambda: C.xls_with(
+        ["restock SKU-LX2019-001 300pcs east"], formulas=True, comments=True, names=True
+    ),
     "zip padded with zeros": lambda: F.zip_of({"a.jpg": C.grey_jpeg(64, 64)}) + bytes(512),
 }
 
