@@ -264,7 +264,7 @@ def webp_stretched(webp: bytes, tail: bytes) -> bytes:
     return b"RIFF" + struct.pack("<I", size) + webp[8:] + tail
 
 
-def with_parts(package: bytes, parts: Mapping[str, bytes]) -> bytes:
+def with_parts(package: bytes, parts: Mapping[str, str | bytes]) -> bytes:
     """A zip package (xlsx, ods, docx) with ``parts`` added or replaced."""
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(package)) as src, zipfile.ZipFile(out, "w") as dst:
@@ -272,7 +272,8 @@ def with_parts(package: bytes, parts: Mapping[str, bytes]) -> bytes:
             if info.filename not in parts:
                 dst.writestr(info, src.read(info))
         for name, content in parts.items():
-            dst.writestr(name, content, zipfile.ZIP_DEFLATED)
+            data = content.encode() if isinstance(content, str) else content
+            dst.writestr(name, data, zipfile.ZIP_DEFLATED)
     return out.getvalue()
 
 
@@ -437,3 +438,38 @@ def xls_with(
     out = io.BytesIO()
     XlsDoc().save(out, b"".join(_record(t, b) for t, b in records))
     return out.getvalue()
+
+
+def zip_with_unlisted_entry(listed: Mapping[str, bytes], hidden: Mapping[str, bytes]) -> bytes:
+    """A zip of ``listed`` and ``hidden`` whose central directory lists only ``listed``: the
+    hidden entries' local headers and data stay in the file, where a streaming reader finds
+    them."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in {**listed, **hidden}.items():
+            zf.writestr(zipfile.ZipInfo(name, (2024, 6, 1, 12, 0, 0)), data, zipfile.ZIP_DEFLATED)
+        zf.filelist = [i for i in zf.filelist if i.filename in listed]
+    return out.getvalue()
+
+
+class _Unseekable(io.RawIOBase):
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self.data += b
+        return len(b)
+
+
+def streamed_zip(members: Mapping[str, bytes]) -> bytes:
+    """A zip written to a pipe (as a browser or a Java service streams one): sizes in a data
+    descriptor after each entry's data (flag bit 3)."""
+    sink = _Unseekable()
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            with zf.open(name, "w") as fh:
+                fh.write(data)
+    return bytes(sink.data)

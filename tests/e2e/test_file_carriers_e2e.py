@@ -30,7 +30,7 @@ import asyncio
 import gzip
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -38,10 +38,9 @@ import pytest
 
 from tests import carrier_files as C
 from tests import files as F
-from tests.e2e.harness import Proxy, Reply, Sent, Upstream
+from tests.e2e.harness import Proxy, Sent, Upstream
 from tests.e2e.test_renderings_e2e import (
     ORDINARY,
-    TIMEOUT,
     assert_delivered,
     assert_http_blocked,
     assert_ws_blocked,
@@ -49,6 +48,7 @@ from tests.e2e.test_renderings_e2e import (
     new_marker,
     ws_send,
 )
+from tests.e2e.test_request_carriers_e2e import send
 from tests.synth import customer_records, raw_values
 from tests.unit import test_carrier_gaps as gaps
 from tests.unit import test_hiding_places as hp
@@ -190,30 +190,6 @@ BENIGN: dict[str, FileCase] = {
 
 
 # --- sending ------------------------------------------------------------------------------------
-
-
-def send(
-    proxy: Proxy,
-    method: str,
-    url: str,
-    *,
-    content: bytes | None = None,
-    files: Mapping[str, tuple[str, bytes, str]] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Sent:
-    """One request through the proxy; the body is materialised first so it can be compared
-    with what the upstream received."""
-    with proxy.client(timeout=TIMEOUT) as client:
-        request = client.build_request(
-            method,
-            url,
-            content=content,
-            files=files,
-            headers={"Accept": "application/json", **(headers or {})},
-        )
-        body = request.read()
-        response = client.send(request)
-        return Sent(Reply(response.status_code, response.headers, response.content), body)
 
 
 def send_file(proxy: Proxy, upstream: Upstream, data: bytes, how: str, marker: str) -> Sent:

@@ -223,6 +223,7 @@ BENIGN: dict[str, Callable[[], bytes]] = {
     "xls price list with a formula, a comment and a name": lambda: C.xls_with(
         ["restock SKU-LX2019-001 300pcs east"], formulas=True, comments=True, names=True
     ),
+    "zip streamed with data descriptors": lambda: C.streamed_zip(_PHOTOS),
     "zip padded with zeros": lambda: F.zip_of({"a.jpg": C.grey_jpeg(64, 64)}) + bytes(512),
 }
 
@@ -256,6 +257,14 @@ def test_everyday_files_still_pass(case: str) -> None:
 def test_each_legacy_pptx_comment_is_a_record() -> None:
     """Twenty comments are twenty records, not one line holding forty identifiers."""
     assert inspect(upload("a.pptx", pptx_comments())).verdict.records == 20
+
+
+def test_an_entry_missing_from_the_zip_directory_is_not_passed() -> None:
+    """A local entry the central directory does not list (a streaming reader still extracts
+    it) is not skipped: it cannot be read on its own, so the zip is unscannable."""
+    data = C.zip_with_unlisted_entry({"a.jpg": C.grey_jpeg(64, 64)}, {"客户.csv": CSV})
+    verdict = inspect(upload("photos.zip", data)).verdict
+    assert verdict.blocks and verdict.reason == "unscannable:corrupt", verdict.reason
 
 
 def test_a_tar_is_an_archive_and_its_files_are_attachments() -> None:
