@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from xml.sax.saxutils import escape
 
 import pytest
 from pypdf.generic import (
@@ -299,3 +300,21 @@ def test_the_video_and_photo_builders_are_what_players_read() -> None:
     photo = C.camera_photo()
     assert photo.startswith(b"\xff\xd8\xff\xe1") and photo.endswith(b"\xff\xd9")
     assert photo.count(b"\xff\xd8") == 2
+
+
+def pdf_with_xfa(rows: list[str]) -> bytes:
+    """A PDF whose XFA form data (the ``datasets`` packet) holds ``rows``: what an XFA viewer
+    fills the form with, kept apart from the AcroForm fields."""
+    writer = _writer(["Application form"])
+    records = "".join(f"<row><line>{escape(r)}</line></row>" for r in rows)
+    stream = DecodedStreamObject()
+    stream.set_data(
+        f"<xfa:datasets><xfa:data><form>{records}</form></xfa:data></xfa:datasets>".encode()
+    )
+    xfa = ArrayObject([TextStringObject("datasets"), writer._add_object(stream)])
+    writer._root_object[NameObject("/AcroForm")] = DictionaryObject({NameObject("/XFA"): xfa})
+    return _bytes(writer)
+
+
+def test_xfa_form_data_is_read() -> None:
+    _blocked(inspect(upload("form.pdf", pdf_with_xfa(LINES))))
