@@ -264,7 +264,7 @@ def webp_stretched(webp: bytes, tail: bytes) -> bytes:
     return b"RIFF" + struct.pack("<I", size) + webp[8:] + tail
 
 
-def with_parts(package: bytes, parts: Mapping[str, bytes]) -> bytes:
+def with_parts(package: bytes, parts: Mapping[str, str | bytes]) -> bytes:
     """A zip package (xlsx, ods, docx) with ``parts`` added or replaced."""
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(package)) as src, zipfile.ZipFile(out, "w") as dst:
@@ -272,7 +272,8 @@ def with_parts(package: bytes, parts: Mapping[str, bytes]) -> bytes:
             if info.filename not in parts:
                 dst.writestr(info, src.read(info))
         for name, content in parts.items():
-            dst.writestr(name, content, zipfile.ZIP_DEFLATED)
+            data = content.encode() if isinstance(content, str) else content
+            dst.writestr(name, data, zipfile.ZIP_DEFLATED)
     return out.getvalue()
 
 
@@ -370,3 +371,105 @@ def xls_with_sheet_names(lines: Sequence[str]) -> bytes:
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
+
+
+def _record(rtype: int, body: bytes) -> bytes:
+    return struct.pack("<HH", rtype, len(body)) + body
+
+
+def _biff_records(stream: bytes) -> list[tuple[int, bytes]]:
+    out, pos = [], 0
+    while pos + 4 <= len(stream):
+        rtype, size = struct.unpack_from("<HH", stream, pos)
+        out.append((rtype, stream[pos + 4 : pos + 4 + size]))
+        pos += 4 + size
+    return out
+
+
+def xls_with(
+    lines: Sequence[str], *, formulas: bool = False, comments: bool = False, names: bool = False
+) -> bytes:
+    """An xls price list (xlwt) whose customers (``lines``, "name id mobile address") hide in
+    formulas with string literals, cell comments (TXO records and their text) or defined names
+    (NAME records holding a string constant): records xlwt cannot write are added to its BIFF
+    stream by hand, sheet offsets (BOUNDSHEET) moved to match."""
+    import xlwt
+    from xlwt.CompoundDoc import XlsDoc  # type: ignore[import-untyped]
+
+    wb = xlwt.Workbook(encoding="utf-8")
+    ws = wb.add_sheet("价目表")
+    for r, row in enumerate(F.price_rows(10)):
+        for c, value in enumerate(row):
+            ws.write(r, c, value)
+    if formulas:
+        calc = wb.add_sheet("计算")
+        for r, line in enumerate(lines):
+            for c, value in enumerate(line.split(" ")[1:3]):
+                calc.write(r, c, xlwt.Formula(f'"{value}"'))
+    records = _biff_records(wb.get_biff_data())
+    globals_end = next(i for i, (t, _) in enumerate(records) if t == 0x000A)
+    if names:
+        extra = []
+        for i, line in enumerate(lines):
+            literal = " ".join(line.split(" ")[1:3]).encode("latin-1")
+            rgce = bytes((0x17, len(literal), 0)) + literal
+            name = f"C{i}".encode()
+            head = struct.pack("<HBBHHHBBBB", 0, 0, len(name), len(rgce), 0, 0, 0, 0, 0, 0)
+            extra.append((0x0018, head + b"\x00" + name + rgce))
+        grown = sum(4 + len(body) for _, body in extra)
+        records = [
+            (t, struct.pack("<I", struct.unpack_from("<I", b)[0] + grown) + b[4:])
+            if t == 0x0085
+            else (t, b)
+            for t, b in records
+        ]
+        records[globals_end:globals_end] = extra
+    if comments:
+        notes = []
+        for line in lines:
+            notes.append(
+                (
+                    0x01B6,
+                    struct.pack("<HH", 0x12, 0) + bytes(6) + struct.pack("<HHI", len(line), 16, 0),
+                )
+            )
+            notes.append((0x003C, b"\x01" + line.encode("utf-16-le")))
+        records[-1:-1] = notes  # before the last sheet's EOF
+    out = io.BytesIO()
+    XlsDoc().save(out, b"".join(_record(t, b) for t, b in records))
+    return out.getvalue()
+
+
+def zip_with_unlisted_entry(listed: Mapping[str, bytes], hidden: Mapping[str, bytes]) -> bytes:
+    """A zip of ``listed`` and ``hidden`` whose central directory lists only ``listed``: the
+    hidden entries' local headers and data stay in the file, where a streaming reader finds
+    them."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in {**listed, **hidden}.items():
+            zf.writestr(zipfile.ZipInfo(name, (2024, 6, 1, 12, 0, 0)), data, zipfile.ZIP_DEFLATED)
+        zf.filelist = [i for i in zf.filelist if i.filename in listed]
+    return out.getvalue()
+
+
+class _Unseekable(io.RawIOBase):
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self.data += b
+        return len(b)
+
+
+def streamed_zip(members: Mapping[str, bytes]) -> bytes:
+    """A zip written to a pipe (as a browser or a Java service streams one): sizes in a data
+    descriptor after each entry's data (flag bit 3)."""
+    sink = _Unseekable()
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            with zf.open(name, "w") as fh:
+                fh.write(data)
+    return bytes(sink.data)

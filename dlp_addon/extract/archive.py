@@ -63,22 +63,30 @@ def listing(data: bytes) -> tuple[str, str]:
     return names, "\n".join(_comment(c) for c in comments if c)
 
 
-def outside(data: bytes) -> tuple[bytes, bytes]:
-    """The bytes before the first entry and after the end of the archive (its end record and
-    comment). Python's zipfile, like ``unzip``, reads the *last* end record and tolerates both;
-    a streaming reader (Java's ZipInputStream) reads from the first local header. A zip hidden
-    in front of another, or a CSV appended, is data a receiver may read: a file of its own."""
+def outside(data: bytes) -> list[bytes]:
+    """The bytes no entry covers: before the first entry, between entries (less a data
+    descriptor), between the last entry and the central directory, and after the end record
+    and its comment. Python's zipfile, like ``unzip``, reads the *last* end record through the
+    central directory and skips them all; a streaming reader (Java's ZipInputStream) reads
+    local entries from the first byte. A zip hidden in front of another, an entry missing from
+    the directory or a CSV appended is data a receiver may read: each is a file of its own."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error) as e:
         raise ExtractError("corrupt") from e
-    start = min([i.header_offset for i in infos] + [zf.start_dir])
+    spans = sorted(_spans(data, infos))
+    out = [data[: min([start for start, _, _ in spans] + [zf.start_dir])]]
+    for (_, end, info), (start, _, _) in itertools.pairwise([*spans, (zf.start_dir, 0, None)]):
+        gap = data[end:start]
+        if info is not None and info.flag_bits & 0x8:  # a data descriptor follows the data
+            gap = b"" if len(gap) <= 24 else gap[16 if gap[:4] == b"PK\x07\x08" else 12 :]
+        out.append(gap)
     end = data.rfind(_END_RECORD, max(0, len(data) - 65_557))
-    if end < 0:
-        return data[:start], b""
-    (comment_length,) = struct.unpack_from("<H", data, end + 20)
-    return data[:start], data[end + 22 + comment_length :]
+    if end >= 0:
+        (comment_length,) = struct.unpack_from("<H", data, end + 20)
+        out.append(data[end + 22 + comment_length :])
+    return [chunk for chunk in out if chunk]
 
 
 def gzip_names(data: bytes) -> str:
@@ -142,7 +150,8 @@ def is_os_litter(name: str, content: bytes) -> bool:
     return base == ".ds_store" and content[:8] == b"\x00\x00\x00\x01Bud1"
 
 
-def _check_no_overlap(data: bytes, infos: list[zipfile.ZipInfo]) -> None:
+def _spans(data: bytes, infos: list[zipfile.ZipInfo]) -> list[tuple[int, int, zipfile.ZipInfo]]:
+    """Where each entry's local header and data lie: ``(start, end, info)``."""
     spans = []
     for info in infos:
         start = info.header_offset
@@ -153,9 +162,14 @@ def _check_no_overlap(data: bytes, infos: list[zipfile.ZipInfo]) -> None:
         if header[0] != b"PK\x03\x04":
             raise ExtractError("corrupt")
         name_len, extra_len = header[9], header[10]
-        end = start + _LOCAL_HEADER.size + name_len + extra_len + info.compress_size
-        spans.append((start, end))
-    spans.sort()
+        spans.append(
+            (start, start + _LOCAL_HEADER.size + name_len + extra_len + info.compress_size, info)
+        )
+    return spans
+
+
+def _check_no_overlap(data: bytes, infos: list[zipfile.ZipInfo]) -> None:
+    spans = sorted((start, end) for start, end, _ in _spans(data, infos))
     for (_, end), (start, _) in itertools.pairwise(spans):
         if start < end:
             raise ExtractError("zip_bomb")

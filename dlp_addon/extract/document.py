@@ -111,7 +111,7 @@ def _appended(data: bytes) -> list[bytes]:
 
 def _info(reader: PdfReader, budget: Budget) -> list[str]:
     """The document information (title, author, subject, keywords, custom keys), the XMP
-    metadata packet and the outline (bookmark) titles: text a viewer's properties show."""
+    metadata packet, an XFA form's packets (its data) and the outline (bookmark) titles."""
     out = []
     info = reader.metadata
     for value in info.values() if info is not None else ():
@@ -123,6 +123,16 @@ def _info(reader: PdfReader, budget: Budget) -> list[str]:
         raw = xmp.get_data()
         budget.spend(len(raw))
         out.append(xml_text(raw.decode("utf-8", "replace"), prose=False))
+    form = reader.root_object.get("/AcroForm")
+    form = form.get_object() if form is not None else None
+    xfa = form.get("/XFA") if isinstance(form, DictionaryObject) else None
+    xfa = xfa.get_object() if xfa is not None else None
+    packets = [xfa] if isinstance(xfa, StreamObject) else list(xfa or ())[1::2]
+    for packet in packets:  # an XFA form's template and data (datasets) as XML
+        if isinstance(packet := packet.get_object(), StreamObject):
+            raw = packet.get_data()
+            budget.spend(len(raw))
+            out.append(xml_text(raw.decode("utf-8", "replace"), prose=False))
     todo: list[object] = [reader.outline]
     while todo and len(out) < 100_000:
         item = todo.pop()

@@ -218,6 +218,7 @@ class _Collector:
             )
             self.document(f"{location}:{kind}", sheets.text)
             self.document(f"{location}:{kind}:sheets", sheets.names)
+            self.document(f"{location}:{kind}:parts", sheets.extras)
             if kind in ("xlsx", "ods"):
                 self._package(f"{location}:{kind}", data, depth, kind)
             return
@@ -312,8 +313,8 @@ class _Collector:
             self.blob(location + ":zip", content, None, file=True, depth=depth + 1)
 
     def _around_zip(self, location: str, data: bytes, depth: int) -> None:
-        """What a zip (or an Office package) carries before its first entry or after its end
-        record: a file of its own (a zip hidden in front, a CSV appended)."""
+        """What a zip (or an Office package) carries outside its entries (``archive.outside``):
+        a file of its own (a zip hidden in front, a CSV appended)."""
         for extra in archive.outside(data):
             if extra.strip(b"\x00\r\n\t "):
                 self._hidden_file(location, extra, depth)

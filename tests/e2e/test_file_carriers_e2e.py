@@ -3,12 +3,13 @@
 One ``dlp-proxy`` process (the shipped policy) between real clients and the recording upstream
 on 127.0.0.1. Each hiding place issue 17 lists is a generated file holding 20 synthetic
 customers (name, resident ID, mobile, address): images with a zip or a CSV after their end
-(JPEG, PNG, GIF, WebP, MP4, also cut short or with a stretched RIFF size), PNG text chunks, EXIF
-and XMP comments; workbook comments, properties, sheet names, extra parts, custom XML, the pivot
-cache of a deleted sheet, formulas saved without values and defined names (xlsx, and the ods and
-xls variants the proxy reads); Word and PowerPoint headers, footers, notes, comments, text boxes
-and embedded workbooks; PDF attachments, notes, form fields, properties and owner-password-only
-PDFs; zip and tar entry names, the zip comment; a multipart preamble and duplicate JSON keys.
+(JPEG, PNG, GIF, WebP, MP4, also cut short or with a stretched RIFF size), PNG text and private
+chunks, EXIF, XMP and IPTC comments, an MP4's comment; workbook comments, properties, sheet
+names, extra parts, custom XML, the pivot cache of a deleted sheet, formulas saved without
+values and defined names (xlsx, and the ods and xls variants); Word and PowerPoint headers,
+footers, notes, comments, text boxes and embedded workbooks; PDF attachments, notes, form
+fields, properties, owner-password-only PDFs and a zip appended to a PDF; zip and tar entry
+names, the zip comment, a CSV appended to a zip; a multipart preamble and duplicate JSON keys.
 
 Files go the ways a shop's staff send them: a chat upload (multipart), a raw PUT to object
 storage, a binary WebSocket frame with permessage-deflate below and above the inline limit (the
@@ -29,7 +30,7 @@ import asyncio
 import gzip
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -37,10 +38,9 @@ import pytest
 
 from tests import carrier_files as C
 from tests import files as F
-from tests.e2e.harness import Proxy, Reply, Sent, Upstream
+from tests.e2e.harness import Proxy, Sent, Upstream
 from tests.e2e.test_renderings_e2e import (
     ORDINARY,
-    TIMEOUT,
     assert_delivered,
     assert_http_blocked,
     assert_ws_blocked,
@@ -48,6 +48,7 @@ from tests.e2e.test_renderings_e2e import (
     new_marker,
     ws_send,
 )
+from tests.e2e.test_request_carriers_e2e import send
 from tests.synth import customer_records, raw_values
 from tests.unit import test_carrier_gaps as gaps
 from tests.unit import test_hiding_places as hp
@@ -85,10 +86,16 @@ CASES: dict[str, FileCase] = {
         gaps.HIDDEN["webp stretched over a zip"],
         "put",
     ),
+    "zip + csv appended": (gaps.HIDDEN["zip + csv appended"], "upload"),
+    "pdf + zip appended": (gaps.HIDDEN["pdf + zip appended"], "upload"),
     # text inside images
     **{k: (hp.HIDDEN[k], "upload") for k in ("png tEXt", "png zTXt", "png iTXt compressed")},
     **{k: (hp.HIDDEN[k], "put") for k in ("jpeg EXIF UserComment", "jpeg XMP", "jpeg COM")},
     "gif comment": (hp.HIDDEN["gif comment"], "upload"),
+    **{
+        k: (gaps.HIDDEN[k], "put")
+        for k in ("jpeg IPTC (APP13)", "png private chunk", "mp4 comment (udta)")
+    },
     # workbooks
     **{
         k: (lambda k=k: op.HIDDEN[k]()[0], "upload")
@@ -109,6 +116,9 @@ CASES: dict[str, FileCase] = {
         k: (gaps.HIDDEN[k], "upload")
         for k in (
             "xls sheet names",
+            "xls comments",
+            "xls defined names",
+            "xls formulas with string literals",
             "ods sheet names",
             "ods comments",
             "ods formulas without values",
@@ -180,30 +190,6 @@ BENIGN: dict[str, FileCase] = {
 
 
 # --- sending ------------------------------------------------------------------------------------
-
-
-def send(
-    proxy: Proxy,
-    method: str,
-    url: str,
-    *,
-    content: bytes | None = None,
-    files: Mapping[str, tuple[str, bytes, str]] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Sent:
-    """One request through the proxy; the body is materialised first so it can be compared
-    with what the upstream received."""
-    with proxy.client(timeout=TIMEOUT) as client:
-        request = client.build_request(
-            method,
-            url,
-            content=content,
-            files=files,
-            headers={"Accept": "application/json", **(headers or {})},
-        )
-        body = request.read()
-        response = client.send(request)
-        return Sent(Reply(response.status_code, response.headers, response.content), body)
 
 
 def send_file(proxy: Proxy, upstream: Upstream, data: bytes, how: str, marker: str) -> Sent:

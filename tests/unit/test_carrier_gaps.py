@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from xml.sax.saxutils import escape
 
 import pytest
 from pypdf.generic import (
@@ -188,6 +189,9 @@ HIDDEN: dict[str, Callable[[], bytes]] = {
     "jpeg IPTC (APP13)": lambda: jpeg(extra=_segment(0xED, b"Photoshop 3.0\x00" + CSV)),
     "jpeg APP15": lambda: jpeg(extra=_segment(0xEF, CSV)),
     "gzip comment": lambda: gzip_with_comment(TABLE),
+    "xls formulas with string literals": lambda: C.xls_with(LINES, formulas=True),
+    "xls comments": lambda: C.xls_with(LINES, comments=True),
+    "xls defined names": lambda: C.xls_with(LINES, names=True),
 }
 
 
@@ -217,6 +221,10 @@ BENIGN: dict[str, Callable[[], bytes]] = {
     ),
     "looping gif": lambda: gif_app(b"NETSCAPE2.0", b"\x01\x00\x00"),
     "pdf with an incremental update": lambda: _incremental_pdf(),
+    "xls price list with a formula, a comment and a name": lambda: C.xls_with(
+        ["restock SKU-LX2019-001 300pcs east"], formulas=True, comments=True, names=True
+    ),
+    "zip streamed with data descriptors": lambda: C.streamed_zip(_PHOTOS),
     "zip padded with zeros": lambda: F.zip_of({"a.jpg": C.grey_jpeg(64, 64)}) + bytes(512),
 }
 
@@ -252,6 +260,14 @@ def test_each_legacy_pptx_comment_is_a_record() -> None:
     assert inspect(upload("a.pptx", pptx_comments())).verdict.records == 20
 
 
+def test_an_entry_missing_from_the_zip_directory_is_not_passed() -> None:
+    """A local entry the central directory does not list (a streaming reader still extracts
+    it) is not skipped: it cannot be read on its own, so the zip is unscannable."""
+    data = C.zip_with_unlisted_entry({"a.jpg": C.grey_jpeg(64, 64)}, {"客户.csv": CSV})
+    verdict = inspect(upload("photos.zip", data)).verdict
+    assert verdict.blocks and verdict.reason == "unscannable:corrupt", verdict.reason
+
+
 def test_a_tar_is_an_archive_and_its_files_are_attachments() -> None:
     data = C.tar_of({"a/客户.xlsx": F.xlsx(ROWS), "b.jpg": C.grey_jpeg(64, 64)})
     assert sniff(data) == "tar"
@@ -284,3 +300,21 @@ def test_the_video_and_photo_builders_are_what_players_read() -> None:
     photo = C.camera_photo()
     assert photo.startswith(b"\xff\xd8\xff\xe1") and photo.endswith(b"\xff\xd9")
     assert photo.count(b"\xff\xd8") == 2
+
+
+def pdf_with_xfa(rows: list[str]) -> bytes:
+    """A PDF whose XFA form data (the ``datasets`` packet) holds ``rows``: what an XFA viewer
+    fills the form with, kept apart from the AcroForm fields."""
+    writer = _writer(["Application form"])
+    records = "".join(f"<row><line>{escape(r)}</line></row>" for r in rows)
+    stream = DecodedStreamObject()
+    stream.set_data(
+        f"<xfa:datasets><xfa:data><form>{records}</form></xfa:data></xfa:datasets>".encode()
+    )
+    xfa = ArrayObject([TextStringObject("datasets"), writer._add_object(stream)])
+    writer._root_object[NameObject("/AcroForm")] = DictionaryObject({NameObject("/XFA"): xfa})
+    return _bytes(writer)
+
+
+def test_xfa_form_data_is_read() -> None:
+    _blocked(inspect(upload("form.pdf", pdf_with_xfa(LINES))))

@@ -290,10 +290,12 @@ def test_one_reading_when_the_charsets_agree() -> None:
     ids=["png", "jpeg"],
 )
 def test_images_are_not_text(data: bytes) -> None:
-    """An image whose bytes happen to read as text (a JPEG starts with FF) stays an image."""
+    """An image whose bytes happen to read as text (a JPEG starts with FF) stays an image. (The
+    broken JPEG's small unread rest gives its readable runs, as any cut-short image does.)"""
     ex = extract_http(_upload(data), POLICY.limits)
     assert ex.files == ("image",) and not ex.unscannable
-    assert labels(ex) == ["path#0", "multipart:name#1", "multipart:filename#2"]
+    read = [label for label in labels(ex) if ":rest" not in label]
+    assert read == ["path#0", "multipart:name#1", "multipart:filename#2"]
 
 
 def test_random_bytes_behind_a_bom_are_opaque() -> None:

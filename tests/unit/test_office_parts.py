@@ -16,6 +16,7 @@ import pytest
 from dlp_addon.extract import extract_http
 from dlp_addon.pipeline import Inspection, inspect_http
 from tests import files as F
+from tests.carrier_files import with_parts
 from tests.synth import customer_records
 from tests.unit.test_files_extract import POLICY, upload
 
@@ -30,18 +31,6 @@ S = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
 
 def inspect(data: bytes, name: str) -> Inspection:
     return inspect_http(POLICY, upload(name, data), "jd")
-
-
-def with_parts(package: bytes, parts: Mapping[str, str | bytes]) -> bytes:
-    """``package`` with ``parts`` added (or replaced)."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(package)) as src, zipfile.ZipFile(out, "w") as dst:
-        for info in src.infolist():
-            if info.filename not in parts:
-                dst.writestr(info, src.read(info))
-        for name, content in parts.items():
-            dst.writestr(name, content.encode() if isinstance(content, str) else content)
-    return out.getvalue()
 
 
 # --- workbooks -----------------------------------------------------------------------------------
