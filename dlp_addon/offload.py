@@ -141,9 +141,10 @@ def failed(policy: Policy, stage: str, channel: str, seconds: float = 0.0) -> In
 def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
     """A worker's life: take a policy or a job, answer each job with an Inspection."""
     from dlp_addon.detect.scanner import Scanner
-    from dlp_addon.extract import sandbox
+    from dlp_addon.extract import ocr, sandbox
 
     sandbox.prefer_fork()  # this process runs no other thread
+    ocr.preload()  # the OCR engine found and its model warm before the first picture
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the proxy decides when workers stop
     with contextlib.suppress(OSError):
         os.nice(nice)

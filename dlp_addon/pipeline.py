@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import Verdict, decide, error_verdict
 from dlp_addon.detect.scanner import Finding, ScanTimeout
-from dlp_addon.errors import ExtractError
+from dlp_addon.errors import ExtractError, OcrDeferred
 from dlp_addon.extract.message import Extraction, HttpInput, extract_http, extract_ws
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ def _run(
             unscannable=extraction.unscannable,
             attachments=extraction.attachments,
             requester=requester,
+            logged=extraction.logged,
         )
         return Inspection(
             verdict,
@@ -114,8 +115,8 @@ def _run(
         return Inspection(
             error_verdict(policy, "timeout"), channel, 0, "timeout", time.monotonic() - started
         )
-    except (KeyboardInterrupt, SystemExit, GeneratorExit):
-        raise
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, OcrDeferred):
+        raise  # OcrDeferred: the caller inspects the request again in a worker process
     except BaseException as e:  # fail closed on anything else (a native panic too), say where
         logger.error("inspection failed at stage %s: %s at %s", stage, type(e).__name__, _where(e))
         return Inspection(

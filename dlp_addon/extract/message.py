@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import archive, document, image, ooxml, sandbox
+from dlp_addon.extract import archive, document, image, ocr, ooxml, sandbox
 from dlp_addon.extract.decode import decode_content, inflate
 from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
 from dlp_addon.extract.limits import Budget, Limits
@@ -68,6 +68,7 @@ class Extraction:
     parts: tuple[Part, ...] = field(repr=False)
     unscannable: tuple[str, ...] = ()
     attachments: tuple[Attachment, ...] = ()
+    logged: tuple[str, ...] = ()  # unread, but the policy lets it through (audited)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -111,11 +112,17 @@ class _Collector:
         self.deadline = deadline
         self.parts: list[Part] = []
         self.unscannable: list[str] = []
+        self.logged: list[str] = []
         self.attachments: list[Attachment] = []
         self._files = 0
 
     def result(self) -> Extraction:
-        return Extraction(tuple(self.parts), tuple(self.unscannable), tuple(self.attachments))
+        return Extraction(
+            tuple(self.parts),
+            tuple(self.unscannable),
+            tuple(self.attachments),
+            tuple(self.logged),
+        )
 
     def add(self, location: str, text: str) -> str:
         """Record a text part under a location unique in this request (records are per part)."""
@@ -226,6 +233,8 @@ class _Collector:
             pdf = document.read_pdf(data, self.budget)
             self.document(location + ":pdf", pdf.text)
             self.text(location + ":pdf:notes", pdf.notes, depth)
+            for scan in pdf.scans:
+                self.ocr(location + ":pdf:scan", scan)
             if pdf.files and depth >= self.budget.limits.max_archive_depth:
                 raise ExtractError("too_deep")
             for embedded in pdf.files:
@@ -252,6 +261,8 @@ class _Collector:
         as a file of its own (图种). A structure that cannot be followed is passed as an image
         only when the unread rest is small and holds no file we know; else it is unscannable
         (``image_structure``): a large blob behind a broken header is not taken on trust."""
+        if ocr.is_picture(data):
+            self.ocr(location, data)
         walked = image.walk(data, self.budget)
         if walked is None:  # Matroska/WebM, Ogg: passed, as before
             return
@@ -269,6 +280,14 @@ class _Collector:
                 self._after_image(location, hidden, depth)
         if walked.trailing.strip(b"\x00\r\n\t "):
             self._after_image(location, walked.trailing, depth)
+
+    def ocr(self, location: str, data: bytes) -> None:
+        """The text in a picture (a screenshot, a photo, a scanned page), read as a file's."""
+        found = ocr.read(data, self.budget, self.deadline)
+        if found.text:
+            self.document(location + ":ocr", found.text)
+        self.unscannable.extend(filter(None, [found.unscannable]))
+        self.logged.extend(filter(None, [found.logged]))
 
     def _after_image(self, location: str, data: bytes, depth: int) -> None:
         if depth >= self.budget.limits.max_archive_depth:

@@ -1,0 +1,204 @@
+"""Text in pictures: screenshots of a sheet, phone photos of a printout, scanned pages.
+
+Pillow decodes the picture (PNG, JPEG, WebP, BMP, TIFF, GIF's first frame, HEIC/AVIF through
+pillow-heif), turns it upright (EXIF orientation) and grey, and Debian's Tesseract
+(``tesseract-ocr`` with ``chi-sim``) reads it as one block of lines, one table row per line:
+the text then goes through the detectors like any document, each line a record.
+
+Why Tesseract (docs/benchmarks.md, "OCR"): equal recall to RapidOCR on generated screenshots,
+faster on one core, and it runs as a child process, so the OCR time limit kills it cleanly and
+the worker lives on; RapidOCR's maintained releases do not install on Python 3.13.
+
+Limits, from the policy's ``inspection.ocr`` (:class:`~dlp_addon.extract.limits.OcrLimits`):
+a picture over ``max_pixels`` is unscannable (``ocr_too_large``), checked from its header before
+any pixel is decoded; OCR time per request is ``timeout_seconds`` and stays inside the request's
+deadline. A picture OCR could not finish (``ocr_timeout``) or could not start
+(``ocr_unavailable``: no engine) is unscannable when it is larger than ``block_above_pixels``
+(it could hold a table) and ``on_timeout`` is ``block``; otherwise it is let through and logged.
+Pictures under :data:`MIN_PIXELS` (icons, stickers) are not read: they cannot hold a list.
+
+OCR never runs on the proxy's event loop: the proxy calls :func:`defer_to_workers` and a
+request meeting a picture raises :class:`~dlp_addon.errors.OcrDeferred`; the addon then
+inspects it again in a worker process, which called :func:`preload` once.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass
+from functools import cache
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from dlp_addon.errors import OcrDeferred
+from dlp_addon.extract.filetype import IMAGE, sniff
+from dlp_addon.extract.limits import Budget, OcrLimits
+
+logger = logging.getLogger(__name__)
+
+try:  # HEIC/HEIF and AVIF photos (iPhones); without it they are not read
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF = True
+except ImportError:  # pragma: no cover - pillow-heif is a dependency
+    HEIF = False
+
+MIN_PIXELS = 20_000  # about 140 x 140: no table of records fits in less
+_WORK_PIXELS = 9_000_000  # larger pictures (phone photos) are scaled down to this first
+_RESERVE_SECONDS = 0.5  # of the request's deadline, kept for scanning what OCR read
+_LANGUAGES = "chi_sim"  # its model reads Latin letters and digits too
+# ISO BMFF brands of still pictures (HEIC, HEIF, AVIF); other ftyp files are video.
+_STILL_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif"})
+
+ImageFile.LOAD_TRUNCATED_IMAGES = True  # a cut-off screenshot still shows its rows
+
+_deferred = False
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What OCR made of one picture: its text, or why it could not be read and whether that
+    blocks (``unscannable``) or is let through and logged (``logged``)."""
+
+    text: str = ""
+    unscannable: str | None = None
+    logged: str | None = None
+
+
+def defer_to_workers() -> None:
+    """This process is the proxy's event loop: a picture to read raises ``OcrDeferred``."""
+    global _deferred
+    _deferred = True
+
+
+@cache
+def engine() -> str | None:
+    """The Tesseract executable, when it has the Chinese model; else None (``ocr_unavailable``)."""
+    exe = shutil.which("tesseract")
+    if exe is None:
+        return None
+    try:
+        langs = subprocess.run(
+            [exe, "--list-langs"], capture_output=True, timeout=10, check=True, text=True
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return exe if _LANGUAGES in langs else None
+
+
+def preload() -> None:
+    """Once per inspection worker: find the engine and bring its model into the page cache, so
+    the first picture is read as fast as the next."""
+    exe = engine()
+    if exe is None:
+        logger.warning("OCR unavailable: install tesseract-ocr and tesseract-ocr-chi-sim")
+        return
+    blank = _pgm(Image.new("L", (200, 60), 255))
+    try:
+        subprocess.run(_command(exe), input=blank, capture_output=True, timeout=30, env=_env())
+    except (OSError, subprocess.SubprocessError):
+        logger.warning("OCR engine failed to start")
+
+
+def is_picture(data: bytes) -> bool:
+    """Still pictures OCR reads: PNG, JPEG, GIF, WebP, BMP, TIFF, HEIC/HEIF, AVIF."""
+    return sniff(data) == IMAGE or (data[4:8] == b"ftyp" and data[8:12] in _STILL_BRANDS)
+
+
+def read(data: bytes, budget: Budget, deadline: float | None) -> Reading:
+    """The text in the picture ``data``, within the request's ``budget`` and ``deadline``."""
+    limits = budget.limits.ocr
+    if not limits.enabled:
+        return Reading()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # the header only: no pixel decoded yet
+    except Image.DecompressionBombError:
+        return Reading(unscannable="ocr_too_large")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return Reading(unscannable="ocr_undecodable")
+    pixels = img.width * img.height
+    if pixels > limits.max_pixels:
+        return Reading(unscannable="ocr_too_large")
+    if pixels < MIN_PIXELS:
+        return Reading()
+    if _deferred:
+        raise OcrDeferred
+    exe = engine()
+    if exe is None:
+        return _unfinished("ocr_unavailable", pixels, limits, by_policy=False)
+    started = time.monotonic()
+    seconds = limits.timeout_seconds - budget.ocr_seconds
+    if deadline is not None:
+        seconds = min(seconds, deadline - started - _RESERVE_SECONDS)
+    try:
+        if seconds <= 0:
+            raise subprocess.TimeoutExpired("tesseract", 0)
+        pgm = _pgm(_upright_grey(img))
+        left = seconds - (time.monotonic() - started)
+        if left <= 0:
+            raise subprocess.TimeoutExpired("tesseract", 0)
+        done = subprocess.run(
+            _command(exe), input=pgm, capture_output=True, timeout=left, env=_env()
+        )
+    except subprocess.TimeoutExpired:
+        return _unfinished("ocr_timeout", pixels, limits, by_policy=True)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return Reading(unscannable="ocr_undecodable")  # the header was fine, the pixels not
+    finally:
+        budget.ocr_seconds += time.monotonic() - started
+    if done.returncode != 0:
+        return _unfinished("ocr_unavailable", pixels, limits, by_policy=False)
+    text = done.stdout.decode("utf-8", "replace")
+    budget.spend(len(text))
+    return Reading(text=text)
+
+
+def _unfinished(reason: str, pixels: int, limits: OcrLimits, *, by_policy: bool) -> Reading:
+    """A picture OCR could not read: blocked when it could hold a table (and, for a timeout,
+    the policy says block), else let through and logged."""
+    blocks = pixels > limits.block_above_pixels and (limits.on_timeout == "block" or not by_policy)
+    return Reading(unscannable=reason) if blocks else Reading(logged=reason)
+
+
+def _upright_grey(img: Image.Image) -> Image.Image:
+    """The first frame, turned as the camera said (EXIF), transparency on white, grey, and no
+    larger than :data:`_WORK_PIXELS`."""
+    img.seek(0)
+    if img.width * img.height > _WORK_PIXELS:
+        img.draft("L", (img.width // 2, img.height // 2))  # JPEG: decode at half size
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        img = Image.new("RGBA", rgba.size, "white")
+        img.alpha_composite(rgba)
+    img = img.convert("L")
+    pixels = img.width * img.height
+    if pixels > _WORK_PIXELS:
+        scale = (_WORK_PIXELS / pixels) ** 0.5
+        img = img.resize((int(img.width * scale), int(img.height * scale)), Image.Resampling.BOX)
+    return img
+
+
+def _pgm(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format="PPM")  # grey: PGM, the cheapest format Tesseract reads from stdin
+    return out.getvalue()
+
+
+def _command(exe: str) -> list[str]:
+    # --psm 6: one uniform block of text, so each table row comes out as one line (a record).
+    return [exe, "stdin", "stdout", "-l", _LANGUAGES, "--psm", "6"]
+
+
+def _env() -> dict[str, str]:
+    # One thread: the worker has one core's share; Tesseract's OpenMP threads only contend.
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_THREAD_LIMIT": "1"}
