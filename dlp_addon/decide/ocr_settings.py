@@ -6,10 +6,13 @@ inside the request's own deadline, so its time must leave some for the rest of t
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from dlp_addon.extract.limits import OcrLimits
 from dlp_addon.sourcefile import SourceDoc
+
+_FIELDS = frozenset(f.name for f in fields(OcrLimits))
 
 
 def ocr_limits(
@@ -20,7 +23,7 @@ def ocr_limits(
     raw = inspection.get("ocr", {})
     if not usable or not isinstance(raw, dict):
         return OcrLimits()
-    limits = OcrLimits(**raw)
+    limits = OcrLimits(**{k: v for k, v in raw.items() if k in _FIELDS})
     timeout = float(inspection.get("timeout_seconds", 5))
     if limits.enabled and float(limits.timeout_seconds) >= timeout:
         problems.append(
