@@ -83,6 +83,8 @@ def _run(
             time.monotonic() - started,
             tuple(findings),
         )
+    except OcrDeferred:
+        raise  # the caller inspects the request again in a worker process
     except ExtractError as e:
         verdict = decide(
             policy,
@@ -115,8 +117,8 @@ def _run(
         return Inspection(
             error_verdict(policy, "timeout"), channel, 0, "timeout", time.monotonic() - started
         )
-    except (KeyboardInterrupt, SystemExit, GeneratorExit, OcrDeferred):
-        raise  # OcrDeferred: the caller inspects the request again in a worker process
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
     except BaseException as e:  # fail closed on anything else (a native panic too), say where
         logger.error("inspection failed at stage %s: %s at %s", stage, type(e).__name__, _where(e))
         return Inspection(

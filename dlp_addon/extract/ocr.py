@@ -16,6 +16,9 @@ deadline. A picture OCR could not finish (``ocr_timeout``) or could not start
 (``ocr_unavailable``: no engine) is unscannable when it is larger than ``block_above_pixels``
 (it could hold a table) and ``on_timeout`` is ``block``; otherwise it is let through and logged.
 Pictures under :data:`MIN_PIXELS` (icons, stickers) are not read: they cannot hold a list.
+Bytes that start like a picture but do not decode (``ocr_undecodable``) show no text to anyone
+either: they are let through and logged; what hides behind a broken structure is the image
+walker's business (``image.py``, ``image_structure``).
 
 OCR never runs on the proxy's event loop: the proxy calls :func:`defer_to_workers` and a
 request meeting a picture raises :class:`~dlp_addon.errors.OcrDeferred`; the addon then
@@ -124,7 +127,7 @@ def read(data: bytes, budget: Budget, deadline: float | None) -> Reading:
     except Image.DecompressionBombError:
         return Reading(unscannable="ocr_too_large")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return Reading(unscannable="ocr_undecodable")
+        return Reading(logged="ocr_undecodable")
     pixels = img.width * img.height
     if pixels > limits.max_pixels:
         return Reading(unscannable="ocr_too_large")
@@ -152,7 +155,7 @@ def read(data: bytes, budget: Budget, deadline: float | None) -> Reading:
     except subprocess.TimeoutExpired:
         return _unfinished("ocr_timeout", pixels, limits, by_policy=True)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return Reading(unscannable="ocr_undecodable")  # the header was fine, the pixels not
+        return Reading(logged="ocr_undecodable")  # the header was fine, the pixels not
     finally:
         budget.ocr_seconds += time.monotonic() - started
     if done.returncode != 0:
