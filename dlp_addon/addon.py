@@ -789,7 +789,7 @@ class DlpAddon:
         try:  # no worker processes (the addon was not started as a proxy): a thread
             return await asyncio.wait_for(
                 asyncio.to_thread(inspect_http, policy, req, destination, deadline, who),
-                timeout=policy.timeout_seconds,
+                timeout=policy.timeout_seconds + ocr.allowance(policy.limits),
             )
         except TimeoutError:
             return Inspection(

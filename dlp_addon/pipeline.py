@@ -63,7 +63,7 @@ def _run(
         if default_channel == "http" and extraction.files:
             channel = "upload"
         stage = "detect"
-        findings = policy.scanner.scan_all(extraction.parts, deadline)
+        findings = policy.scanner.scan_all(extraction.parts, deadline + extraction.ocr_seconds)
         stage = "decide"
         verdict = decide(
             policy,

@@ -350,7 +350,7 @@ def load_policy(
     scanner = Scanner(detectors, key, engine=engine)
     problems.extend(sample_problems(scanner))
     inspection = data.get("inspection", {})
-    ocr = ocr_limits(doc, inspection, check.usable(["inspection"]), problems)
+    ocr = ocr_limits(inspection, check.usable(["inspection"]))
     if problems:
         raise PolicyError(_in_file_order(doc, problems))
 

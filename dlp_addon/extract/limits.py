@@ -19,7 +19,7 @@ class OcrLimits:
     """The policy's ``inspection.ocr``: reading text in pictures (see ``extract/ocr.py``)."""
 
     enabled: bool = True
-    timeout_seconds: float = 3.0  # OCR time per request, inside the request's timeout
+    timeout_seconds: float = 10.0  # OCR time per request, on top of the request's timeout
     max_pixels: int = 40_000_000  # larger pictures are unscannable (ocr_too_large)
     on_timeout: str = "block"  # block or log a picture OCR could not finish...
     block_above_pixels: int = 250_000  # ...when it is larger than this (it could hold a table)

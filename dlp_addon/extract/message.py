@@ -69,6 +69,7 @@ class Extraction:
     unscannable: tuple[str, ...] = ()
     attachments: tuple[Attachment, ...] = ()
     logged: tuple[str, ...] = ()  # unread, but the policy lets it through (audited)
+    ocr_seconds: float = 0.0  # spent reading pictures: it moves the request's deadline
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -122,6 +123,7 @@ class _Collector:
             tuple(self.unscannable),
             tuple(self.attachments),
             tuple(self.logged),
+            self.budget.ocr_seconds,
         )
 
     def add(self, location: str, text: str) -> str:
@@ -283,7 +285,10 @@ class _Collector:
 
     def ocr(self, location: str, data: bytes) -> None:
         """The text in a picture (a screenshot, a photo, a scanned page), read as a file's."""
-        found = ocr.read(data, self.budget, self.deadline)
+        spent = self.budget.ocr_seconds
+        found = ocr.read(data, self.budget)
+        if self.deadline is not None:  # OCR has its own time: the rest keeps what it had
+            self.deadline += self.budget.ocr_seconds - spent
         if found.text:
             self.document(location + ":ocr", found.text)
         self.unscannable.extend(filter(None, [found.unscannable]))

@@ -11,14 +11,15 @@ the worker lives on; RapidOCR's maintained releases do not install on Python 3.1
 
 Limits, from the policy's ``inspection.ocr`` (:class:`~dlp_addon.extract.limits.OcrLimits`):
 a picture over ``max_pixels`` is unscannable (``ocr_too_large``), checked from its header before
-any pixel is decoded; OCR time per request is ``timeout_seconds`` and stays inside the request's
-deadline. A picture OCR could not finish (``ocr_timeout``) or could not start
-(``ocr_unavailable``: no engine) is unscannable when it is larger than ``block_above_pixels``
-(it could hold a table) and ``on_timeout`` is ``block``; otherwise it is let through and logged.
+any pixel is decoded. OCR time per request is ``timeout_seconds``, on top of the request's own
+``inspection.timeout_seconds`` (the deadline moves by the time OCR took; :func:`allowance`).
+A picture larger than ``block_above_pixels`` (it could hold a table) is unscannable when OCR
+could not finish it in time (``ocr_timeout``) and ``on_timeout`` is ``block``, or when there is
+no engine (``ocr_unavailable``); otherwise it is let through and logged.
 Pictures under :data:`MIN_PIXELS` (icons, stickers) are not read: they cannot hold a list.
-Bytes that start like a picture but do not decode (``ocr_undecodable``) show no text to anyone
-either: they are let through and logged; what hides behind a broken structure is the image
-walker's business (``image.py``, ``image_structure``).
+Bytes that start like a picture but do not decode show no text to anyone either: there is
+nothing to read (what hides behind a broken structure is the image walker's business:
+``image.py``, ``image_structure``).
 
 OCR never runs on the proxy's event loop: the proxy calls :func:`defer_to_workers` and a
 request meeting a picture raises :class:`~dlp_addon.errors.OcrDeferred`; the addon then
@@ -41,7 +42,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from dlp_addon.errors import OcrDeferred
 from dlp_addon.extract.filetype import IMAGE, sniff
-from dlp_addon.extract.limits import Budget, OcrLimits
+from dlp_addon.extract.limits import Budget, Limits, OcrLimits
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ except ImportError:  # pragma: no cover - pillow-heif is a dependency
 
 MIN_PIXELS = 20_000  # about 140 x 140: no table of records fits in less
 _WORK_PIXELS = 9_000_000  # larger pictures (phone photos) are scaled down to this first
-_RESERVE_SECONDS = 0.5  # of the request's deadline, kept for scanning what OCR read
 _LANGUAGES = "chi_sim"  # its model reads Latin letters and digits too
 # ISO BMFF brands of still pictures (HEIC, HEIF, AVIF); other ftyp files are video.
 _STILL_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif"})
@@ -115,8 +115,13 @@ def is_picture(data: bytes) -> bool:
     return sniff(data) == IMAGE or (data[4:8] == b"ftyp" and data[8:12] in _STILL_BRANDS)
 
 
-def read(data: bytes, budget: Budget, deadline: float | None) -> Reading:
-    """The text in the picture ``data``, within the request's ``budget`` and ``deadline``."""
+def allowance(limits: Limits) -> float:
+    """Seconds a request may take beyond the policy's ``timeout_seconds``: its OCR time."""
+    return limits.ocr.timeout_seconds if limits.ocr.enabled else 0.0
+
+
+def read(data: bytes, budget: Budget) -> Reading:
+    """The text in the picture ``data``, within the request's ``budget`` (its OCR time)."""
     limits = budget.limits.ocr
     if not limits.enabled:
         return Reading()
@@ -127,7 +132,7 @@ def read(data: bytes, budget: Budget, deadline: float | None) -> Reading:
     except Image.DecompressionBombError:
         return Reading(unscannable="ocr_too_large")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return Reading(logged="ocr_undecodable")
+        return Reading()  # not a picture anyone can see: nothing to read
     pixels = img.width * img.height
     if pixels > limits.max_pixels:
         return Reading(unscannable="ocr_too_large")
@@ -140,8 +145,6 @@ def read(data: bytes, budget: Budget, deadline: float | None) -> Reading:
         return _unfinished("ocr_unavailable", pixels, limits, by_policy=False)
     started = time.monotonic()
     seconds = limits.timeout_seconds - budget.ocr_seconds
-    if deadline is not None:
-        seconds = min(seconds, deadline - started - _RESERVE_SECONDS)
     try:
         if seconds <= 0:
             raise subprocess.TimeoutExpired("tesseract", 0)
@@ -155,7 +158,7 @@ def read(data: bytes, budget: Budget, deadline: float | None) -> Reading:
     except subprocess.TimeoutExpired:
         return _unfinished("ocr_timeout", pixels, limits, by_policy=True)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return Reading(logged="ocr_undecodable")  # the header was fine, the pixels not
+        return Reading()  # the header was fine, the pixels not: nothing shows
     finally:
         budget.ocr_seconds += time.monotonic() - started
     if done.returncode != 0:

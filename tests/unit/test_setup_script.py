@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "dlp_addon/detect/_numscan.c")
-RUNTIME = {"gcc", "libssl-dev"}
+RUNTIME = {"gcc", "libssl-dev", "tesseract-ocr", "tesseract-ocr-chi-sim"}
 TEST_ONLY = {
     "curl",
     "prometheus",
