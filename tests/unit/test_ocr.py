@@ -76,6 +76,15 @@ def test_a_customer_table_in_a_picture_is_blocked_with_its_records(
         assert verdict.records == 20  # one table row, one line, one record
 
 
+def test_a_screenshot_pasted_into_a_word_document_is_read(policy: Policy) -> None:
+    from tests.unit.test_office_parts import docx
+
+    rows = table_rows(8, seed=3)
+    data = docx({"word/media/image1.png": encode(screenshot(rows), "PNG")}, body="见截图")
+    verdict = inspect_http(policy, _upload(data), "taobao-tmall").verdict
+    assert verdict.blocks and verdict.counts.get("cn_resident_id") == 8, verdict.reason
+
+
 def test_a_product_photo_with_a_price_tag_passes(policy: Policy) -> None:
     data = encode(product_photo(), "JPEG", quality=85)
     seen: list = []
