@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import random
+import subprocess
 from functools import cache
 from pathlib import Path
 
@@ -27,6 +28,11 @@ def cjk_font(size: int) -> ImageFont.FreeTypeFont:
     for path in _CJK_FONTS:
         if Path(path).is_file():
             return ImageFont.truetype(path, size)
+    found = subprocess.run(
+        ["fc-match", "-f", "%{file}", ":lang=zh"], capture_output=True, text=True, check=False
+    ).stdout
+    if found and Path(found).is_file():
+        return ImageFont.truetype(found, size)
     raise FileNotFoundError("no CJK font: run scripts/setup test (fonts-wqy-zenhei)")
 
 
