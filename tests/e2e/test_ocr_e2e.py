@@ -12,6 +12,7 @@ Pictures are drawn here (:mod:`tests.images`) from synthetic customers.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from websockets.asyncio.client import connect
 
 from dlp_addon.extract import ocr
 from tests.e2e.harness import Proxy, Upstream, sample_value
@@ -58,6 +60,7 @@ def proxy(start_proxy: Any) -> Proxy:
     ("filename", "content_type", "min_ids"),
     [
         ("screenshot.png", "image/png", 20),
+        ("small.webp", "image/webp", 20),  # under dlp_inline_max_bytes: handed to a worker
         ("photo.jpg", "image/jpeg", 15),
         ("scan.pdf", "application/pdf", 20),
     ],
@@ -67,9 +70,11 @@ def test_a_picture_of_a_customer_table_is_blocked(
 ) -> None:
     data = {
         "screenshot.png": lambda: encode(SHOT, "PNG"),
+        "small.webp": lambda: encode(SHOT, "WEBP", quality=80),
         "photo.jpg": lambda: encode(photo_like(SHOT), "JPEG", quality=60),  # skewed, noisy
         "scan.pdf": lambda: scanned_pdf(SHOT),  # one page, an image and no text layer
     }[filename]()
+    assert filename != "small.webp" or len(data) < 65536
     marker = new_marker()
     sent = upload(proxy, upstream, marker, filename, data, content_type, timeout=UPLOAD_TIMEOUT)
     assert_read_and_blocked(
@@ -116,6 +121,27 @@ def test_chat_is_answered_while_a_picture_is_read(proxy: Proxy, upstream: Upstre
     answered_first = [not done for _, done in chats]
     assert all(answered_first), f"chat answered only after the picture: {answered_first}"
     assert_refused(proxy, upstream, blocked, marker)
+
+
+def test_a_screenshot_sent_over_a_websocket_is_dropped(proxy: Proxy, upstream: Upstream) -> None:
+    """A chat SDK sends the picture as a binary frame (small: inspected inline, so the picture
+    is handed to a worker); it is dropped with a notice and the chat goes on."""
+    picture = encode(SHOT, "WEBP", quality=80)
+    tag = new_marker()
+
+    async def exchange() -> list[str | bytes]:
+        async with connect(
+            upstream.url("ws", f"/ws/{tag}"), proxy=proxy.url, open_timeout=30, max_size=None
+        ) as ws:
+            await ws.send(picture)
+            notice = await asyncio.wait_for(ws.recv(), UPLOAD_TIMEOUT)
+            await ws.send("亲，在吗？")
+            return [notice, await asyncio.wait_for(ws.recv(), 30)]
+
+    notice, echo = asyncio.run(exchange())
+    assert isinstance(notice, str) and json.loads(notice)["type"] == "dlp.blocked"
+    assert echo == "echo:亲，在吗？", "the connection is not usable after the drop"
+    assert [m.data for m in upstream.recorder.ws_messages(tag)] == ["亲，在吗？"]
 
 
 def test_ocr_timeout_follows_the_policy(start_proxy: Any, upstream: Upstream) -> None:
