@@ -18,12 +18,13 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 from websockets.asyncio.client import connect
 
 from dlp_addon.extract import ocr
-from tests.e2e.harness import Proxy, Upstream, sample_value
+from tests.e2e.harness import Proxy, Upstream, sample_value, wait_for
 from tests.e2e.test_files_e2e import (
     assert_passed_intact,
     assert_read_and_blocked,
@@ -46,14 +47,27 @@ SHOT = screenshot(ROWS)
 UPLOAD_TIMEOUT = 60.0  # the client's patience; OCR of one picture takes about a second
 
 
+def started(start_proxy: Any, **inspection: Any) -> Proxy:
+    """A proxy with the shipped policy's ``inspection`` updated, once its inspection worker is
+    up (a request that waits for the first worker spends its own deadline)."""
+    proxy: Proxy = start_proxy(edit=lambda p: p["inspection"].update(inspection))
+    proxy.sent_values |= VALUES
+    url = proxy.metrics_url.replace("/metrics", "/readyz")
+
+    def ready() -> bool | None:
+        try:
+            return httpx.get(url, timeout=2, trust_env=False).status_code == 200 or None
+        except httpx.HTTPError:
+            return None
+
+    assert wait_for(ready, timeout=60), "no inspection worker came up"
+    return proxy
+
+
 @pytest.fixture(scope="module")
 def proxy(start_proxy: Any) -> Proxy:
     """The shipped policy (OCR on, defaults), with room for a loaded CI machine."""
-    started: Proxy = start_proxy(
-        edit=lambda p: p["inspection"].update(timeout_seconds=30, ocr={"timeout_seconds": 25})
-    )
-    started.sent_values |= VALUES
-    return started
+    return started(start_proxy, timeout_seconds=30, ocr={"timeout_seconds": 25})
 
 
 @pytest.mark.parametrize(
@@ -147,8 +161,7 @@ def test_a_screenshot_sent_over_a_websocket_is_dropped(proxy: Proxy, upstream: U
 def test_ocr_timeout_follows_the_policy(start_proxy: Any, upstream: Upstream) -> None:
     """OCR time 0.05 s: a table-sized picture is blocked as unscannable (on_timeout: block),
     a small one (it cannot hold a table) is delivered and logged; both are counted."""
-    proxy: Proxy = start_proxy(edit=lambda p: p["inspection"].update(ocr={"timeout_seconds": 0.05}))
-    proxy.sent_values |= VALUES
+    proxy = started(start_proxy, ocr={"timeout_seconds": 0.05})
     marker = new_marker()
     sent = upload(proxy, upstream, marker, "shot.png", encode(SHOT, "PNG"), "image/png")
     event = assert_refused(proxy, upstream, sent, marker)
@@ -168,10 +181,7 @@ def test_ocr_timeout_follows_the_policy(start_proxy: Any, upstream: Upstream) ->
 def test_ocr_timeout_log_lets_a_table_sized_picture_through(
     start_proxy: Any, upstream: Upstream
 ) -> None:
-    proxy: Proxy = start_proxy(
-        edit=lambda p: p["inspection"].update(ocr={"timeout_seconds": 0.05, "on_timeout": "log"})
-    )
-    proxy.sent_values |= VALUES
+    proxy = started(start_proxy, ocr={"timeout_seconds": 0.05, "on_timeout": "log"})
     marker = new_marker()
     sent = upload(proxy, upstream, marker, "shot.png", encode(SHOT, "PNG"), "image/png")
     assert_passed_intact(proxy, upstream, sent, marker)
