@@ -221,7 +221,9 @@ def main() -> None:
         f"{tess.stdout.splitlines()[0]}; rapidocr-onnxruntime {rapid_version}; "
         f"{args.shots} screenshots of 20 rows (40 IDs and mobiles each), clean and photo-like"
     )
-    results = {} if args.skip_engines else {"Tesseract (chi_sim, 1 thread)": measure(tesseract, pics)}
+    results = {}
+    if not args.skip_engines:
+        results["Tesseract (chi_sim, 1 thread)"] = measure(tesseract, pics)
     engine = None if args.skip_engines else rapidocr()
     if engine is not None:
         rapid_text(engine, pics["clean"][0][0])  # the models loaded once
