@@ -28,6 +28,7 @@ inspects it again in a worker process, which called :func:`preload` once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import logging
@@ -49,13 +50,10 @@ from dlp_addon.extract.limits import Budget, Limits, OcrLimits
 
 logger = logging.getLogger(__name__)
 
-try:  # HEIC/HEIF and AVIF photos (iPhones); without it they are not read
+with contextlib.suppress(ImportError):  # HEIC/HEIF and AVIF photos (iPhones); a dependency
     from pillow_heif import register_heif_opener
 
     register_heif_opener()
-    HEIF = True
-except ImportError:  # pragma: no cover - pillow-heif is a dependency
-    HEIF = False
 
 MIN_PIXELS = 20_000  # about 140 x 140: no table of records fits in less
 _WORK_PIXELS = 9_000_000  # larger pictures (phone photos) are scaled down to this first
