@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -37,7 +38,8 @@ from dlp_addon.decide.verdict import (
     error_verdict,
     unlisted_verdict,
 )
-from dlp_addon.errors import PolicyError
+from dlp_addon.errors import OcrDeferred, PolicyError
+from dlp_addon.extract import ocr
 from dlp_addon.extract.message import HttpInput
 from dlp_addon.offload import InspectionPool, pool_size
 from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
@@ -546,6 +548,7 @@ class DlpAddon:
                 max(ctx.options.dlp_inspect_queue, 0),
             )
             self._pool.start(self.policy)
+            ocr.defer_to_workers()  # pictures are read there, never on this event loop
         loop = asyncio.get_running_loop()
         if ctx.options.dlp_reload_interval > 0:
             self._watcher = loop.create_task(self._watch())
@@ -777,7 +780,8 @@ class DlpAddon:
         )
         deadline = time.monotonic() + policy.timeout_seconds
         if len(raw) <= ctx.options.dlp_inline_max_bytes:
-            return inspect_http(policy, req, destination, deadline, who)
+            with contextlib.suppress(OcrDeferred):  # a picture to read: in a worker
+                return inspect_http(policy, req, destination, deadline, who)
         if self._pool is not None:
             return await self._pool.inspect_http(
                 policy, req, destination, deadline, who, _channel(req)
@@ -785,7 +789,7 @@ class DlpAddon:
         try:  # no worker processes (the addon was not started as a proxy): a thread
             return await asyncio.wait_for(
                 asyncio.to_thread(inspect_http, policy, req, destination, deadline, who),
-                timeout=policy.timeout_seconds,
+                timeout=policy.timeout_seconds + ocr.allowance(policy.limits),
             )
         except TimeoutError:
             return Inspection(
@@ -852,11 +856,13 @@ class DlpAddon:
             )
             return Inspection(verdict, "websocket", 0, None, 0.0)
         deadline = time.monotonic() + policy.timeout_seconds
-        if len(content) > ctx.options.dlp_inline_max_bytes and self._pool is not None:
-            return await self._pool.inspect_ws(
-                policy, content, message.is_text, destination, deadline, who
-            )
-        return inspect_ws(policy, content, message.is_text, destination, deadline, who)
+        if len(content) <= ctx.options.dlp_inline_max_bytes or self._pool is None:
+            with contextlib.suppress(OcrDeferred):  # a picture to read: in a worker
+                return inspect_ws(policy, content, message.is_text, destination, deadline, who)
+        assert self._pool is not None  # OCR is deferred only when there are workers
+        return await self._pool.inspect_ws(
+            policy, content, message.is_text, destination, deadline, who
+        )
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         """Raw TCP through the proxy cannot be inspected: it never reaches a platform."""

@@ -5,6 +5,9 @@
     ``file:line: message`` strings so an admin can fix them all in one pass.
   - ``ExtractError``: a body cannot be decoded or parsed (it is then unscannable).
     ``reason`` is a short, bounded label used in metrics and audit events.
+    - ``OcrDeferred``: not a failure: a picture must be read, and this process (the proxy's
+      event loop) leaves OCR to the inspection workers; the request is inspected again there.
+      An ``ExtractError`` so that every layer that keeps a part's reason passes it up.
 """
 
 from __future__ import annotations
@@ -28,3 +31,10 @@ class ExtractError(DlpError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class OcrDeferred(ExtractError):
+    """A picture to read met in the proxy's own process: inspect the request in a worker."""
+
+    def __init__(self) -> None:
+        super().__init__("ocr_deferred")

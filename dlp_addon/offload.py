@@ -9,7 +9,8 @@ other user's chat waits. Bodies above ``dlp_inline_max_bytes`` are therefore ins
 - a bounded queue: when every worker is busy and ``queue`` requests already wait, the next one
   is refused at once (stage ``overload``) instead of piling up bodies in memory;
 - a deadline per request: the policy's ``timeout_seconds`` covers the wait for a worker and the
-  inspection; a worker that overruns it by :data:`GRACE_SECONDS` is killed and replaced;
+  inspection, plus the OCR time (``inspection.ocr.timeout_seconds``) when pictures are read;
+  a worker that overruns it by :data:`GRACE_SECONDS` is killed and replaced;
 - a worker that dies (a native crash) is replaced and its request fails closed (stage
   ``worker``).
 
@@ -35,6 +36,7 @@ from typing import Any
 
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import error_verdict
+from dlp_addon.extract import ocr
 from dlp_addon.extract.message import HttpInput
 from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
 
@@ -144,6 +146,7 @@ def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
     from dlp_addon.extract import sandbox
 
     sandbox.prefer_fork()  # this process runs no other thread
+    ocr.preload()  # the OCR engine found and its model warm before the first picture
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the proxy decides when workers stop
     with contextlib.suppress(OSError):
         os.nice(nice)
@@ -170,7 +173,7 @@ def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
         else:
             content, is_text, destination, deadline, who = args
             result = inspect_ws(policy, content, is_text, destination, deadline, who)
-        if time.monotonic() > deadline:  # answered without it already: send nothing big back
+        if time.monotonic() > deadline + ocr.allowance(policy.limits):  # answered without it
             conn.send(None)
             continue
         if result.verdict.blocks:  # budgets only count what passes: the findings stay here
@@ -336,7 +339,8 @@ class InspectionPool:
             self._waiting -= 1
         msg = self._message_for(policy)
         loop = asyncio.get_running_loop()
-        seconds = deadline - time.monotonic() + GRACE_SECONDS
+        until = deadline + ocr.allowance(policy.limits)  # pictures: OCR has time of its own
+        seconds = until - time.monotonic() + GRACE_SECONDS
         call = loop.run_in_executor(None, worker.call, msg, (kind, msg[1], args), seconds)
         # The worker goes back (or is replaced) when its call ends, even if this request is
         # cancelled meanwhile: never two requests on one pipe.
@@ -345,7 +349,7 @@ class InspectionPool:
             # The answer goes out at the deadline; a worker still busy then has the grace
             # period to finish before it is killed (the worker stays taken until then).
             result: Inspection | None = await asyncio.wait_for(
-                asyncio.shield(call), deadline - time.monotonic()
+                asyncio.shield(call), until - time.monotonic()
             )
         except TimeoutError:
             return failed(policy, "timeout", channel, time.monotonic() - started)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import Verdict, decide, error_verdict
 from dlp_addon.detect.scanner import Finding, ScanTimeout
-from dlp_addon.errors import ExtractError
+from dlp_addon.errors import ExtractError, OcrDeferred
 from dlp_addon.extract.message import Extraction, HttpInput, extract_http, extract_ws
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def _run(
         if default_channel == "http" and extraction.files:
             channel = "upload"
         stage = "detect"
-        findings = policy.scanner.scan_all(extraction.parts, deadline)
+        findings = policy.scanner.scan_all(extraction.parts, deadline + extraction.ocr_seconds)
         stage = "decide"
         verdict = decide(
             policy,
@@ -73,6 +73,7 @@ def _run(
             unscannable=extraction.unscannable,
             attachments=extraction.attachments,
             requester=requester,
+            logged=extraction.logged,
         )
         return Inspection(
             verdict,
@@ -82,6 +83,8 @@ def _run(
             time.monotonic() - started,
             tuple(findings),
         )
+    except OcrDeferred:
+        raise  # the caller inspects the request again in a worker process
     except ExtractError as e:
         verdict = decide(
             policy,

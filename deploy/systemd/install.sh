@@ -130,9 +130,12 @@ if [ "$venv" = 1 ]; then
   build=()
   command -v gcc >/dev/null 2>&1 || build+=(gcc)
   [ -f /usr/include/openssl/sha.h ] || build+=(libssl-dev)
+  # OCR of pictures (dlp_addon/extract/ocr.py): Tesseract and its Simplified Chinese model.
+  command -v tesseract >/dev/null 2>&1 || build+=(tesseract-ocr)
+  [ -f /usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata ] || build+=(tesseract-ocr-chi-sim)
   if [ ${#build[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-      || { echo "install.sh: needs ${build[*]} to build the scanner's C pass" >&2; exit 1; }
+      || { echo "install.sh: needs ${build[*]} (the scanner's C pass, OCR)" >&2; exit 1; }
     say "installing ${build[*]} with apt-get"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${build[@]}"

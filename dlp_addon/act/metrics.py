@@ -196,7 +196,10 @@ class Metrics:
             *("overload", "worker"),  # the inspection workers: all busy, or one died
         ):
             self.errors.labels(stage)
-        for reason in ("encrypted", "zip_bomb", "too_large", "corrupt", "opaque", "multipart"):
+        for reason in (
+            *("encrypted", "zip_bomb", "too_large", "corrupt", "opaque", "multipart"),
+            *("ocr_timeout", "ocr_too_large", "ocr_unavailable"),  # pictures (extract/ocr.py)
+        ):
             self.unscannable.labels(reason)
         self.decisions.labels("refuse", "egress-allowlist", "other")
         for channel in ("http", "upload", "websocket"):

@@ -16,6 +16,7 @@ from typing import Any
 
 from dlp_addon.decide.budget import Budget, window_seconds
 from dlp_addon.decide.hosts import HostMatcher, glob_problem
+from dlp_addon.decide.ocr_settings import ocr_limits
 from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.definitions import (
     DEFAULT_DETECTORS,
@@ -212,7 +213,7 @@ class Policy:
         return self.hosts.match(host)
 
 
-_LIMIT_KEYS = frozenset(f.name for f in fields(Limits))
+_LIMIT_KEYS = frozenset(f.name for f in fields(Limits)) - {"ocr"}
 
 # One key per process unless the admin provides one: hashes then differ across restarts.
 _PROCESS_KEY = secrets.token_bytes(32)
@@ -348,10 +349,11 @@ def load_policy(
     key = _PROCESS_KEY if hmac_key is None else hmac_key
     scanner = Scanner(detectors, key, engine=engine)
     problems.extend(sample_problems(scanner))
+    inspection = data.get("inspection", {})
+    ocr = ocr_limits(inspection, check.usable(["inspection"]))
     if problems:
         raise PolicyError(_in_file_order(doc, problems))
 
-    inspection = data.get("inspection", {})
     digest = hashlib.sha256(doc.raw + b"\0" + detectors.sha256.encode()).hexdigest()
     return Policy(
         source=path,
@@ -362,7 +364,7 @@ def load_policy(
         on_error=inspection.get("on_error", "block"),
         on_unscannable=inspection.get("on_unscannable", "block"),
         timeout_seconds=float(inspection.get("timeout_seconds", 5)),
-        limits=Limits(**{k: v for k, v in inspection.items() if k in _LIMIT_KEYS}),
+        limits=Limits(**{k: v for k, v in inspection.items() if k in _LIMIT_KEYS}, ocr=ocr),
         destinations=tuple(destinations),
         rules=tuple(rules),
         detectors=detectors,

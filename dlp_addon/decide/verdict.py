@@ -63,9 +63,12 @@ def decide(
     attachments: Iterable[Attachment] = (),
     requester: Requester | None = None,
     now: dt.datetime | None = None,
+    logged: Iterable[str] = (),
 ) -> Verdict:
     """The verdict for one request or message bound for ``destination`` over ``channel``,
-    sent by ``requester`` (for exemptions) at ``now`` (for exceptions that expire)."""
+    sent by ``requester`` (for exemptions) at ``now`` (for exceptions that expire).
+    ``logged``: content left unread that the policy lets through (a small picture OCR could
+    not finish): a passing request is then logged, so the audit and metrics show it."""
     exempt = policy.exempt_rules(
         requester or Requester(), destination, now or dt.datetime.now(dt.UTC)
     )
@@ -73,6 +76,10 @@ def decide(
     counts, samples, records = tally.counts(), tally.samples(), tally.records()
     files = tally.files()
     unreadable = sorted(set(unscannable))
+    if not unreadable and (logged := sorted(set(logged))):
+        unreadable, on_unreadable = logged, LOG
+    else:
+        on_unreadable = policy.on_unscannable
     best: Verdict | None = None
     for rule in policy.rules:
         if exempt and rule.name in exempt:
@@ -92,9 +99,9 @@ def decide(
                 records=records,
                 files=files,
             )
-    if unreadable and (best is None or _STRENGTH[policy.on_unscannable] > _STRENGTH[best.action]):
+    if unreadable and (best is None or _STRENGTH[on_unreadable] > _STRENGTH[best.action]):
         best = Verdict(
-            action=policy.on_unscannable,
+            action=on_unreadable,
             enforced=policy.enforcing,
             rule=RULE_UNSCANNABLE,
             reason="unscannable:" + ",".join(unreadable),

@@ -17,6 +17,7 @@ from dlp_addon.extract.limits import Budget
 from dlp_addon.extract.ooxml import xml_text
 
 _MAX_PAGES = 2000
+_SCANNED_PAGE_CHARS = 20  # a page with less text is read as a picture (OCR)
 _XML_TAG = re.compile(r"<[^>]{0,2000}>")
 
 # pypdf logs warnings about odd files; they are about the file, not about us.
@@ -32,6 +33,7 @@ class Pdf:
     text: str
     notes: str
     files: list[bytes] = field(default_factory=list)
+    scans: list[bytes] = field(default_factory=list)  # pictures on pages without text
 
 
 def read_pdf(data: bytes, budget: Budget) -> Pdf:
@@ -42,7 +44,7 @@ def read_pdf(data: bytes, budget: Budget) -> Pdf:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
             raise ExtractError("encrypted")
-        pages, notes = [], []
+        pages, notes, scans = [], [], []
         attached: list[bytes] = []  # files of FileAttachment annotations
         for i, page in enumerate(reader.pages):
             if i >= _MAX_PAGES:
@@ -50,6 +52,8 @@ def read_pdf(data: bytes, budget: Budget) -> Pdf:
             text = page.extract_text() or ""
             budget.spend(len(text))
             pages.append(text)
+            if len(text.strip()) < _SCANNED_PAGE_CHARS and budget.limits.ocr.enabled:
+                scans.extend(_page_pictures(page, budget))
             notes.extend(_annotations(page, budget, attached))
         notes.extend(_fields(reader, budget))
         notes.extend(_info(reader, budget))
@@ -63,7 +67,26 @@ def read_pdf(data: bytes, budget: Budget) -> Pdf:
         raise
     except Exception as e:  # pypdf raises many types on a malformed file: all mean unreadable
         raise ExtractError("corrupt") from e
-    return Pdf("\n".join(pages), "\n".join(n for n in notes if n.strip()), files)
+    return Pdf("\n".join(pages), "\n".join(n for n in notes if n.strip()), files, scans)
+
+
+def _page_pictures(page: PageObject, budget: Budget) -> list[bytes]:
+    """The pictures of a page with (almost) no text: a scan, read by OCR. Sizes are checked
+    from the image dictionaries before pypdf decodes anything (a 10^10-pixel image is a few
+    bytes of Flate)."""
+    resources = page.get("/Resources")
+    xobjects = resources.get_object().get("/XObject") if resources is not None else None
+    out: list[bytes] = []
+    for name, ref in (xobjects.get_object() if xobjects is not None else {}).items():
+        obj = ref.get_object()
+        if obj.get("/Subtype") != "/Image":
+            continue
+        if int(obj.get("/Width", 0)) * int(obj.get("/Height", 0)) > budget.limits.ocr.max_pixels:
+            raise ExtractError("ocr_too_large")
+        data = page.images[name].data
+        budget.spend(len(data))
+        out.append(data)
+    return out
 
 
 def _annotations(page: PageObject, budget: Budget, files: list[bytes]) -> list[str]:

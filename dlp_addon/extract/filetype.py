@@ -9,7 +9,7 @@ import zipfile
 TEXT, IMAGE, MEDIA = "text", "image", "media"
 SPREADSHEETS = frozenset({"xlsx", "xls", "ods", "csv"})
 
-_IMAGES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+_IMAGES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
 _SIMPLE = (
     (b"\x1f\x8b", "gzip"),
     (b"7z\xbc\xaf\x27\x1c", "7z"),
@@ -29,6 +29,8 @@ def sniff(data: bytes) -> str:
     decided by the caller, which knows the charset)."""
     if data.startswith(_IMAGES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
         return IMAGE
+    if is_bmp(data):
+        return IMAGE
     if data[4:8] == b"ftyp" or data[:4] == b"\x1aE\xdf\xa3" or data[:4] == b"OggS":
         return MEDIA  # MP4/MOV, Matroska/WebM, Ogg
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
@@ -41,6 +43,17 @@ def sniff(data: bytes) -> str:
     if data[257:262] == b"ustar":  # POSIX and GNU tar
         return "tar"
     return "binary"
+
+
+def is_bmp(data: bytes) -> bool:
+    """A Windows bitmap: ``BM``, reserved zeros, and a known DIB header size (``BM`` alone
+    starts ordinary text)."""
+    return (
+        len(data) > 26
+        and data[:2] == b"BM"
+        and data[6:10] == b"\0\0\0\0"
+        and int.from_bytes(data[14:18], "little") in (12, 40, 52, 56, 64, 108, 124)
+    )
 
 
 def _zip_kind(data: bytes) -> str:

@@ -15,6 +15,17 @@ MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
+class OcrLimits:
+    """The policy's ``inspection.ocr``: reading text in pictures (see ``extract/ocr.py``)."""
+
+    enabled: bool = True
+    timeout_seconds: float = 10.0  # OCR time per request, on top of the request's timeout
+    max_pixels: int = 40_000_000  # larger pictures are unscannable (ocr_too_large)
+    on_timeout: str = "block"  # block or log a picture OCR could not finish...
+    block_above_pixels: int = 250_000  # ...when it is larger than this (it could hold a table)
+
+
+@dataclass(frozen=True)
 class Limits:
     """Safe defaults; the policy may change each one."""
 
@@ -25,6 +36,7 @@ class Limits:
     max_compression_ratio: float = 100.0  # per entry, once it is over 1 MiB
     max_decode_depth: int = 3  # base64 in JSON in base64 ...
     max_cells: int = 5_000_000  # spreadsheet cells read per request
+    ocr: OcrLimits = field(default_factory=OcrLimits)
 
 
 @dataclass
@@ -34,6 +46,7 @@ class Budget:
     limits: Limits
     decoded: int = field(default=0)
     cells: int = field(default=0)
+    ocr_seconds: float = field(default=0.0)  # OCR time spent so far
 
     def spend(self, nbytes: int) -> None:
         self.decoded += nbytes

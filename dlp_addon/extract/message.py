@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import archive, document, image, odf, ooxml, sandbox
+from dlp_addon.extract import archive, document, image, ocr, odf, ooxml, sandbox
 from dlp_addon.extract.decode import decode_content, inflate
 from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
 from dlp_addon.extract.limits import Budget, Limits
@@ -68,6 +68,8 @@ class Extraction:
     parts: tuple[Part, ...] = field(repr=False)
     unscannable: tuple[str, ...] = ()
     attachments: tuple[Attachment, ...] = ()
+    logged: tuple[str, ...] = ()  # unread, but the policy lets it through (audited)
+    ocr_seconds: float = 0.0  # spent reading pictures: it moves the request's deadline
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -111,11 +113,18 @@ class _Collector:
         self.deadline = deadline
         self.parts: list[Part] = []
         self.unscannable: list[str] = []
+        self.logged: list[str] = []
         self.attachments: list[Attachment] = []
         self._files = 0
 
     def result(self) -> Extraction:
-        return Extraction(tuple(self.parts), tuple(self.unscannable), tuple(self.attachments))
+        return Extraction(
+            tuple(self.parts),
+            tuple(self.unscannable),
+            tuple(self.attachments),
+            tuple(self.logged),
+            self.budget.ocr_seconds,
+        )
 
     def add(self, location: str, text: str) -> str:
         """Record a text part under a location unique in this request (records are per part)."""
@@ -228,6 +237,8 @@ class _Collector:
             pdf = document.read_pdf(data, self.budget)
             self.document(location + ":pdf", pdf.text)
             self.text(location + ":pdf:notes", pdf.notes, depth)
+            for scan in pdf.scans:
+                self.ocr(location + ":pdf:scan", scan)
             if pdf.files and depth >= self.budget.limits.max_archive_depth:
                 raise ExtractError("too_deep")
             for embedded in pdf.files:
@@ -255,6 +266,8 @@ class _Collector:
         only when the unread rest is small and holds no file we know (its readable runs are
         scanned); else it is unscannable (``image_structure``): a large blob behind a broken
         header is not taken on trust."""
+        if ocr.is_picture(data):
+            self.ocr(location, data)
         walked = image.walk(data, self.budget)
         if walked is None:  # Matroska/WebM, Ogg: passed, as before
             return
@@ -274,6 +287,17 @@ class _Collector:
                 self._hidden_file(location, hidden, depth)
         if walked.trailing.strip(b"\x00\r\n\t "):
             self._hidden_file(location, walked.trailing, depth)
+
+    def ocr(self, location: str, data: bytes) -> None:
+        """The text in a picture (a screenshot, a photo, a scanned page), read as a file's."""
+        spent = self.budget.ocr_seconds
+        found = ocr.read(data, self.budget)
+        if self.deadline is not None:  # OCR has its own time: the rest keeps what it had
+            self.deadline += self.budget.ocr_seconds - spent
+        if found.text:
+            self.document(location + ":ocr", found.text)
+        self.unscannable.extend(filter(None, [found.unscannable]))
+        self.logged.extend(filter(None, [found.logged]))
 
     def _hidden_file(self, location: str, data: bytes, depth: int) -> None:
         if depth >= self.budget.limits.max_archive_depth:

@@ -127,10 +127,11 @@ def read(
 
 
 def _other(label: str, data: bytes) -> Iterator[Text | File]:
-    """A part that is not XML: a file of a known kind is read as a file; text is text; other
-    binary (an OLE-wrapped embedding, a printer setting) gives its readable runs."""
+    """A part that is not XML: a file of a known kind is read as a file (a picture too: a
+    screenshot pasted into a document is read by OCR); text is text; other binary (an
+    OLE-wrapped embedding, a printer setting) gives its readable runs; video is skipped."""
     kind = sniff(data)
-    if kind in (IMAGE, MEDIA):  # walked for what it carries (图种), never OCR'd here
+    if kind in (IMAGE, MEDIA):  # walked for what it carries (图种), pictures read by OCR there
         yield File("media", data)
         return
     if kind not in ("binary", "ole") or decode_text(data) is not None:

@@ -22,7 +22,7 @@ BUILD_INPUTS = (
     "dlp_addon/detect/_numscan.c",
     "dlp_addon/detect/validator_table.py",
 )
-RUNTIME = {"gcc", "libssl-dev"}
+RUNTIME = {"gcc", "libssl-dev", "tesseract-ocr", "tesseract-ocr-chi-sim"}
 TEST_ONLY = {
     "curl",
     "prometheus",
