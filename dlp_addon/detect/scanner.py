@@ -33,6 +33,7 @@ from typing import Any, NamedTuple, cast
 
 import ahocorasick
 
+from dlp_addon.detect.checkpoint import checkpoint
 from dlp_addon.detect.definitions import CONFIDENCE, Detector, DetectorSet
 from dlp_addon.detect.normalize import (
     DIGIT_HINTS,
@@ -422,7 +423,9 @@ class Scanner:
             findings += self._in_records(data, records, location, deadline)
         if self._edit_det is not None:
             findings = self._corroborated(findings)
-        return _unfolded(original, findings, first_char) if text is not original else findings
+        if len(text) == len(original):  # folding dropped nothing: the offsets hold as they are
+            return findings
+        return _unfolded(original, findings, first_char)
 
     # -- stages ----------------------------------------------------------------------------
 
@@ -566,6 +569,8 @@ class Scanner:
                 if last_line >= 0:
                     here = [f for f in here if first_line <= f.line <= last_line]
                 found.extend(here)
+                if end < len(text):  # more of this part to come: the early verdict may stop it
+                    checkpoint(found)
         return found
 
     def _validate(
@@ -726,6 +731,9 @@ class Scanner:
 
 
 _CHUNK_CHARS = 1 << 20  # a part longer than this is scanned a chunk of whole lines at a time
+# ... its first chunk this long, each next one twice as long up to _CHUNK_CHARS: a deadline or an
+# early verdict (decide/early.py) can stop a big sheet after its first thousand rows.
+_FIRST_CHUNK_CHARS = 1 << 16
 
 
 def _chunks(text: str) -> Iterator[tuple[int, int, int]]:
@@ -734,11 +742,12 @@ def _chunks(text: str) -> Iterator[tuple[int, int, int]]:
     if len(text) <= _CHUNK_CHARS:
         yield 0, 0, len(text)
         return
-    start, line = 0, 0
+    start, line, size = 0, 0, min(_FIRST_CHUNK_CHARS, _CHUNK_CHARS)
     while start < len(text):
-        end = text.find("\n", start + _CHUNK_CHARS)
+        end = text.find("\n", start + size)
         end = len(text) if end < 0 else end + 1
         yield line, start, end
+        size = min(2 * size, _CHUNK_CHARS)
         line += text.count("\n", start, end)
         start = end
 

@@ -212,13 +212,17 @@ class _Collector:
             self.image(location, data, depth)
             return
         if kind in ("xlsx", "xls", "ods"):
-            sheets = sandbox.read_workbook(data, self.budget, self.deadline)
+            with sandbox.start_workbook(data, self.budget.limits, self.deadline) as pending:
+                package = _package_parts(data, self.budget) if kind == "xlsx" else None
+                sheets = sandbox.workbook_of(pending, self.budget)  # its error comes first
+            if isinstance(package, ExtractError):
+                raise package
             self.attachments.append(
                 Attachment(kind, location, sheets.sheets, sheets.rows, sheets.columns)
             )
             self.document(f"{location}:{kind}", sheets.text)
-            if kind == "xlsx":
-                self._package(f"{location}:{kind}", data, depth)
+            if package is not None:
+                self._package(f"{location}:{kind}", data, depth, package)
             return
         if kind == "pdf":
             if file:
@@ -299,14 +303,20 @@ class _Collector:
                 continue
             self.blob(location + ":zip", content, None, file=True, depth=depth + 1)
 
-    def _package(self, location: str, data: bytes, depth: int) -> None:
+    def _package(
+        self, location: str, data: bytes, depth: int, parts: _Package | None = None
+    ) -> None:
         """An Office package's parts (the docx body, comments, properties, pivot cache...);
-        files inside it (an embedded workbook) are read as files of their own."""
-        entries = list(archive.entries(data, self.budget))
+        files inside it (an embedded workbook) are read as files of their own. ``parts``:
+        :func:`_package_parts` of ``data``, when they were read already."""
+        read = _package_parts(data, self.budget) if parts is None else parts
+        if isinstance(read, ExtractError):
+            raise read
+        entries, items = read
         for name, content in entries:
             if name == "word/document.xml":
                 self.document(location, document.docx_text(content))
-        for item in ooxml.read(entries):
+        for item in items:
             if isinstance(item, ooxml.File):
                 if depth >= self.budget.limits.max_archive_depth:
                     raise ExtractError("too_deep")
@@ -335,6 +345,20 @@ class _Collector:
             return False
         self.text(location + ":json", "\n".join(_json_lines(doc)), depth)
         return True
+
+
+_Package = tuple[list[tuple[str, bytes]], list[ooxml.File | ooxml.Text]]
+
+
+def _package_parts(data: bytes, budget: Budget) -> _Package | ExtractError:
+    """An Office package's entries and what ``ooxml`` reads in them (a workbook's are read
+    while the sandboxed child reads its cells); an ``ExtractError`` is returned, so that the
+    caller can let the cells' error, if any, come first."""
+    try:
+        entries = list(archive.entries(data, budget))
+        return entries, list(ooxml.read(entries))
+    except ExtractError as e:
+        return e
 
 
 def _encoded_runs(text: str) -> Iterator[tuple[str, bytes | None]]:
