@@ -7,9 +7,10 @@ Two 100,000-row sheets of six columns: customers (姓名, 身份证号, 手机�
 For each file, in this process: the floor, best of N (python-calamine's bare read, every
 sheet ``to_python()``, for workbooks; ``csv.reader`` over the decoded text for CSV) and
 ``inspect_http`` of a multipart upload carrying it (shipped policy), best of N, then their
-ratio (the aim: <= 1.5x). Runs alternate between floor and inspection so drift on a shared
-machine hits both. Peak RSS of inspecting the customer xlsx comes from a fresh child
-(VmHWM). Usage:
+ratio (the aim: <= 1.5x). Workbooks are read in a child forked directly, as an inspection
+worker process reads them (``sandbox.prefer_fork``). Runs alternate between floor and
+inspection so drift on a shared machine hits both. Peak RSS of inspecting the customer xlsx
+comes from a fresh child (VmHWM). Usage:
 
     .venv/bin/python bench/upload_inspection.py [--rows 100000] [--csv-mb 50] [--repeat 3]
         [--early-verdict on|off|both]
@@ -39,6 +40,7 @@ from python_calamine import CalamineWorkbook
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dlp_addon.decide.policy import Policy, load_policy
+from dlp_addon.extract import sandbox
 from dlp_addon.extract.message import HttpInput
 from dlp_addon.pipeline import Inspection, inspect_http
 from tests.synth import customer_records
@@ -253,6 +255,7 @@ def status_mb(key: str) -> float:
 
 def child(path: Path, kind: str, on: bool) -> None:
     """Inspect the file once in this fresh process; print its peak RSS and RSS before."""
+    sandbox.prefer_fork()
     policy = early(load_policy(), on)
     body = multipart(path.read_bytes(), kind)
     before = status_mb("VmRSS")
@@ -311,6 +314,7 @@ def main() -> None:
         files = {k: v for k, v in files.items() if k in args.only.split(",")}
     generated = time.perf_counter() - t0
 
+    sandbox.prefer_fork()  # as an inspection worker (offload.py) reads workbooks
     base = load_policy()
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.early_verdict]
     warm = multipart(xlsx(sheets["customers"][:21], "warm"), "xlsx")

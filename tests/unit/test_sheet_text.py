@@ -8,6 +8,7 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dlp_addon.extract import message
 from dlp_addon.extract.spreadsheet import _cell, _text
 
 CELLS = st.one_of(
@@ -45,3 +46,16 @@ def test_a_mobile_stored_as_a_number_reads_as_typed() -> None:
 
 def test_ragged_rows_keep_their_own_length() -> None:
     assert _text([["a", 1.0], ["b"]]) == "a\t1\nb"
+
+
+LINE_PIECES = st.sampled_from(
+    ["\n", "\r", "\r\n", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "a", ","]
+)
+
+
+@given(st.lists(LINE_PIECES, max_size=80).map("".join))
+def test_a_csv_is_told_by_its_first_twenty_lines_as_splitlines_gives_them(text: str) -> None:
+    """Only the head of a long text is split to tell CSV from text: the same lines."""
+    match = message._TWENTIETH_LINE.match(text)
+    head = text[: match.end()] if match else text
+    assert head.splitlines()[:20] == text.splitlines()[:20]
