@@ -8,7 +8,7 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dlp_addon.extract import message
+from dlp_addon.extract import message, ooxml
 from dlp_addon.extract.spreadsheet import _cell, _text
 
 CELLS = st.one_of(
@@ -59,3 +59,10 @@ def test_a_csv_is_told_by_its_first_twenty_lines_as_splitlines_gives_them(text: 
     match = message._TWENTIETH_LINE.match(text)
     head = text[: match.end()] if match else text
     assert head.splitlines()[:20] == text.splitlines()[:20]
+
+
+@given(st.lists(st.sampled_from([b"<", b">", b"/", b":", b"f", b"x", b"</f>"]), max_size=16))
+def test_formulas_are_looked_for_as_before(pieces: list[bytes]) -> None:
+    """One pass for ``f>`` finds a formula's end tag exactly when ``</f>`` or ``:f>`` is there."""
+    xml = b"".join(pieces)
+    assert ooxml._has_formula(xml) == (b"</f>" in xml or b":f>" in xml)
