@@ -38,22 +38,18 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _floats(column: tuple[object, ...]) -> list[str]:
-    """A column of floats as :func:`_cell` writes them, at C speed where ``repr`` already is
-    that text less a trailing ``.0`` (exponents and ``-0.0`` go through ``_cell``)."""
-    out = [s[:-2] if s.endswith(".0") else s for s in map(float.__repr__, column)]
-    for i, s in enumerate(out):
-        if "e" in s or s == "-0":
-            out[i] = _cell(column[i])
-    return out
-
-
 def _column(column: tuple[object, ...]) -> Sequence[str]:
+    """A column's cells as :func:`_cell` writes them. Text stays as it is; in a column of text
+    and numbers that repeat (prices, stock) each distinct number is written once (equal floats
+    give the same text: 0.0 and -0.0 are both ``0``)."""
     types = set(map(type, column))
     if types <= {str}:
         return column  # type: ignore[return-value]
-    if types == {float}:
-        return _floats(column)
+    if types <= {str, float}:
+        distinct = dict.fromkeys(column)
+        if 2 * len(distinct) <= len(column):
+            text: dict[object, str] = {v: _cell(v) for v in distinct if type(v) is float}
+            return [v if type(v) is str else text[v] for v in column]
     return list(map(_cell, column))
 
 
