@@ -40,16 +40,15 @@ def _cell(value: object) -> str:
 
 def _column(column: tuple[object, ...]) -> Sequence[str]:
     """A column's cells as :func:`_cell` writes them. Text stays as it is; in a column of text
-    and numbers that repeat (prices, stock) each distinct number is written once (equal floats
-    give the same text: 0.0 and -0.0 are both ``0``)."""
+    and numbers, integers are written in place and each distinct float once (prices repeat;
+    equal floats give the same text: 0.0 and -0.0 are both ``0``)."""
     types = set(map(type, column))
     if types <= {str}:
         return column  # type: ignore[return-value]
-    if types <= {str, float}:
-        distinct = dict.fromkeys(column)
-        if 2 * len(distinct) <= len(column):
-            text: dict[object, str] = {v: _cell(v) for v in distinct if type(v) is float}
-            return [v if type(v) is str else text[v] for v in column]
+    if types <= {str, float, int}:
+        floats = dict.fromkeys(v for v in column if type(v) is float)
+        text: dict[object, str] = {v: _cell(v) for v in floats}
+        return [v if type(v) is str else str(v) if type(v) is int else text[v] for v in column]
     return list(map(_cell, column))
 
 
