@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dlp_addon.decide import early
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import Verdict, decide, error_verdict
 from dlp_addon.detect.scanner import Finding, ScanTimeout
@@ -63,7 +64,15 @@ def _run(
         if default_channel == "http" and extraction.files:
             channel = "upload"
         stage = "detect"
-        findings = policy.scanner.scan_all(extraction.parts, deadline + extraction.ocr_seconds)
+        with early.watching(
+            policy,
+            destination=destination,
+            channel=channel,
+            unscannable=extraction.unscannable,
+            attachments=extraction.attachments,
+            requester=requester,
+        ):
+            findings = policy.scanner.scan_all(extraction.parts, deadline + extraction.ocr_seconds)
         stage = "decide"
         verdict = decide(
             policy,
@@ -85,6 +94,10 @@ def _run(
         )
     except OcrDeferred:
         raise  # the caller inspects the request again in a worker process
+    except early.EarlyVerdict as e:  # a block rule held before the end: the rest left unread
+        return Inspection(
+            e.verdict, channel, extraction.bytes_of_text, None, time.monotonic() - started
+        )
     except ExtractError as e:
         verdict = decide(
             policy,
@@ -109,7 +122,7 @@ def _run(
         if not (verdict.blocks and verdict.reason == "findings"):
             verdict = error_verdict(policy, "timeout")
         else:
-            verdict = dataclasses.replace(verdict, reason="findings:partial")
+            verdict = dataclasses.replace(verdict, reason="findings:partial", complete=False)
         return Inspection(
             verdict, channel, 0, "timeout", time.monotonic() - started, tuple(e.partial)
         )

@@ -116,6 +116,9 @@ def _test(policy: Policy, inputs: Sequence[str], destination: str, show: int = 0
             _explain_all(policy, inspection, seen[0], destination)
             if show:
                 _show(inspection, seen[0], show)
+        if not verdict.complete:
+            why = "the deadline" if verdict.reason == "findings:partial" else "early_verdict"
+            print(f"  counts are lower bounds: the scan stopped before the end ({why})")
         enforced = "" if verdict.enforced else " (monitor mode: not enforced)"
         print(
             f"  verdict: {verdict.action}{' by ' + verdict.rule if verdict.rule else ''}{enforced}"

@@ -186,6 +186,7 @@ def decision_event(
         "reason": verdict.reason,
         "counts": verdict.counts,
         "records": verdict.records,
+        "counts_complete": verdict.complete,
         "files": list(verdict.files),
         "samples": verdict.samples,
         "policy_version": policy_version,

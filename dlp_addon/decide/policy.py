@@ -163,6 +163,8 @@ class Policy:
     hmac_key: bytes = field(default=b"", repr=False)
     # The engine asked for ("auto" or "python"): inspection workers build theirs the same way.
     engine: str = "auto"
+    # Stop scanning a long upload once a block rule holds (decide/early.py, docs/policy.md).
+    early_verdict: bool = True
 
     def requester(self, user: str | None, path: str, client: str | None = None) -> Requester:
         """Who sent it: the proxy login ``user``; else the user the address map gives
@@ -375,6 +377,7 @@ def load_policy(
         networks=networks,
         budgets=budgets,
         on_budget_error=inspection.get("on_budget_error", "block"),
+        early_verdict=bool(inspection.get("early_verdict", True)),
         hmac_key=key,
         engine=engine,
     )

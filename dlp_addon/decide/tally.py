@@ -44,26 +44,56 @@ class Tally:
         attachments: Iterable[Attachment] = (),
     ) -> None:
         self._attachments = list(attachments)
-        by_id = detectors.by_id()
+        # detector -> legal category of the records it makes (None: it makes none)
+        category = {
+            d.id: d.legal_category if d.kind != "words" else None for d in detectors.detectors
+        }
         # detector -> key -> (best confidence level, masked value)
         self._best: dict[str, dict[str, tuple[int, str]]] = {}
         # record -> {(key, legal category, level)}
         rows: dict[tuple[str, int], set[tuple[str, str, int]]] = {}
-        self._row_locations: list[str] = []
-        for f in findings:
-            level = LEVEL[f.confidence]
-            seen = self._best.setdefault(f.detector, {})
-            if f.key not in seen or seen[f.key][0] < level:
-                seen[f.key] = (level, f.masked)
-            det = by_id[f.detector]
-            if det.legal_category is not None and det.kind != "words":
-                rows.setdefault(f.record, set()).add((f.key, det.legal_category, level))
+        best, levels = self._best, LEVEL
+        for detector, key, masked, location, line, confidence, *_ in findings:
+            level = levels[confidence]
+            seen = best.get(detector)
+            if seen is None:
+                seen = best[detector] = {}
+            had = seen.get(key)
+            if had is None or had[0] < level:
+                seen[key] = (level, masked)
+            cat = category[detector]
+            if cat is not None:
+                row = rows.get((location, line))
+                if row is None:
+                    rows[(location, line)] = {(key, cat, level)}
+                else:
+                    row.add((key, cat, level))
         self._rows = list(rows.values())
         self._row_locations = [location for location, _ in rows]
+        # floor -> per record: (location, its keys at that floor or above, their categories)
+        self._at_floor: dict[int, list[tuple[str, frozenset[str], frozenset[str]]]] = {}
 
     def distinct(self, detector: str, min_confidence: str = "medium") -> int:
         floor = LEVEL[min_confidence]
         return sum(1 for level, _ in self._best.get(detector, {}).values() if level >= floor)
+
+    def _records_at(self, floor: int) -> list[tuple[str, frozenset[str], frozenset[str]]]:
+        """Each record's keys and categories at ``floor`` or above (records with none left
+        out), computed once a floor: the rules and the files ask for the same few floors."""
+        out = self._at_floor.get(floor)
+        if out is None:
+            out = []
+            for location, row in zip(self._row_locations, self._rows, strict=True):
+                if all(level >= floor for _, _, level in row):
+                    keys = frozenset(k for k, _, _ in row)
+                    cats = frozenset(c for _, c, _ in row)
+                else:
+                    keys = frozenset(k for k, _, level in row if level >= floor)
+                    cats = frozenset(c for _, c, level in row if level >= floor)
+                if keys:
+                    out.append((location, keys, cats))
+            self._at_floor[floor] = out
+        return out
 
     def records(
         self,
@@ -73,18 +103,17 @@ class Tally:
     ) -> int:
         """Distinct records holding a personal identifier (of ``legal_category``), only in
         parts whose location starts with one of ``within`` when it is given."""
-        floor = LEVEL[min_confidence]
-        distinct = set()
-        for location, row in zip(self._row_locations, self._rows, strict=True):
-            if within is not None and not location.startswith(within):
-                continue
-            keys = frozenset(k for k, cat, level in row if level >= floor)
-            if keys and (
-                legal_category is None
-                or any(cat == legal_category and level >= floor for _, cat, level in row)
-            ):
-                distinct.add(keys)
-        return len(distinct)
+        rows = self._records_at(LEVEL[min_confidence])
+        if within is None and legal_category is None:
+            return len({keys for _, keys, _ in rows})
+        return len(
+            {
+                keys
+                for location, keys, cats in rows
+                if (within is None or location.startswith(within))
+                and (legal_category is None or legal_category in cats)
+            }
+        )
 
     def files(self) -> tuple[dict[str, object], ...]:
         """Every attachment as the audit shows it: what it is and how many records it holds."""

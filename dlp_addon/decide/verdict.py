@@ -46,6 +46,9 @@ class Verdict:
     files: tuple[dict[str, object], ...] = ()
     # The cumulative budget this message was counted against, when one tripped (numbers only).
     budget: dict[str, object] | None = None
+    # False when the scan stopped before the end (an early verdict, or the deadline): the
+    # counts and records are then lower bounds.
+    complete: bool = True
 
     @property
     def blocks(self) -> bool:

@@ -35,6 +35,9 @@ def within(sorted_positions: list[int], pos: int, window: int) -> bool:
 
 
 _CHUNK_CHARS = 1 << 20  # a part longer than this is scanned a chunk of whole lines at a time
+# ... its first chunk this long, each next one twice as long up to _CHUNK_CHARS: a deadline or an
+# early verdict (decide/early.py) can stop a big sheet after its first thousand rows.
+_FIRST_CHUNK_CHARS = 1 << 16
 
 
 def chunks(text: str) -> Iterator[tuple[int, int, int]]:
@@ -43,11 +46,12 @@ def chunks(text: str) -> Iterator[tuple[int, int, int]]:
     if len(text) <= _CHUNK_CHARS:
         yield 0, 0, len(text)
         return
-    start, line = 0, 0
+    start, line, size = 0, 0, min(_FIRST_CHUNK_CHARS, _CHUNK_CHARS)
     while start < len(text):
-        end = text.find("\n", start + _CHUNK_CHARS)
+        end = text.find("\n", start + size)
         end = len(text) if end < 0 else end + 1
         yield line, start, end
+        size = min(2 * size, _CHUNK_CHARS)
         line += text.count("\n", start, end)
         start = end
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 from dlp_addon.detect.assemble import Assembler
 from dlp_addon.detect.candidates import Candidate, find_python
+from dlp_addon.detect.checkpoint import checkpoint
 from dlp_addon.detect.definitions import DetectorSet
 from dlp_addon.detect.findings import Finding, ScanTimeout, keyed_hash
 from dlp_addon.detect.keywords import (
@@ -199,7 +200,9 @@ class Scanner:
             findings += self._regexes.in_records(data, records, location, deadline)
         if self._edit_det is not None:
             findings = self._assembler.corroborated(findings)
-        return unfolded(original, findings, first_char) if text is not original else findings
+        if len(text) == len(original):  # folding dropped nothing: the offsets hold as they are
+            return findings
+        return unfolded(original, findings, first_char)
 
     def _near(
         self, context_at: dict[int, list[int]], keyword_at: dict[int, list[int]]
@@ -246,4 +249,6 @@ class Scanner:
                 if last_line >= 0:
                     here = [f for f in here if first_line <= f.line <= last_line]
                 found.extend(here)
+                if end < len(text):  # more of this part to come: the early verdict may stop it
+                    checkpoint(found)
         return found

@@ -24,6 +24,7 @@ from dlp_addon.extract import archive, document, image, ocr, odf, ooxml, sandbox
 from dlp_addon.extract.decode import decode_content, inflate
 from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
 from dlp_addon.extract.limits import Budget, Limits
+from dlp_addon.extract.runs import EncodedRuns
 from dlp_addon.extract.text import decode_readings, decode_text, is_opaque, text_runs
 
 Part = tuple[str, str]
@@ -88,10 +89,15 @@ _HEX_RUN = re.compile(
 )
 _HEX_NOISE = re.compile(r"\\x|^0[xX]|:")
 _BASE32_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9+/])")
+_RUNS = EncodedRuns(_BASE64_RUN, _HEX_RUN, _BASE32_RUN)  # the same, fast on long texts
 # A character reference: &#49; &#x31; or a named one (&amp; &nbsp; ...).
 _REFERENCE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _MIN_TABLE_LINES = 2
+# Where the twentieth line ends (by str.splitlines' line boundaries).
+_TWENTIETH_LINE = re.compile(
+    r"(?:[^\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]*+(?>\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029])){20}"
+)
 # A broken image whose unread rest is larger than this is unscannable, not passed.
 _MAX_UNPARSED_IMAGE_BYTES = 64 * 1024
 _FILE_MAGICS = re.compile(
@@ -221,15 +227,19 @@ class _Collector:
             self.image(location, data, depth)
             return
         if kind in ("xlsx", "xls", "ods"):
-            sheets = sandbox.read_workbook(data, self.budget, self.deadline)
+            with sandbox.start_workbook(data, self.budget.limits, self.deadline) as pending:
+                package = _package_parts(data, self.budget, kind) if kind != "xls" else None
+                sheets = sandbox.workbook_of(pending, self.budget)  # its error comes first
+            if isinstance(package, ExtractError):
+                raise package
             self.attachments.append(
                 Attachment(kind, location, sheets.sheets, sheets.rows, sheets.columns)
             )
             self.document(f"{location}:{kind}", sheets.text)
             self.document(f"{location}:{kind}:sheets", sheets.names)
             self.document(f"{location}:{kind}:parts", sheets.extras)
-            if kind in ("xlsx", "ods"):
-                self._package(f"{location}:{kind}", data, depth, kind)
+            if package is not None:
+                self._package(f"{location}:{kind}", data, depth, kind, package)
             return
         if kind == "pdf":
             if file:
@@ -343,20 +353,21 @@ class _Collector:
             if extra.strip(b"\x00\r\n\t "):
                 self._hidden_file(location, extra, depth)
 
-    def _package(self, location: str, data: bytes, depth: int, kind: str) -> None:
+    def _package(
+        self, location: str, data: bytes, depth: int, kind: str, parts: _Package | None = None
+    ) -> None:
         """An Office or OpenDocument package's parts (the docx body, comments, properties,
         pivot cache...); files inside it (an embedded workbook) are read as files of their
-        own, images and media walked for what they carry."""
+        own, images and media walked for what they carry. ``parts``: :func:`_package_parts`
+        of ``data``, when they were read already."""
         self._around_zip(location, data, depth)
-        entries = list(archive.entries(data, self.budget))
+        read = _package_parts(data, self.budget, kind) if parts is None else parts
+        if isinstance(read, ExtractError):
+            raise read
+        entries, items = read
         for name, content in entries:
             if name == "word/document.xml":
                 self.document(location, document.docx_text(content))
-        if kind == "ods":
-            items = odf.read(entries)
-        else:
-            skip = ooxml.READ_ELSEWHERE if kind == "xlsx" else ooxml.DOCUMENT_BODY
-            items = ooxml.read(entries, skip)
         for item in items:
             if isinstance(item, ooxml.File) and item.category == "media":
                 self.image(f"{location}:media", item.data, depth + 1)
@@ -390,13 +401,32 @@ class _Collector:
         return True
 
 
+_Package = tuple[list[tuple[str, bytes]], list[ooxml.File | ooxml.Text]]
+
+
+def _package_parts(data: bytes, budget: Budget, kind: str) -> _Package | ExtractError:
+    """An Office or OpenDocument package's entries and what ``ooxml`` (``odf``) reads in
+    them (a workbook's are read while the sandboxed child reads its cells); an
+    ``ExtractError`` is returned, so that the caller can let the cells' error, if any, come
+    first."""
+    try:
+        entries = list(archive.entries(data, budget))
+        if kind == "ods":
+            return entries, list(odf.read(entries))
+        skip = ooxml.READ_ELSEWHERE if kind == "xlsx" else ooxml.DOCUMENT_BODY
+        return entries, list(ooxml.read(entries, skip))
+    except ExtractError as e:
+        return e
+
+
 def _encoded_runs(text: str) -> Iterator[tuple[str, bytes | None]]:
     """``(how, decoded bytes or None)`` of each base64, hex and base32 run of ``text``."""
-    for run in _BASE64_RUN.findall(text):
+    b64, hx, b32 = _RUNS.findall(text)
+    for run in b64:
         yield "b64", _b64(run)
-    for run in _HEX_RUN.findall(text):
+    for run in hx:
         yield "hex", _hex(run)
-    for run in _BASE32_RUN.findall(text):
+    for run in b32:
         yield "b32", _b32(run)
 
 
@@ -461,7 +491,8 @@ def _raw_deflate(raw: bytes) -> bool:
 
 def _table_kind(text: str) -> str:
     """``csv`` when the first lines hold the same number of commas or tabs, else ``text``."""
-    lines = [line for line in text.splitlines()[:20] if line.strip()]
+    head = text[: m.end()] if (m := _TWENTIETH_LINE.match(text)) else text  # not all of it
+    lines = [line for line in head.splitlines()[:20] if line.strip()]
     if len(lines) < _MIN_TABLE_LINES:
         return "text"
     for sep in ("\t", ",", "，", ";", "|"):

@@ -238,10 +238,21 @@ def _tidy(text: str) -> str:
     return _BLANK_LINES.sub("\n", _TABS.sub("\t", text)).strip()
 
 
+def _has_formula(xml: bytes) -> bool:
+    """Whether ``xml`` holds ``</f>`` or ``:f>``: one pass over a sheet of tens of MB (``f>``
+    is rare in one without formulas), not two."""
+    at = xml.find(b"f>")
+    while at >= 0:
+        if xml[at - 1 : at] == b":" or (at >= 2 and xml[at - 2 : at] == b"</"):
+            return True
+        at = xml.find(b"f>", at + 2)
+    return False
+
+
 def formulas(sheet_xml: bytes) -> str:
     """The text of a sheet's formulas, a row a line (formulas of one row separated by tabs):
     a formula such as ``="110105..."`` may have no cached value for calamine to read."""
-    if b"</f>" not in sheet_xml and b":f>" not in sheet_xml:
+    if not _has_formula(sheet_xml):
         return ""
     lines = []
     for row in _ROW_END.split(sheet_xml):

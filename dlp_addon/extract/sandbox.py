@@ -61,40 +61,73 @@ def _child(
         conn.close()
 
 
+class Pending:
+    """A sandboxed call under way: the caller may do other work before :meth:`result`.
+    Use as a context manager, so that a child whose answer is not wanted is killed."""
+
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], deadline: float | None):
+        self._deadline = time.monotonic() + _DEFAULT_SECONDS if deadline is None else deadline
+        if self._deadline <= time.monotonic():
+            raise TimeoutError
+        self._parent, child = _ctx().Pipe(duplex=False)
+        self._process = _ctx().Process(target=_child, args=(child, func, args), daemon=True)
+        self._process.start()
+        child.close()
+
+    def result(self) -> Any:
+        """The call's value. A crash or an abort is ``ExtractError("corrupt")``, running out
+        of memory ``too_large``, the deadline ``TimeoutError``."""
+        try:
+            if not self._parent.poll(max(0.0, self._deadline - time.monotonic())):
+                if self._process.is_alive():
+                    raise TimeoutError
+                raise ExtractError("corrupt")  # died without a word: a crash, or out of memory
+            status, value = self._parent.recv()
+        except EOFError as e:
+            raise ExtractError("corrupt") from e
+        finally:
+            self.close()
+        if status == "error":
+            raise ExtractError(value)
+        return value
+
+    def close(self) -> None:
+        self._parent.close()
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(1)
+
+    def __enter__(self) -> Pending:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def run(func: Callable[..., Any], *args: Any, deadline: float | None = None) -> Any:
     """``func(*args)`` in a sandboxed child. A crash or an abort is ``ExtractError("corrupt")``,
     running out of memory ``too_large``, the deadline ``TimeoutError``."""
-    seconds = _DEFAULT_SECONDS if deadline is None else deadline - time.monotonic()
-    if seconds <= 0:
-        raise TimeoutError
-    parent, child = _ctx().Pipe(duplex=False)
-    process = _ctx().Process(target=_child, args=(child, func, args), daemon=True)
-    process.start()
-    child.close()
-    try:
-        if not parent.poll(seconds):
-            if process.is_alive():
-                raise TimeoutError
-            raise ExtractError("corrupt")  # died without a word: a crash, or out of memory
-        status, value = parent.recv()
-    except EOFError as e:
-        raise ExtractError("corrupt") from e
-    finally:
-        parent.close()
-        if process.is_alive():
-            process.kill()
-        process.join(1)
-    if status == "error":
-        raise ExtractError(value)
-    return value
+    with Pending(func, args, deadline) as pending:
+        return pending.result()
+
+
+def start_workbook(data: bytes, limits: Limits, deadline: float | None = None) -> Pending:
+    """``spreadsheet.read`` started in a sandboxed child; :func:`workbook_of` its answer."""
+    return Pending(_read, (data, limits), deadline)
+
+
+def workbook_of(pending: Pending, budget: Budget) -> spreadsheet.Sheets:
+    """The workbook read by ``pending``; its cells are charged to ``budget``."""
+    sheets: spreadsheet.Sheets = pending.result()
+    budget.spend_cells(sheets.rows * max(sheets.columns, 1))
+    budget.spend(len(sheets.text))
+    return sheets
 
 
 def read_workbook(data: bytes, budget: Budget, deadline: float | None = None) -> spreadsheet.Sheets:
     """``spreadsheet.read`` in a sandboxed child; its cells are charged to ``budget``."""
-    sheets: spreadsheet.Sheets = run(_read, data, budget.limits, deadline=deadline)
-    budget.spend_cells(sheets.rows * max(sheets.columns, 1))
-    budget.spend(len(sheets.text))
-    return sheets
+    with start_workbook(data, budget.limits, deadline) as pending:
+        return workbook_of(pending, budget)
 
 
 def _read(data: bytes, limits: Limits) -> spreadsheet.Sheets:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
@@ -44,18 +45,43 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _column(column: tuple[object, ...]) -> Sequence[str]:
+    """A column's cells as :func:`_cell` writes them. Text stays as it is; in a column of text
+    and numbers, integers are written in place and each distinct float once (prices repeat;
+    equal floats give the same text: 0.0 and -0.0 are both ``0``)."""
+    types = set(map(type, column))
+    if types <= {str}:
+        return column  # type: ignore[return-value]
+    if types <= {str, float, int}:
+        floats = dict.fromkeys(v for v in column if type(v) is float)
+        text: dict[object, str] = {v: _cell(v) for v in floats}
+        return [v if type(v) is str else str(v) if type(v) is int else text[v] for v in column]
+    return list(map(_cell, column))
+
+
+def _text(rows: Sequence[Sequence[object]]) -> str:
+    """The rows as lines of tab-separated cells, built a column at a time: the per-cell work
+    in Python is left to the columns that are not all text."""
+    if not rows:
+        return ""
+    width = len(rows[0])
+    if width == 0 or any(len(row) != width for row in rows):
+        return "\n".join("\t".join(_cell(v) for v in row) for row in rows)
+    columns = [_column(column) for column in zip(*rows, strict=True)]
+    return "\n".join(map("\t".join, zip(*columns, strict=True)))
+
+
 def read(data: bytes, budget: Budget) -> Sheets:
     """Every sheet's rows as text; ``ExtractError`` when the workbook cannot be read."""
     try:
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
         metadata = book.sheets_metadata
-        lines: list[str] = []
+        texts: list[str] = []
         rows = columns = 0
         for meta in metadata:
             sheet = book.get_sheet_by_name(meta.name)
             budget.spend_cells(sheet.height * max(sheet.width, 1))
-            for row in sheet.to_python(skip_empty_area=False):
-                lines.append("\t".join(_cell(v) for v in row))
+            texts.append(_text(sheet.to_python(skip_empty_area=False)))
             rows += sheet.height
             columns = max(columns, sheet.width)
     except ExtractError:
@@ -74,7 +100,7 @@ def read(data: bytes, budget: Budget) -> Sheets:
             raise
         raise ExtractError("corrupt") from e
     hidden = sum(1 for m in metadata if m.visible != SheetVisibleEnum.Visible)
-    text = "\n".join(lines)
+    text = "\n".join(texts)
     budget.spend(len(text))
     names = "\n".join(m.name for m in metadata)
     extras = biff.extras(data) if data.startswith(_OLE) else ""

@@ -1,0 +1,63 @@
+"""Base64, hex and base32 runs of a long text (a big CSV) are found by a byte scan and the
+runs' regexes where they can match: exactly the runs the regexes find over the whole text."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dlp_addon.extract import message, runs
+
+PIECES = st.sampled_from(
+    [
+        base64.b64encode("身份证号 110105199001011234".encode()).decode(),
+        base64.urlsafe_b64encode(b"\xfb\xff" * 20).decode(),
+        "31313031303531393930303130313132333478",
+        "\\x31\\x31\\x30\\x31\\x30\\x35\\x31\\x39",
+        "0x3131303130353139393030",
+        "31:31:30:31:30:35:31:39:39",
+        "31 31 30 31 30 35 31 39 39 30",
+        base64.b32encode(b"13800138000 13800138000").decode(),
+        "GEZDGNBVGY3TQOJQ==",
+        "=",
+        "==",
+        "a",
+        "Z",
+        "7",
+        "g",
+        " ",
+        ":",
+        "\\",
+        "x",
+        ",",
+        "\n",
+        "王伟",
+        "１３８",
+        "\ud800",
+        "SKU-LX2019-000123",
+        "110105199001011234",
+        "13800138000",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PIECES, max_size=60))
+def test_the_fast_runs_are_the_regexes_runs(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    fast = message._RUNS
+    plain = (message._BASE64_RUN, message._HEX_RUN, message._BASE32_RUN)
+    expected = tuple(p.findall(text) for p in plain)
+    data = text.encode("utf-8", "surrogatepass")
+    assert tuple(list(kind.runs(data)) for kind in fast._kinds) == expected
+
+
+def test_a_long_text_takes_the_fast_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    hidden = base64.b64encode("身份证号 110105199001011234".encode()).decode()
+    text = "拉杆箱,SKU-LX2019-000123,黑色\n" * 5000 + hidden + "\n"
+    assert len(text) >= runs._SHORT
+    assert message._RUNS.findall(text)[0] == [hidden]
+    assert [how for how, raw in message._encoded_runs(text) if raw is not None] == ["b64"]

@@ -1,0 +1,68 @@
+"""A workbook's cells become the same text whether built a column at a time (the fast path)
+or a cell at a time: numbers as people typed them, dates in ISO form, empty cells empty."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dlp_addon.extract import message, ooxml
+from dlp_addon.extract.spreadsheet import _cell, _text
+
+CELLS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=0, max_value=10**12).map(float),  # whole numbers: mobiles, IDs
+    st.text(max_size=8),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.dates(),
+    st.datetimes(),
+    st.timedeltas(min_value=dt.timedelta(0), max_value=dt.timedelta(days=9)),
+)
+
+
+def _one_cell_at_a_time(rows: list[list[object]]) -> str:
+    return "\n".join("\t".join(_cell(v) for v in row) for row in rows)
+
+
+@given(st.integers(1, 4).flatmap(lambda w: st.lists(st.lists(CELLS, min_size=w, max_size=w))))
+def test_columns_give_the_text_cells_give(rows: list[list[object]]) -> None:
+    assert _text(rows) == _one_cell_at_a_time(rows)
+
+
+@given(st.lists(st.lists(st.floats() | st.integers(0, 10**11).map(float), min_size=3, max_size=3)))
+def test_number_columns_give_the_text_cells_give(rows: list[list[object]]) -> None:
+    assert _text(rows) == _one_cell_at_a_time(rows)
+
+
+def test_a_mobile_stored_as_a_number_reads_as_typed() -> None:
+    assert _text([[13800138000.0, "王伟"], [1.2e19, "x"], [-0.0, ""]]) == (
+        "13800138000\t王伟\n12000000000000000000\tx\n0\t"
+    )
+
+
+def test_ragged_rows_keep_their_own_length() -> None:
+    assert _text([["a", 1.0], ["b"]]) == "a\t1\nb"
+
+
+LINE_PIECES = st.sampled_from(
+    ["\n", "\r", "\r\n", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "a", ","]
+)
+
+
+@given(st.lists(LINE_PIECES, max_size=80).map("".join))
+def test_a_csv_is_told_by_its_first_twenty_lines_as_splitlines_gives_them(text: str) -> None:
+    """Only the head of a long text is split to tell CSV from text: the same lines."""
+    match = message._TWENTIETH_LINE.match(text)
+    head = text[: match.end()] if match else text
+    assert head.splitlines()[:20] == text.splitlines()[:20]
+
+
+@given(st.lists(st.sampled_from([b"<", b">", b"/", b":", b"f", b"x", b"</f>"]), max_size=16))
+def test_formulas_are_looked_for_as_before(pieces: list[bytes]) -> None:
+    """One pass for ``f>`` finds a formula's end tag exactly when ``</f>`` or ``:f>`` is there."""
+    xml = b"".join(pieces)
+    assert ooxml._has_formula(xml) == (b"</f>" in xml or b":f>" in xml)
