@@ -331,20 +331,23 @@ class _Collector:
         if kind == "tar":
             names, members = archive.tar(data, self.budget)
             self.text(location + ":names", names, depth)
-            for _, content in members:
-                self.blob(location + ":tar", content, None, file=True, depth=depth + 1)
+            for name, content in members:
+                self._member(location + ":tar", name, content, depth)
             return
         self._around_zip(location, data, depth)
         names, comments = archive.listing(data)
         self.text(location + ":names", names, depth)
         self.text(location + ":comment", comments, depth)
         for name, content in archive.entries(data, self.budget):
-            if archive.is_os_litter(name, content):
-                # Thumbs.db, .DS_Store: not a file of ours, not unscannable; their readable
-                # runs are still scanned (a stream of plain text inside does not get through).
-                self.text(location + ":litter", text_runs(content), depth)
-                continue
-            self.blob(location + ":zip", content, None, file=True, depth=depth + 1)
+            self._member(location + ":zip", name, content, depth)
+
+    def _member(self, location: str, name: str, content: bytes, depth: int) -> None:
+        """A file in an archive. Thumbs.db, .DS_Store: not a file of ours, not unscannable;
+        their readable runs are still scanned (plain text inside does not get through)."""
+        if archive.is_os_litter(name, content):
+            self.text(location + ":litter", text_runs(content), depth)
+        else:
+            self.blob(location, content, None, file=True, depth=depth + 1)
 
     def _around_zip(self, location: str, data: bytes, depth: int) -> None:
         """What a zip (or an Office package) carries outside its entries (``archive.outside``):

@@ -183,7 +183,10 @@ BENIGN: dict[str, FileCase] = {
     "owner-password PDF manual": (hp.BENIGN["owner-password manual"], "upload"),
     "camera photo with EXIF, GPS and thumbnail": (C.camera_photo, "put"),
     "phone video": (C.mp4_video, "upload"),
-    "tar of product photos": (gaps.BENIGN["tar of product photos"], "put"),
+    "tar of product photos with Thumbs.db and .DS_Store": (
+        gaps.BENIGN["tar of product photos with Thumbs.db and .DS_Store"],
+        "put",
+    ),
     "camera photo in a small deflated frame": (C.camera_photo, "ws"),
     "phone video in a large deflated frame": (C.mp4_video, "ws"),
 }

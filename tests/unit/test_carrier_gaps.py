@@ -37,9 +37,11 @@ from tests.unit.test_hiding_places import (
     _segment,
     _writer,
     csv_zip,
+    ds_store,
     gif,
     jpeg,
     png_with,
+    thumbs_db,
     webp,
 )
 from tests.unit.test_office_parts import P, docx, pptx
@@ -204,6 +206,9 @@ BENIGN: dict[str, Callable[[], bytes]] = {
     "camera photo with EXIF, GPS and thumbnail": C.camera_photo,
     "phone video": C.mp4_video,
     "tar of product photos": lambda: C.tar_of(_PHOTOS),
+    "tar of product photos with Thumbs.db and .DS_Store": lambda: C.tar_of(
+        {**_PHOTOS, "商品图/Thumbs.db": thumbs_db(), "商品图/.DS_Store": ds_store()}
+    ),
     "ods price list with a comment and a formula": lambda: C.ods_with(
         ["补货 300 件 SKU-LX2019-001 2024-03-18 华东仓"], comments=True, formulas=True
     ),
