@@ -1,7 +1,8 @@
 """How much one request may make the proxy read, and the running account of it.
 
 A request's content can expand without bound (archives in archives, compression bombs); every
-layer spends from one ``Budget`` and stops, unscannable, the moment a limit is passed. Limits
+layer spends from one ``Spending`` (not a cumulative budget: those are
+``decide/budget.py``'s) and stops, unscannable, the moment a limit is passed. Limits
 come from the policy's ``inspection`` section.
 """
 
@@ -28,7 +29,7 @@ class Limits:
 
 
 @dataclass
-class Budget:
+class Spending:
     """What one request has used of its ``Limits``."""
 
     limits: Limits
