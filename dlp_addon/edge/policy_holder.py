@@ -22,6 +22,7 @@ from dlp_addon import __version__
 from dlp_addon.about import commit, engines
 from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, load_policy
 from dlp_addon.edge.reporting import Reporting
+from dlp_addon.edge.secret_file import read_secret
 from dlp_addon.errors import PolicyError
 
 logger = logging.getLogger(__name__)
@@ -55,13 +56,8 @@ class PolicySettings:
         """The admin's key: from ``dlp_hmac_key_file`` (read each time: a reload sees a new
         key), else ``$DLP_HMAC_KEY``."""
         if self.hmac_key_file:
-            try:
-                key = Path(self.hmac_key_file).read_bytes().strip()
-            except OSError as e:
-                raise exceptions.OptionsError(f"cannot read dlp_hmac_key_file: {e.strerror}") from e
-            if len(key) < 16:
-                raise exceptions.OptionsError("dlp_hmac_key_file holds fewer than 16 bytes")
-            return key
+            too_short = "dlp_hmac_key_file holds fewer than 16 bytes"
+            return read_secret(self.hmac_key_file, "dlp_hmac_key_file", too_short)
         env = os.environ.get("DLP_HMAC_KEY", "")
         return env.encode() if env else None
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions
@@ -17,6 +16,7 @@ from dlp_addon.decision import Decider
 from dlp_addon.edge.budgets import BudgetStoreService
 from dlp_addon.edge.policy_holder import PolicyHolder
 from dlp_addon.edge.reporting import Reporting
+from dlp_addon.edge.secret_file import read_secret
 from dlp_addon.inspect_pool import InspectionPool, pool_size
 
 logger = logging.getLogger(__name__)
@@ -49,13 +49,8 @@ class ServiceSettings:
     def admin_token(self) -> bytes:
         if not self.admin_token_file:
             raise exceptions.OptionsError("dlp_admin_port needs dlp_admin_token_file")
-        try:
-            token = Path(self.admin_token_file).read_bytes().strip()
-        except OSError as e:
-            raise exceptions.OptionsError(f"cannot read dlp_admin_token_file: {e.strerror}") from e
-        if len(token) < 16:
-            raise exceptions.OptionsError("the admin token must be at least 16 characters")
-        return token
+        too_short = "the admin token must be at least 16 characters"
+        return read_secret(self.admin_token_file, "dlp_admin_token_file", too_short)
 
 
 class Services:

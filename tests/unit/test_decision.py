@@ -13,16 +13,9 @@ from mitmproxy.test import tflow
 
 from dlp_addon import decision
 from dlp_addon.pipeline import Inspection
-from tests.unit.test_addon import POLICY, addon_in
+from tests.unit.test_addon import POLICY, _flow, addon_in, policy_file  # noqa: F401 (fixture)
 
 SLOW_POLICY = POLICY + "inspection: {timeout_seconds: 0.2}\n"
-
-
-@pytest.fixture
-def slow_policy(tmp_path: Path) -> Path:
-    p = tmp_path / "policy.yaml"
-    p.write_text(SLOW_POLICY, encoding="utf-8")
-    return p
 
 
 def _stalled(seconds: float) -> Any:
@@ -37,15 +30,18 @@ def _stalled(seconds: float) -> Any:
 
 
 def test_a_large_websocket_message_without_inspection_processes_fails_closed_at_the_deadline(
-    slow_policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    policy_file: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without inspection processes a large WebSocket message used to be inspected on the
     event loop with no deadline over it (a stalled inspection stalled every user, then passed).
     Like a large request, it now runs in a thread and is dropped at the policy's timeout."""
+    policy_file.write_text(SLOW_POLICY, encoding="utf-8")
     monkeypatch.setattr(decision, "inspect_message", _stalled(1.0))
 
     async def go() -> None:
-        with addon_in(slow_policy, tmp_path) as (a, tctx):
+        with addon_in(policy_file, tmp_path) as (a, tctx):
             tctx.configure(a, dlp_inline_max_bytes=10)
             f = tflow.twebsocketflow(messages=False)
             f.metadata["dlp_destination"] = "shop"
@@ -69,14 +65,15 @@ def test_a_large_websocket_message_without_inspection_processes_fails_closed_at_
 
 
 def test_a_large_request_without_inspection_processes_fails_closed_at_the_deadline(
-    slow_policy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    policy_file: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.unit.test_addon import _flow
-
+    policy_file.write_text(SLOW_POLICY, encoding="utf-8")
     monkeypatch.setattr(decision, "inspect_message", _stalled(1.0))
 
     async def go() -> None:
-        with addon_in(slow_policy, tmp_path) as (a, tctx):
+        with addon_in(policy_file, tmp_path) as (a, tctx):
             tctx.configure(a, dlp_inline_max_bytes=10)
             f = _flow("shop.example", b"hello there, a plain message")
             a.egress.requestheaders(f)
@@ -93,3 +90,37 @@ def _client_message(content: bytes) -> Any:
     from wsproto.frame_protocol import Opcode
 
     return websocket.WebSocketMessage(Opcode.TEXT, True, content)
+
+
+def test_an_exemption_from_a_budget_holds_on_the_decision_path(tmp_path: Path) -> None:
+    """The rules a sender is exempt from are found once, when the message is decided, and the
+    budgets skip the same ones: the exempt user goes on sending, the other one is stopped."""
+    from dlp_addon.budget_keeper import BudgetKeeper
+    from dlp_addon.decide.policy import load_policy
+    from dlp_addon.pipeline import WsInput
+    from dlp_addon.state.sqlite import SqliteStore
+    from tests.synth import customer_records
+
+    p = tmp_path / "policy.yaml"
+    p.write_text(
+        POLICY.replace("min_distinct: 1", "min_distinct: 50")
+        + "budgets:\n  - {name: people, window: 1d, limit: 2}\n"
+        + "exemptions:\n  - {reason: export desk, users: [alice], rules: [people]}\n",
+        encoding="utf-8",
+    )
+    policy = load_policy(p, hmac_key=b"k" * 32)
+    keeper = BudgetKeeper(lambda: SqliteStore(str(tmp_path / "b.sqlite")), "sqlite")
+    decider = decision.Decider(lambda: keeper)
+    ids = [r["id"] for r in customer_records(4, seed=3)]
+
+    async def send(user: str) -> list[str]:
+        who = policy.requester(user, "/")
+        out = []
+        for i in ids:
+            message = WsInput(f"客户 {i}".encode(), True)
+            out.append((await decider.decide(policy, message, "shop", who)).verdict.action)
+        return out
+
+    assert asyncio.run(send("alice")) == ["allow"] * 4
+    assert asyncio.run(send("bob")) == ["allow", "allow", "block", "block"]
+    keeper.close()
