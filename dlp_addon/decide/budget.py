@@ -1,8 +1,9 @@
 """Cumulative budgets: how many distinct identifiers one person (or group) may send out over a
 sliding window, against drip exfiltration that no per-message rule sees.
 
-Pure logic, no I/O: which counters a message charges (:func:`charges`), and what the store's
-answer means for the verdict (:func:`budget_verdict`). The store (``dlp_addon.state``) keeps,
+Pure logic, no I/O: which counters a message charges (:func:`charges`); what the store's answer
+means for the verdict is ``verdict.py``'s (:func:`~dlp_addon.decide.verdict.with_budgets`).
+The store (``dlp_addon.state``) keeps,
 per counter, the keyed hash of each identifier and when it was last sent; it never sees a raw
 value.
 
