@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterator
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract.limits import MiB, Spending
+from dlp_addon.extract.limits import Budget, MiB
 
 _CHUNK = 64 * 1024
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
@@ -28,7 +28,7 @@ _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _OFFICE_STREAMS = ("Workbook", "Book\x00", "WordDocument", "PowerPoint", "EncryptedPackage")
 
 
-def entries(data: bytes, budget: Spending) -> Iterator[tuple[str, bytes]]:
+def entries(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
     """``(name, content)`` of every file in the archive, or ``ExtractError`` with a reason."""
     limits = budget.limits
     try:
@@ -105,7 +105,7 @@ def _check_ratio(size: int, compressed: int, max_ratio: float) -> None:
         raise ExtractError("zip_bomb")
 
 
-def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Spending) -> bytes:
+def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget) -> bytes:
     out = bytearray()
     try:
         with zf.open(info) as fh:

@@ -13,7 +13,7 @@ from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.generic import DictionaryObject
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract.limits import Spending
+from dlp_addon.extract.limits import Budget
 
 _MAX_PAGES = 2000
 _XML_TAG = re.compile(r"<[^>]{0,2000}>")
@@ -32,7 +32,7 @@ class Pdf:
     files: list[bytes] = field(default_factory=list)
 
 
-def read_pdf(data: bytes, budget: Spending) -> Pdf:
+def read_pdf(data: bytes, budget: Budget) -> Pdf:
     """Pages, annotations, form fields and embedded files. A PDF with only an owner password
     (an empty user password: anyone can open it) is decrypted and read; one that needs a
     password to open is ``encrypted``."""
@@ -62,7 +62,7 @@ def read_pdf(data: bytes, budget: Spending) -> Pdf:
     return Pdf("\n".join(pages), "\n".join(n for n in notes if n.strip()), files)
 
 
-def _annotations(page: PageObject, budget: Spending) -> list[str]:
+def _annotations(page: PageObject, budget: Budget) -> list[str]:
     """Text of a page's annotations (sticky notes, free text, markup pop-ups): contents, title
     (the author field) and rich-text contents."""
     out = []
@@ -80,7 +80,7 @@ def _annotations(page: PageObject, budget: Spending) -> list[str]:
     return out
 
 
-def _fields(reader: PdfReader, budget: Spending) -> list[str]:
+def _fields(reader: PdfReader, budget: Budget) -> list[str]:
     """Form field names with their values (``/V``; a choice list's values one by one)."""
     out = []
     for name, fld in (reader.get_fields() or {}).items():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract.decode import inflate
-from dlp_addon.extract.limits import Spending
+from dlp_addon.extract.limits import Budget
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -62,7 +62,7 @@ def kind_of(data: bytes) -> str | None:
     return None
 
 
-def walk(data: bytes, budget: Spending) -> Walk | None:
+def walk(data: bytes, budget: Budget) -> Walk | None:
     """The structure of a JPEG, PNG, GIF, WebP or MP4; ``None`` for any other bytes."""
     kind = kind_of(data)
     if kind is None:
@@ -85,7 +85,7 @@ def walk(data: bytes, budget: Spending) -> Walk | None:
 # --- JPEG ---------------------------------------------------------------------------------------
 
 
-def _jpeg(data: bytes, out: Walk, budget: Spending) -> int:
+def _jpeg(data: bytes, out: Walk, budget: Budget) -> int:
     """Segments from SOI to EOI; entropy-coded data after each SOS skipped to the next marker."""
     pos = 2
     n = len(data)
@@ -208,7 +208,7 @@ def _decode(raw: bytes) -> str:
 # --- PNG ----------------------------------------------------------------------------------------
 
 
-def _png(data: bytes, out: Walk, budget: Spending) -> int:
+def _png(data: bytes, out: Walk, budget: Budget) -> int:
     pos = len(_PNG_SIG)
     n = len(data)
     room = min(_MAX_META_TEXT, budget.limits.max_decoded_bytes - budget.decoded)
@@ -265,7 +265,7 @@ def _inflate(raw: bytes, room: int) -> bytes:
 # --- GIF ----------------------------------------------------------------------------------------
 
 
-def _gif(data: bytes, out: Walk, budget: Spending) -> int:
+def _gif(data: bytes, out: Walk, budget: Budget) -> int:
     """Header, colour tables, then extension and image blocks (sub-blocks) to the trailer."""
     n = len(data)
     if n < 13:
@@ -319,7 +319,7 @@ def _sub_blocks(data: bytes, pos: int) -> tuple[bytes, int]:
 # --- WebP (RIFF) --------------------------------------------------------------------------------
 
 
-def _webp(data: bytes, out: Walk, budget: Spending) -> int:
+def _webp(data: bytes, out: Walk, budget: Budget) -> int:
     (size,) = struct.unpack_from("<I", data, 4)
     end = 8 + size + (size & 1)
     if size < 4 or 8 + size > len(data):
@@ -339,7 +339,7 @@ def _webp(data: bytes, out: Walk, budget: Spending) -> int:
 # --- MP4 (ISO base media) -----------------------------------------------------------------------
 
 
-def _mp4(data: bytes, out: Walk, budget: Spending) -> int:
+def _mp4(data: bytes, out: Walk, budget: Budget) -> int:
     """Top-level boxes to the last one; bytes that do not form a box are what follows it. The
     payload of a ``free``/``skip`` box that is not all zeros is read too (a place to hide)."""
     pos = 0

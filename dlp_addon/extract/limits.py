@@ -1,9 +1,9 @@
 """How much one request may make the proxy read, and the running account of it.
 
 A request's content can expand without bound (archives in archives, compression bombs); every
-layer spends from one ``Spending`` (not a cumulative budget: those are
-``decide/budget.py``'s) and stops, unscannable, the moment a limit is passed. Limits
-come from the policy's ``inspection`` section.
+layer spends from one ``Budget`` and stops, unscannable, the moment a limit is passed. Limits
+come from the policy's ``inspection`` section. (The policy's budgets across messages are
+``decide/budget.py``'s ``CumulativeBudget``.)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Limits:
 
 
 @dataclass
-class Spending:
+class Budget:
     """What one request has used of its ``Limits``."""
 
     limits: Limits

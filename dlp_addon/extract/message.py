@@ -23,7 +23,7 @@ from dlp_addon.errors import ExtractError
 from dlp_addon.extract import archive, document, image, ooxml, sandbox
 from dlp_addon.extract.decode import decode_content, inflate
 from dlp_addon.extract.filetype import IMAGE, MEDIA, SPREADSHEETS, sniff
-from dlp_addon.extract.limits import Limits, Spending
+from dlp_addon.extract.limits import Budget, Limits
 from dlp_addon.extract.text import decode_readings, decode_text, is_opaque, text_runs
 
 Part = tuple[str, str]
@@ -107,7 +107,7 @@ class _Collector:
     """Walks everything a request carries, depth first, spending one budget."""
 
     def __init__(self, limits: Limits, deadline: float | None = None) -> None:
-        self.budget = Spending(limits)
+        self.budget = Budget(limits)
         self.deadline = deadline
         self.parts: list[Part] = []
         self.unscannable: list[str] = []

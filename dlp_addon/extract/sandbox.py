@@ -19,7 +19,7 @@ from typing import Any
 
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract import spreadsheet
-from dlp_addon.extract.limits import Limits, Spending
+from dlp_addon.extract.limits import Budget, Limits
 
 CHILD_MEMORY_BYTES = 2 * 1024 * 1024 * 1024
 _DEFAULT_SECONDS = 30.0
@@ -89,9 +89,7 @@ def run(func: Callable[..., Any], *args: Any, deadline: float | None = None) -> 
     return value
 
 
-def read_workbook(
-    data: bytes, budget: Spending, deadline: float | None = None
-) -> spreadsheet.Sheets:
+def read_workbook(data: bytes, budget: Budget, deadline: float | None = None) -> spreadsheet.Sheets:
     """``spreadsheet.read`` in a sandboxed child; its cells are charged to ``budget``."""
     sheets: spreadsheet.Sheets = run(_read, data, budget.limits, deadline=deadline)
     budget.spend_cells(sheets.rows * max(sheets.columns, 1))
@@ -100,4 +98,4 @@ def read_workbook(
 
 
 def _read(data: bytes, limits: Limits) -> spreadsheet.Sheets:
-    return spreadsheet.read(data, Spending(limits))
+    return spreadsheet.read(data, Budget(limits))

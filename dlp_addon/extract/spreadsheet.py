@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract.limits import Spending
+from dlp_addon.extract.limits import Budget
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def read(data: bytes, budget: Spending) -> Sheets:
+def read(data: bytes, budget: Budget) -> Sheets:
     """Every sheet's rows as text; ``ExtractError`` when the workbook cannot be read."""
     try:
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
