@@ -35,7 +35,7 @@ from mitmproxy.addons import (
     upstream_auth,
 )
 
-from dlp_addon.addon import DlpAddon
+from dlp_addon.edge import DlpAddon
 
 _addon_log = logging.getLogger("mitmproxy.addonmanager")
 

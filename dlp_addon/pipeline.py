@@ -24,6 +24,30 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class WsInput:
+    """One WebSocket message from the client, as the core needs it."""
+
+    content: bytes
+    is_text: bool
+
+
+Message = HttpInput | WsInput
+
+
+def size_of(message: Message) -> int:
+    """The bytes ``message`` carries: what chooses where it is inspected."""
+    return len(message.body if isinstance(message, HttpInput) else message.content)
+
+
+def channel_of(message: Message) -> str:
+    """The channel before extraction: ``websocket``, ``upload`` (a multipart form) or ``http``."""
+    if isinstance(message, WsInput):
+        return "websocket"
+    multipart = message.headers.get("content-type", "").startswith("multipart/form-data")
+    return "upload" if multipart else "http"
+
+
+@dataclass(frozen=True)
 class Inspection:
     """A verdict plus what it took: for metrics, never for the user."""
 
@@ -34,6 +58,11 @@ class Inspection:
     seconds: float
     # What was found (keyed hashes, masked values): what cumulative budgets count.
     findings: tuple[Finding, ...] = ()
+
+
+def failed(policy: Policy, stage: str, channel: str, seconds: float = 0.0) -> Inspection:
+    """The fail-closed answer for a message that could not be inspected at all."""
+    return Inspection(error_verdict(policy, stage), channel, 0, stage, seconds)
 
 
 def _where(exc: BaseException) -> str:
@@ -120,7 +149,8 @@ def _run(
             requester=requester,
         )
         if not (verdict.blocks and verdict.reason == "findings"):
-            verdict = error_verdict(policy, "timeout")
+            # The partial findings may still be charged to budgets: with the same exemptions.
+            verdict = dataclasses.replace(error_verdict(policy, "timeout"), exempt=verdict.exempt)
         else:
             verdict = dataclasses.replace(verdict, reason="findings:partial", complete=False)
         return Inspection(
@@ -181,3 +211,18 @@ def inspect_ws(
         deadline,
         requester,
     )
+
+
+def inspect_message(
+    policy: Policy,
+    message: Message,
+    destination: str,
+    deadline: float | None = None,
+    requester: Requester | None = None,
+) -> Inspection:
+    """Inspect an HTTP request or a WebSocket message: the one entry the proxy uses."""
+    if isinstance(message, WsInput):
+        return inspect_ws(
+            policy, message.content, message.is_text, destination, deadline, requester
+        )
+    return inspect_http(policy, message, destination, deadline, requester)

@@ -1,8 +1,9 @@
 """Cumulative budgets: how many distinct identifiers one person (or group) may send out over a
 sliding window, against drip exfiltration that no per-message rule sees.
 
-Pure logic, no I/O: which counters a message charges (:func:`charges`), and what the store's
-answer means for the verdict (:func:`budget_verdict`). The store (``dlp_addon.state``) keeps,
+Pure logic, no I/O: which counters a message charges (:func:`charges`); what the store's answer
+means for the verdict is ``verdict.py``'s (:func:`~dlp_addon.decide.verdict.with_budgets`).
+The store (``dlp_addon.state``) keeps,
 per counter, the keyed hash of each identifier and when it was last sent; it never sees a raw
 value.
 
@@ -51,7 +52,7 @@ def window_words(seconds: int) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class Budget:
+class CumulativeBudget:
     """At most ``limit`` distinct identifiers per user (or group) within ``window`` seconds."""
 
     name: str
@@ -126,7 +127,7 @@ class Outcome:
 
 
 def charges(
-    budgets: Iterable[Budget],
+    budgets: Iterable[CumulativeBudget],
     detectors: DetectorSet,
     findings: Iterable[Finding],
     *,
@@ -168,7 +169,7 @@ def charges(
     return out
 
 
-def trip_description(budget: Budget, outcome: Outcome) -> tuple[str, str]:
+def trip_description(budget: CumulativeBudget, outcome: Outcome) -> tuple[str, str]:
     """What the employee reads: the budget in plain words, with its numbers (no data)."""
     zh_w, en_w = window_words(budget.window)
     who_zh, who_en = ("您所在的组", "your group") if budget.per == "group" else ("您", "you")
@@ -187,7 +188,7 @@ def trip_description(budget: Budget, outcome: Outcome) -> tuple[str, str]:
     return zh, en
 
 
-def outcome_summary(budget: Budget, outcome: Outcome) -> dict[str, Any]:
+def outcome_summary(budget: CumulativeBudget, outcome: Outcome) -> dict[str, Any]:
     """The audit's view of a budget decision: numbers and names only."""
     return {
         "name": budget.name,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dlp_addon.decide.budget import Budget, window_seconds
+from dlp_addon.decide.budget import CumulativeBudget, window_seconds
 from dlp_addon.decide.hosts import HostMatcher, glob_problem
 from dlp_addon.decide.ocr_settings import ocr_limits
 from dlp_addon.decide.tally import Tally
@@ -157,7 +157,7 @@ class Policy:
     exemptions: tuple[Exemption, ...] = ()
     groups: dict[str, frozenset[str]] = field(default_factory=dict)  # group -> users
     networks: tuple[Network, ...] = ()  # most specific first
-    budgets: tuple[Budget, ...] = ()
+    budgets: tuple[CumulativeBudget, ...] = ()
     on_budget_error: str = "block"
     # The scanner's key: inspection worker processes rebuild the scanner with it.
     hmac_key: bytes = field(default=b"", repr=False)
@@ -573,8 +573,8 @@ def _budgets(
     detectors: DetectorSet,
     names: Known,
     problems: list[str],
-) -> tuple[Budget, ...]:
-    out: list[Budget] = []
+) -> tuple[CumulativeBudget, ...]:
+    out: list[CumulativeBudget] = []
     seen: set[str] = set()
     legal = detectors.legal_categories
     known = detectors.by_id()
@@ -622,7 +622,7 @@ def _budgets(
             limit = raw["limit"]
         desc = raw.get("description", {})
         out.append(
-            Budget(
+            CumulativeBudget(
                 name=name,
                 action=raw.get("action", "block"),
                 limit=limit,

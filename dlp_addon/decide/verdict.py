@@ -3,15 +3,19 @@
 Counting (``tally``) is on distinct identifiers per detector and on distinct records. The
 strongest action of the rules that hold wins (block over log); within one action the first rule
 in the file names the decision. Unreadable content and inspection errors get the policy's
-``on_unscannable`` / ``on_error`` action, block unless the admin said log.
+``on_unscannable`` / ``on_error`` action, block unless the admin said log. Cumulative budgets
+then fold into the same verdict (:func:`with_budgets`, :func:`budget_error`) once the store
+has answered.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from dlp_addon.decide.budget import RULE_BUDGET_ERROR, Outcome, outcome_summary, trip_description
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.scanner import Finding
@@ -49,6 +53,11 @@ class Verdict:
     # False when the scan stopped before the end (an early verdict, or the deadline): the
     # counts and records are then lower bounds.
     complete: bool = True
+    # What could not be read (bounded kinds: ``encrypted``, ``too_large``...), for the metrics.
+    unscannable: tuple[str, ...] = ()
+    # Rules the requester is exempt from here and now, found once by :func:`decide`: the
+    # cumulative budgets skip the same ones.
+    exempt: frozenset[str] = frozenset()
 
     @property
     def blocks(self) -> bool:
@@ -72,8 +81,9 @@ def decide(
     sent by ``requester`` (for exemptions) at ``now`` (for exceptions that expire).
     ``logged``: content left unread that the policy lets through (a small picture OCR could
     not finish): a passing request is then logged, so the audit and metrics show it."""
-    exempt = policy.exempt_rules(
-        requester or Requester(), destination, now or dt.datetime.now(dt.UTC)
+    exempt = frozenset(
+        policy.exempt_rules(requester or Requester(), destination, now or dt.datetime.now(dt.UTC))
+        or ()
     )
     tally = Tally(findings, policy.detectors, attachments)
     counts, samples, records = tally.counts(), tally.samples(), tally.records()
@@ -101,6 +111,7 @@ def decide(
                 samples=samples,
                 records=records,
                 files=files,
+                exempt=exempt,
             )
     if unreadable and (best is None or _STRENGTH[on_unreadable] > _STRENGTH[best.action]):
         best = Verdict(
@@ -108,6 +119,7 @@ def decide(
             enforced=policy.enforcing,
             rule=RULE_UNSCANNABLE,
             reason="unscannable:" + ",".join(unreadable),
+            unscannable=tuple(unreadable),
             description_zh="内容无法检查（加密、压缩或无法识别的格式），按规定不予发送",
             description_en="The content could not be inspected (encrypted, compressed or "
             "unreadable), so it is not sent",
@@ -115,9 +127,15 @@ def decide(
             samples=samples,
             records=records,
             files=files,
+            exempt=exempt,
         )
     return best or Verdict(
-        action=ALLOW, enforced=policy.enforcing, counts=counts, records=records, files=files
+        action=ALLOW,
+        enforced=policy.enforcing,
+        counts=counts,
+        records=records,
+        files=files,
+        exempt=exempt,
     )
 
 
@@ -142,4 +160,55 @@ def unlisted_verdict() -> Verdict:
         reason="unlisted",
         description_zh="该网站不在公司允许访问的范围内",
         description_en="This site is not on the company's list of allowed sites",
+    )
+
+
+def with_budgets(policy: Policy, verdict: Verdict, outcomes: Sequence[Outcome]) -> Verdict:
+    """``verdict`` as the budgets leave it: the strongest tripped budget takes over when its
+    action is at least as strong as the verdict's (a block over a log rule); a tripped budget
+    that does not take over is still recorded in ``verdict.budget``."""
+    by_name = {b.name: b for b in policy.budgets}
+    tripped = [o for o in outcomes if o.tripped]
+    if not tripped:
+        return verdict
+    # Blocking budgets first, then the one most over its limit.
+    worst = max(
+        tripped,
+        key=lambda o: (
+            _STRENGTH[by_name[o.charge.budget].action],
+            o.after / max(1, o.charge.limit),
+        ),
+    )
+    budget = by_name[worst.charge.budget]
+    summary = outcome_summary(budget, worst)
+    if _STRENGTH[budget.action] < _STRENGTH.get(verdict.action, 2):
+        return dataclasses.replace(verdict, budget=summary)
+    zh, en = trip_description(budget, worst)
+    return dataclasses.replace(
+        verdict,
+        action=budget.action,
+        enforced=policy.enforcing,
+        rule=budget.name,
+        reason="budget",
+        description_zh=zh,
+        description_en=en,
+        budget=summary,
+    )
+
+
+def budget_error(policy: Policy, verdict: Verdict) -> Verdict:
+    """The budget store could not be asked: the policy's ``on_budget_error`` (block by
+    default: an unknown count is not a count under the limit)."""
+    action = policy.on_budget_error
+    if _STRENGTH[action] < _STRENGTH.get(verdict.action, 2):
+        return verdict
+    return dataclasses.replace(
+        verdict,
+        action=action,
+        enforced=policy.enforcing,
+        rule=RULE_BUDGET_ERROR,
+        reason="error:budget",
+        description_zh="暂时无法核对个人信息发送额度，为防止数据外泄，本次发送已被拦截",
+        description_en="Your personal-data sending budget could not be checked right now; "
+        "to prevent a leak the message was not sent",
     )

@@ -2,7 +2,8 @@
 
 A request's content can expand without bound (archives in archives, compression bombs); every
 layer spends from one ``Budget`` and stops, unscannable, the moment a limit is passed. Limits
-come from the policy's ``inspection`` section.
+come from the policy's ``inspection`` section. (The policy's budgets across messages are
+``decide/budget.py``'s ``CumulativeBudget``.)
 """
 
 from __future__ import annotations

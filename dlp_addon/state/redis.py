@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from dlp_addon.decide.budget import Charge, Outcome, parse_counter
-from dlp_addon.state import StoreError, Usage
+from dlp_addon.state.store import StoreError, Usage
 
 PREFIX = "dlp:budget:"
 _TIMEOUT = 2.0

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dlp_addon.decide.budget import Charge, Outcome, parse_counter
-from dlp_addon.state import StoreError, Usage
+from dlp_addon.state.store import StoreError, Usage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (

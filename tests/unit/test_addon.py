@@ -14,8 +14,7 @@ from mitmproxy import connection, exceptions, tls
 from mitmproxy.proxy import context, server_hooks
 from mitmproxy.test import taddons, tflow, tutils
 
-from dlp_addon import addon as addon_module
-from dlp_addon import pipeline
+from dlp_addon import decision, pipeline
 from dlp_addon.addon import DlpAddon
 
 POLICY = """\
@@ -107,15 +106,15 @@ def test_unlisted_host_and_domain_fronting_are_refused(policy_file: Path, tmp_pa
     async def go() -> None:
         with addon_in(policy_file, tmp_path) as (a, _tctx):
             f = _flow("evil.example", b"hi")
-            a.requestheaders(f)
+            a.egress.requestheaders(f)
             assert f.response is not None and f.response.status_code == 403
             fronted = _flow("shop.example", b"hi")
             fronted.request.headers["host"] = "evil.example"
-            a.requestheaders(fronted)
+            a.egress.requestheaders(fronted)
             assert fronted.response is not None and fronted.response.status_code == 403
             ok = _flow("shop.example", b"hi")
-            a.requestheaders(ok)
-            await a.request(ok)
+            a.egress.requestheaders(ok)
+            await a.inspector.request(ok)
             assert ok.response is None
 
     run(go())
@@ -137,7 +136,7 @@ def test_refused_connect_opens_a_tunnel_to_the_proxy_alone(
 
             connect = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="evil.example"))
             connect.request.path = ""
-            a.http_connect(connect)
+            a.egress.http_connect(connect)
             assert connect.response is not None and connect.response.status_code == 200
             assert refusals() == 1
 
@@ -146,26 +145,30 @@ def test_refused_connect_opens_a_tunnel_to_the_proxy_alone(
                 client_hello=None,  # type: ignore[arg-type]
             )
             hello.establish_server_tls_first = True
-            a.tls_clienthello(hello)
+            a.egress.tls_clienthello(hello)
             assert hello.establish_server_tls_first is False
 
             server = connection.Server(address=("evil.example", 443))
-            a.server_connect(server_hooks.ServerConnectionHookData(server, connect.client_conn))
+            a.egress.server_connect(
+                server_hooks.ServerConnectionHookData(server, connect.client_conn)
+            )
             assert server.error == "not on the DLP allow-list"
             allowed = connection.Server(address=("shop.example", 443))
-            a.server_connect(server_hooks.ServerConnectionHookData(allowed, connect.client_conn))
+            a.egress.server_connect(
+                server_hooks.ServerConnectionHookData(allowed, connect.client_conn)
+            )
             assert allowed.error is None
 
             inner = _flow("evil.example", b"")
             inner.client_conn = connect.client_conn
-            a.requestheaders(inner)
+            a.egress.requestheaders(inner)
             assert inner.response is not None and inner.response.status_code == 403
             incident = inner.response.headers["X-DLP-Incident"]
             assert incident.encode() in inner.response.content
             assert refusals() == 1
 
-            a.client_disconnected(connect.client_conn)
-            assert not a._refused_tunnels
+            a.egress.client_disconnected(connect.client_conn)
+            assert not a.egress._refused_tunnels
 
     run(go())
 
@@ -184,9 +187,9 @@ def test_inspection_crash_fails_closed_without_leaking(
     async def go() -> None:
         with addon_in(policy_file, tmp_path) as (a, _tctx):
             f = _flow("shop.example", b"harmless")
-            a.requestheaders(f)
+            a.egress.requestheaders(f)
             with caplog.at_level(logging.DEBUG):
-                await a.request(f)
+                await a.inspector.request(f)
             assert f.response is not None and f.response.status_code == 403
             assert b"inspection-error" in f.response.content
             assert a.metrics.errors.labels("extract")._value.get() == 1
@@ -201,13 +204,13 @@ def test_addon_crash_outside_the_pipeline_fails_closed(
     def explode(*_: Any, **__: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(addon_module, "inspect_http", explode)
+    monkeypatch.setattr(decision, "inspect_message", explode)
 
     async def go() -> None:
         with addon_in(policy_file, tmp_path) as (a, _tctx):
             f = _flow("shop.example", b"harmless")
-            a.requestheaders(f)
-            await a.request(f)
+            a.egress.requestheaders(f)
+            await a.inspector.request(f)
             assert f.response is not None and f.response.status_code == 403
 
     run(go())
@@ -218,8 +221,8 @@ def test_large_body_inspected_off_loop_with_deadline(policy_file: Path, tmp_path
         with addon_in(policy_file, tmp_path) as (a, tctx):
             tctx.configure(a, dlp_inline_max_bytes=10)
             f = _flow("shop.example", (f"客户 {ID} ".encode()) * 1000)
-            a.requestheaders(f)
-            await a.request(f)
+            a.egress.requestheaders(f)
+            await a.inspector.request(f)
             assert f.response is not None and f.response.status_code == 403
             assert f.response.headers["X-DLP-Incident"].startswith("DLP-")
 
@@ -233,12 +236,12 @@ def test_unlisted_hosts_are_inspected_when_not_refused(tmp_path: Path) -> None:
     async def go() -> None:
         with addon_in(open_policy, tmp_path) as (a, _tctx):
             clean = _flow("elsewhere.example", b"hello")
-            a.requestheaders(clean)
-            await a.request(clean)
+            a.egress.requestheaders(clean)
+            await a.inspector.request(clean)
             assert clean.response is None
             leak = _flow("elsewhere.example", f"客户 {ID}".encode())
-            a.requestheaders(leak)
-            await a.request(leak)
+            a.egress.requestheaders(leak)
+            await a.inspector.request(leak)
             assert leak.response is not None and leak.response.status_code == 403
             assert a.metrics.decisions.labels("block", "ids", "other")._value.get() == 1
 

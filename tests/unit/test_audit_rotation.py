@@ -59,14 +59,14 @@ def test_blocks_hold_while_the_reopened_log_cannot_be_written(
             path.mkdir()
             a.audit.reopen()
             f = _flow("shop.example", f"客户 {ID}".encode())
-            a.requestheaders(f)
-            await a.request(f)
+            a.egress.requestheaders(f)
+            await a.inspector.request(f)
             assert f.response is not None and f.response.status_code == 403
             assert a.metrics.audit_failures._value.get() == 1
             path.rmdir()
             g = _flow("shop.example", f"客户 {ID}".encode())
-            a.requestheaders(g)
-            await a.request(g)
+            a.egress.requestheaders(g)
+            await a.inspector.request(g)
             assert g.response is not None and g.response.status_code == 403
             assert a.metrics.audit_failures._value.get() == 1
             (event,) = [json.loads(x) for x in path.read_text("utf-8").splitlines()]
@@ -85,9 +85,9 @@ def test_hangup_reopens_the_log_before_the_policy_reload_writes(
         with addon_in(policy_file, tmp_path) as (a, _tctx):
             a.audit.write({"event": "before"})
             os.rename(path, tmp_path / "audit.jsonl.1")
-            a._hangup()
-            assert a._hup_task is not None
-            ok, problems = await a._hup_task
+            a.policy_holder._hangup()
+            assert a.policy_holder._hup_task is not None
+            ok, problems = await a.policy_holder._hup_task
             assert ok, problems
 
     asyncio.run(go())

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from dlp_addon.budget_keeper import BudgetKeeper
 from dlp_addon.decide.budget import Charge, charges, window_seconds, window_words
-from dlp_addon.decide.over_budget import budget_error, with_budgets
 from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, load_policy
+from dlp_addon.decide.verdict import budget_error, with_budgets
 from dlp_addon.errors import PolicyError
 from dlp_addon.pipeline import inspect_ws
 from dlp_addon.state import BudgetStore
-from dlp_addon.state.keeper import BudgetKeeper
 from dlp_addon.state.redis import RedisStore
 from dlp_addon.state.sqlite import SqliteStore
 from tests.redis_server import RedisServer

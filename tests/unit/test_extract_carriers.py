@@ -154,7 +154,7 @@ def test_http2_cookies_sent_as_separate_fields_stay_separate_cookies() -> None:
     """mitmproxy's HTTP/2 requests repeat ``cookie``; the addon joins them as HTTP/1 does."""
     from mitmproxy import http
 
-    from dlp_addon.addon import _headers
+    from dlp_addon.edge.flow_input import headers as _headers
 
     headers = http.Headers([(b"cookie", b"a=1"), (b"cookie", f"note={PCT}".encode())])
     joined = _headers(headers)["cookie"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dlp_addon import offload
+from dlp_addon import inspect_pool as offload
 
 HOST_CORES = 64
 
@@ -118,7 +118,7 @@ def test_the_start_up_log_says_how_many_and_why(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root, own = v2(tmp_path, {"/": "300000 100000"})
-    with caplog.at_level(logging.INFO, logger="dlp_addon.offload"):
+    with caplog.at_level(logging.INFO, logger="dlp_addon.inspect_pool"):
         assert offload.pool_size(0, root, own) == 1
         assert offload.pool_size(5, root, own) == 5
     first, second = (r.getMessage() for r in caplog.records)

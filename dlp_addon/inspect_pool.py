@@ -1,4 +1,8 @@
-"""Heavy inspection in worker processes: off the proxy's event loop and off its GIL.
+"""Heavy inspection in inspection processes: off the proxy's event loop and off its GIL.
+
+Not to be confused with ``workers.py`` (``dlp-workers``): those are whole proxy processes behind
+HAProxy; these are helpers of one proxy process. The options keep their first names
+(``dlp_inspect_workers``, ``dlp_inspect_queue``); "worker" below means an inspection process.
 
 mitmproxy runs every hook of every connection on one asyncio loop. Reading a 100,000-row
 workbook takes seconds of CPU; in a thread it still holds the GIL most of the time and every
@@ -35,10 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from dlp_addon.decide.policy import Policy, Requester
-from dlp_addon.decide.verdict import error_verdict
 from dlp_addon.extract import ocr
-from dlp_addon.extract.message import HttpInput
-from dlp_addon.pipeline import Inspection, inspect_http, inspect_ws
+from dlp_addon.pipeline import Inspection, Message, channel_of, failed, inspect_message
 
 logger = logging.getLogger(__name__)
 
@@ -135,11 +137,6 @@ def pool_size(option: int, root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CG
     return n
 
 
-def failed(policy: Policy, stage: str, channel: str, seconds: float = 0.0) -> Inspection:
-    """The fail-closed answer for a request the pool could not inspect."""
-    return Inspection(error_verdict(policy, stage), channel, 0, stage, seconds)
-
-
 def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
     """A worker's life: take a policy or a job, answer each job with an Inspection."""
     from dlp_addon.detect.scanner import Scanner
@@ -167,12 +164,8 @@ def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
         if msg[0] == "warm":  # the policy is built: ready for the first real request
             conn.send(None)
             continue
-        if msg[0] == "http":
-            req, destination, deadline, who = args
-            result = inspect_http(policy, req, destination, deadline, who)
-        else:
-            content, is_text, destination, deadline, who = args
-            result = inspect_ws(policy, content, is_text, destination, deadline, who)
+        message, destination, deadline, who = args
+        result = inspect_message(policy, message, destination, deadline, who)
         if time.monotonic() > deadline + ocr.allowance(policy.limits):  # answered without it
             conn.send(None)
             continue
@@ -181,7 +174,7 @@ def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
         conn.send(result)
 
 
-class _Worker:
+class _InspectionProcess:
     """One worker process and the pipe to it. Used by one request at a time."""
 
     def __init__(self, context: Any) -> None:
@@ -220,8 +213,8 @@ class InspectionPool:
         self.queue = queue
         self._context: Any = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_PRELOAD)
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
-        self._all: set[_Worker] = set()
+        self._idle: asyncio.Queue[_InspectionProcess] = asyncio.Queue()
+        self._all: set[_InspectionProcess] = set()
         self._lock = threading.Lock()
         self._waiting = 0
         self._closed = False
@@ -256,11 +249,11 @@ class InspectionPool:
             if worker is not None:
                 self._idle.put_nowait(worker)
 
-    def _new_worker(self) -> _Worker | None:
+    def _new_worker(self) -> _InspectionProcess | None:
         with self._lock:
             if self._closed:
                 return None
-            worker = _Worker(self._context)
+            worker = _InspectionProcess(self._context)
         msg = self._policy_msg
         try:
             worker.call(msg, ("warm", msg[1], ()), 60.0)
@@ -275,7 +268,7 @@ class InspectionPool:
             self._all.add(worker)
             return worker
 
-    def _retire(self, worker: _Worker) -> None:
+    def _retire(self, worker: _InspectionProcess) -> None:
         with self._lock:
             self._all.discard(worker)
         worker.kill()
@@ -299,31 +292,15 @@ class InspectionPool:
             self._policy, self._policy_msg = policy, ("policy", self._generation, stub)
         return self._policy_msg
 
-    async def inspect_http(
-        self,
-        policy: Policy,
-        req: HttpInput,
-        destination: str,
-        deadline: float,
-        who: Requester,
-        channel: str,
+    async def inspect(
+        self, policy: Policy, message: Message, destination: str, deadline: float, who: Requester
     ) -> Inspection:
-        return await self._run(policy, "http", (req, destination, deadline, who), deadline, channel)
-
-    async def inspect_ws(
-        self,
-        policy: Policy,
-        content: bytes,
-        is_text: bool,
-        destination: str,
-        deadline: float,
-        who: Requester,
-    ) -> Inspection:
-        args = (content, is_text, destination, deadline, who)
-        return await self._run(policy, "ws", args, deadline, "websocket")
+        """Inspect ``message`` in a worker by ``deadline``; any failure fails closed."""
+        args = (message, destination, deadline, who)
+        return await self._run(policy, args, deadline, channel_of(message))
 
     async def _run(
-        self, policy: Policy, kind: str, args: tuple[Any, ...], deadline: float, channel: str
+        self, policy: Policy, args: tuple[Any, ...], deadline: float, channel: str
     ) -> Inspection:
         started = time.monotonic()
         if self._closed:
@@ -341,7 +318,7 @@ class InspectionPool:
         loop = asyncio.get_running_loop()
         until = deadline + ocr.allowance(policy.limits)  # pictures: OCR has time of its own
         seconds = until - time.monotonic() + GRACE_SECONDS
-        call = loop.run_in_executor(None, worker.call, msg, (kind, msg[1], args), seconds)
+        call = loop.run_in_executor(None, worker.call, msg, ("inspect", msg[1], args), seconds)
         # The worker goes back (or is replaced) when its call ends, even if this request is
         # cancelled meanwhile: never two requests on one pipe.
         call.add_done_callback(lambda f: self._release(worker, f))
@@ -359,7 +336,7 @@ class InspectionPool:
             return failed(policy, "timeout", channel, time.monotonic() - started)
         return result
 
-    def _release(self, worker: _Worker, call: asyncio.Future[Any]) -> None:
+    def _release(self, worker: _InspectionProcess, call: asyncio.Future[Any]) -> None:
         if self._closed:  # shutting down: close() has stopped every worker
             if not call.cancelled():
                 call.exception()  # a call cut short by the shutdown: expected, not an error
@@ -378,6 +355,6 @@ class InspectionPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _replace(self, worker: _Worker) -> None:
+    async def _replace(self, worker: _InspectionProcess) -> None:
         await asyncio.to_thread(self._retire, worker)
         await self._spawn(1)

@@ -1,5 +1,8 @@
 """Applies cumulative budgets to an inspected message, off the event loop.
 
+The stores themselves are in ``state/``; this is the proxy's side of them, part of deciding
+(``decision.py`` calls it once the message is inspected).
+
 The store's calls block (SQLite file locks, a Redis round trip), so each runs in a worker
 thread under a deadline; a slow or unreachable store becomes the policy's ``on_budget_error``
 verdict, never a stalled proxy. Only messages that leave are counted: a verdict that already
@@ -10,15 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Callable
 
 from dlp_addon.decide.budget import Charge, Outcome, charges
-from dlp_addon.decide.over_budget import budget_error, with_budgets
 from dlp_addon.decide.policy import Policy, Requester
+from dlp_addon.decide.verdict import budget_error, with_budgets
 from dlp_addon.pipeline import Inspection
 from dlp_addon.state import BudgetStore, StoreError
 
@@ -90,12 +92,12 @@ class BudgetKeeper:
         destination: str,
         now: float | None = None,
     ) -> Inspection:
-        """``inspection`` with its verdict as the budgets leave it."""
+        """``inspection`` with its verdict as the budgets leave it. The rules the requester is
+        exempt from are those :func:`~dlp_addon.decide.verdict.decide` found."""
         verdict = inspection.verdict
         if verdict.blocks or not policy.budgets or not inspection.findings:
             return inspection
         stamp = time.time() if now is None else now
-        exempt = policy.exempt_rules(who, destination, dt.datetime.fromtimestamp(stamp, dt.UTC))
         todo = charges(
             policy.budgets,
             policy.detectors,
@@ -104,7 +106,7 @@ class BudgetKeeper:
             groups=who.groups,
             destination=destination,
             enforcing=policy.enforcing,
-            exempt=exempt,
+            exempt=set(verdict.exempt) or None,
         )
         if not todo:
             return inspection
