@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import Verdict, decide, error_verdict
 from dlp_addon.detect.scanner import Finding, ScanTimeout
+from dlp_addon.edm.match import NO_MATCH
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract.message import Extraction, HttpInput, extract_http, extract_ws
 
@@ -33,6 +34,8 @@ class Inspection:
     seconds: float
     # What was found (keyed hashes, masked values): what cumulative budgets count.
     findings: tuple[Finding, ...] = ()
+    # Keyed hashes of the customer-table records found (exact data match), for budgets.
+    edm_keys: tuple[str, ...] = ()
 
 
 def _where(exc: BaseException) -> str:
@@ -64,6 +67,7 @@ def _run(
             channel = "upload"
         stage = "detect"
         findings = policy.scanner.scan_all(extraction.parts, deadline)
+        edm = policy.edm.match(extraction.parts, findings, deadline) if policy.edm else NO_MATCH
         stage = "decide"
         verdict = decide(
             policy,
@@ -73,6 +77,7 @@ def _run(
             unscannable=extraction.unscannable,
             attachments=extraction.attachments,
             requester=requester,
+            edm=edm,
         )
         return Inspection(
             verdict,
@@ -81,6 +86,7 @@ def _run(
             None,
             time.monotonic() - started,
             tuple(findings),
+            edm.keys,
         )
     except ExtractError as e:
         verdict = decide(

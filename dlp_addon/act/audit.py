@@ -186,6 +186,7 @@ def decision_event(
         "reason": verdict.reason,
         "counts": verdict.counts,
         "records": verdict.records,
+        "edm_records": verdict.edm_records,
         "files": list(verdict.files),
         "samples": verdict.samples,
         "policy_version": policy_version,

@@ -67,6 +67,7 @@ class Budget:
     groups: frozenset[str] | None = None  # only members of (per: group: only) these groups
     description_zh: str = ""
     description_en: str = ""
+    counts: str = "identifiers"  # or edm_records: rows of the customer table
 
     def counts_detector(self, detector: str, detectors: DetectorSet) -> bool:
         det = detectors.by_id().get(detector)
@@ -135,6 +136,7 @@ def charges(
     destination: str,
     enforcing: bool,
     exempt: set[str] | None = None,
+    edm_keys: Iterable[str] = (),
 ) -> list[Charge]:
     """Every counter this message charges, with the identifiers it adds to each."""
     found = list(findings)
@@ -150,6 +152,8 @@ def charges(
             for f in found
             if _LEVEL[f.confidence] >= floor and b.counts_detector(f.detector, detectors)
         )
+        if b.counts == "edm_records":
+            keys = frozenset(edm_keys)
         if not keys:
             continue
         scope = destination if b.per_destination else ALL_DESTINATIONS

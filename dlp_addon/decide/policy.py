@@ -27,6 +27,8 @@ from dlp_addon.detect.definitions import (
 from dlp_addon.detect.definitions import SCHEMA as DETECTOR_SCHEMA
 from dlp_addon.detect.samples import sample_problems
 from dlp_addon.detect.scanner import Scanner
+from dlp_addon.edm.config import load_edm
+from dlp_addon.edm.match import Matcher
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.limits import Limits
 from dlp_addon.shipped import PATTERNS_DIR
@@ -64,6 +66,7 @@ class Condition:
     min_records: int = 0
     min_confidence: str = "medium"
     attachment: str | None = None  # spreadsheet | archive | document | any
+    edm_records: int = 0  # rows of the customer table (exact data match)
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ class Policy:
     hmac_key: bytes = field(default=b"", repr=False)
     # The engine asked for ("auto" or "python"): inspection workers build theirs the same way.
     engine: str = "auto"
+    edm: Matcher | None = field(default=None, repr=False)  # the customer table, if any
 
     def requester(self, user: str | None, path: str, client: str | None = None) -> Requester:
         """Who sent it: the proxy login ``user``; else the user the address map gives
@@ -205,7 +209,8 @@ class Policy:
     def files(self) -> tuple[Path, ...]:
         """Every file this policy was built from: a change to any of them is a new policy."""
         words = {d.words_file for d in self.detectors.detectors if d.words_file is not None}
-        return (self.source, self.detectors.source, *sorted(words))
+        edm = (self.edm.path,) if self.edm is not None else ()
+        return (self.source, self.detectors.source, *sorted(words), *edm)
 
     def destination_for(self, host: str) -> str | None:
         """Name of the destination listing ``host``, or ``None`` when it is not allowed."""
@@ -348,6 +353,7 @@ def load_policy(
     key = _PROCESS_KEY if hmac_key is None else hmac_key
     scanner = Scanner(detectors, key, engine=engine)
     problems.extend(sample_problems(scanner))
+    edm = load_edm(doc, data, check, key, problems)
     if problems:
         raise PolicyError(_in_file_order(doc, problems))
 
@@ -375,6 +381,7 @@ def load_policy(
         on_budget_error=inspection.get("on_budget_error", "block"),
         hmac_key=key,
         engine=engine,
+        edm=edm,
     )
 
 
@@ -438,10 +445,13 @@ def _condition(
 ) -> Condition | None:
     """A checked condition: one count (``min_distinct``, ``min_records`` or ``threshold``)."""
     known = detectors.by_id()
-    counts = [k for k in ("min_distinct", "min_records", "threshold") if k in cond]
+    counts = [k for k in ("min_distinct", "min_records", "threshold", "edm_records") if k in cond]
     if len(counts) > 1 or (not counts and "attachment" not in cond):
         problems.append(
-            doc.at(where, "give one of min_distinct, min_records, threshold (or an attachment)")
+            doc.at(
+                where,
+                "give one of min_distinct, min_records, threshold, edm_records (or an attachment)",
+            )
         )
         return None
     detector = cond.get("detector")
@@ -482,6 +492,7 @@ def _condition(
         min_records=min_records,
         min_confidence=cond.get("min_confidence", "medium"),
         attachment=cond.get("attachment"),
+        edm_records=cond.get("edm_records", 0),
     )
 
 
@@ -609,6 +620,13 @@ def _budgets(
             problems.append(doc.at([*where, "threshold"], "threshold needs a legal_category"))
         if len(problems) > bad or window is None:
             continue
+        if raw.get("counts") == "edm_records" and {
+            "threshold",
+            "legal_category",
+            "detectors",
+        } & set(raw):
+            problems.append(doc.at(where, "a budget of edm_records counts rows, not categories"))
+            continue
         if "threshold" in raw and category is not None:  # (checked above)
             tier = legal[category]
             reach = tier.serious if raw["threshold"] == "serious" else tier.insider_serious
@@ -631,6 +649,7 @@ def _budgets(
                 groups=frozenset(raw["groups"]) if "groups" in raw else None,
                 description_zh=desc.get("zh", ""),
                 description_en=desc.get("en", ""),
+                counts=raw.get("counts", "identifiers"),
             )
         )
     return tuple(out)

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from dlp_addon.detect.definitions import CONFIDENCE, DetectorSet
 from dlp_addon.detect.scanner import Finding
+from dlp_addon.edm.match import NO_MATCH, EdmMatch
 from dlp_addon.extract.message import Attachment
 
 SAMPLES_PER_DETECTOR = 3
@@ -33,6 +34,8 @@ class Countable(Protocol):
     def min_confidence(self) -> str: ...
     @property
     def attachment(self) -> str | None: ...
+    @property
+    def edm_records(self) -> int: ...
 
 
 class Tally:
@@ -43,8 +46,10 @@ class Tally:
         findings: Iterable[Finding],
         detectors: DetectorSet,
         attachments: Iterable[Attachment] = (),
+        edm: EdmMatch = NO_MATCH,
     ) -> None:
         self._attachments = list(attachments)
+        self.edm_records = edm.records  # rows of the customer table
         by_id = detectors.by_id()
         # detector -> key -> (best confidence level, masked value)
         self._best: dict[str, dict[str, tuple[int, str]]] = {}
@@ -104,6 +109,8 @@ class Tally:
         return [a for a in self._attachments if group in ("any", a.group)]
 
     def satisfies(self, cond: Countable) -> bool:
+        if cond.edm_records:
+            return self.edm_records >= cond.edm_records
         within = None
         if cond.attachment is not None:
             files = self.attachments(cond.attachment)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.scanner import Finding
+from dlp_addon.edm.match import NO_MATCH, EdmMatch
 from dlp_addon.extract.message import Attachment
 
 ALLOW, LOG, BLOCK, REFUSE = "allow", "log", "block", "refuse"
@@ -46,6 +47,7 @@ class Verdict:
     files: tuple[dict[str, object], ...] = ()
     # The cumulative budget this message was counted against, when one tripped (numbers only).
     budget: dict[str, object] | None = None
+    edm_records: int = 0  # rows of the customer table (exact data match)
 
     @property
     def blocks(self) -> bool:
@@ -63,13 +65,14 @@ def decide(
     attachments: Iterable[Attachment] = (),
     requester: Requester | None = None,
     now: dt.datetime | None = None,
+    edm: EdmMatch = NO_MATCH,
 ) -> Verdict:
     """The verdict for one request or message bound for ``destination`` over ``channel``,
     sent by ``requester`` (for exemptions) at ``now`` (for exceptions that expire)."""
     exempt = policy.exempt_rules(
         requester or Requester(), destination, now or dt.datetime.now(dt.UTC)
     )
-    tally = Tally(findings, policy.detectors, attachments)
+    tally = Tally(findings, policy.detectors, attachments, edm)
     counts, samples, records = tally.counts(), tally.samples(), tally.records()
     files = tally.files()
     unreadable = sorted(set(unscannable))
@@ -91,6 +94,7 @@ def decide(
                 samples=samples,
                 records=records,
                 files=files,
+                edm_records=edm.records,
             )
     if unreadable and (best is None or _STRENGTH[policy.on_unscannable] > _STRENGTH[best.action]):
         best = Verdict(
@@ -105,9 +109,15 @@ def decide(
             samples=samples,
             records=records,
             files=files,
+            edm_records=edm.records,
         )
     return best or Verdict(
-        action=ALLOW, enforced=policy.enforcing, counts=counts, records=records, files=files
+        action=ALLOW,
+        enforced=policy.enforcing,
+        counts=counts,
+        records=records,
+        files=files,
+        edm_records=edm.records,
     )
 
 

@@ -92,7 +92,7 @@ class BudgetKeeper:
     ) -> Inspection:
         """``inspection`` with its verdict as the budgets leave it."""
         verdict = inspection.verdict
-        if verdict.blocks or not policy.budgets or not inspection.findings:
+        if verdict.blocks or not policy.budgets or not (inspection.findings or inspection.edm_keys):
             return inspection
         stamp = time.time() if now is None else now
         exempt = policy.exempt_rules(who, destination, dt.datetime.fromtimestamp(stamp, dt.UTC))
@@ -105,6 +105,7 @@ class BudgetKeeper:
             destination=destination,
             enforcing=policy.enforcing,
             exempt=exempt,
+            edm_keys=inspection.edm_keys,
         )
         if not todo:
             return inspection
