@@ -176,13 +176,18 @@ def trip_description(budget: Budget, outcome: Outcome) -> tuple[str, str]:
     """What the employee reads: the budget in plain words, with its numbers (no data)."""
     zh_w, en_w = window_words(budget.window)
     who_zh, who_en = ("您所在的组", "your group") if budget.per == "group" else ("您", "you")
+    measure, unit_zh, unit_en = (
+        ("条", "本公司客户记录", "records of our customers")
+        if budget.counts == "edm_records"
+        else ("个", "不同的号码", "different personal identifiers")
+    )
     zh = (
-        f"{who_zh}在 {zh_w}内发送的个人信息已达到上限（{budget.limit} 个不同的号码；"
-        f"加上本次将达 {outcome.after} 个）"
+        f"{who_zh}在 {zh_w}内发送的个人信息已达到上限（{budget.limit} {measure}{unit_zh}；"
+        f"加上本次将达 {outcome.after} {measure}）"
     )
     en = (
-        f"{who_en[0].upper() + who_en[1:]} reached the limit of {budget.limit} different personal "
-        f"identifiers within {en_w} (with this message: {outcome.after})"
+        f"{who_en[0].upper() + who_en[1:]} reached the limit of {budget.limit} {unit_en} "
+        f"within {en_w} (with this message: {outcome.after})"
     )
     if budget.description_zh:
         zh = f"{budget.description_zh}：{zh}"
