@@ -53,6 +53,12 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="PERCENT",
         help="refuse to replace the index when more rows than this are rejected (default 1)",
     )
+    index.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes hashing rows (default: one per core)",
+    )
     info = what.add_parser("info", help="what an index holds (counts, fields; no values)")
     info.add_argument("file")
     info.add_argument("--key-file", help="also say whether the index was built with this key")
@@ -119,6 +125,7 @@ def _index(args: argparse.Namespace) -> int:
             policy_format=args.policy_format,
             progress=progress,
             accept=lambda r: _too_many(r, args.max_rejected),
+            jobs=args.jobs,
         )
     except EdmRefused as e:
         _print_rejects(e.report)

@@ -34,13 +34,14 @@ MAX_SEARCHED_CHARS = 255
 
 # Full-width ASCII and the ideographic space, one character for one (offsets are kept).
 _FOLD = {0x3000: 0x20, **{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}}
+_FOLDED = re.compile("[\u3000\uff01-\uff5e]")  # translate() is slow: only when needed
 _NOT_WORD = re.compile(r"[\W_]+")
 _LIMITS = {"name": (2, 64), "address": (4, MAX_SEARCHED_CHARS), "plate": (6, 10)}
 
 
 def fold(text: str) -> str:
     """Full-width letters and digits as ASCII, one character for one."""
-    return text.translate(_FOLD)
+    return text.translate(_FOLD) if _FOLDED.search(text) else text
 
 
 def clean(text: str) -> str:
