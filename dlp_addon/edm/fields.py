@@ -36,6 +36,7 @@ MAX_SEARCHED_CHARS = 255
 _FOLD = {0x3000: 0x20, **{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}}
 _FOLDED = re.compile("[\u3000\uff01-\uff5e]")  # translate() is slow: only when needed
 _NOT_WORD = re.compile(r"[\W_]+")
+WORD = re.compile(r"[^\W_]+")  # what clean() keeps
 _LIMITS = {"name": (2, 64), "address": (4, MAX_SEARCHED_CHARS), "plate": (6, 10)}
 
 

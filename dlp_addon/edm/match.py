@@ -26,8 +26,8 @@ from dlp_addon.detect.scanner import Finding
 from dlp_addon.edm.fields import (
     SCANNER_DETECTOR,
     SEARCHED,
+    WORD,
     Keys,
-    clean,
     finding_key,
     fold,
     policy_canonical,
@@ -153,6 +153,7 @@ class Matcher:
                 if found:
                     looked_up[i] = frozenset(found)
         starts = [c[0] for c in cands]
+        cleaned = _Cleaned(text)
         hashes: dict[tuple[str, str], int] = {}  # substring hashes, shared by nearby windows
         for n, (i, candidates) in enumerate(looked_up.items()):
             start, end, kind, h = cands[i]
@@ -161,15 +162,22 @@ class Matcher:
             if deadline is not None and n % _DEADLINE_EVERY == 0 and time.monotonic() > deadline:
                 raise TimeoutError("EDM match deadline passed")
             lo, hi = max(0, start - s.proximity), end + s.proximity
-            near = [
-                j for j in range(bisect.bisect_left(starts, lo), len(cands)) if cands[j][0] < hi
-            ]
+            near = range(bisect.bisect_left(starts, lo), bisect.bisect_left(starts, hi))
             window: list[str] = []  # the normalised text around, made when first needed
             for row in sorted(candidates):
                 if row in rows:
                     break  # this element's customer is already counted
                 got = self._corroborated(
-                    row, kind, i, near, cands, looked_up, text, (lo, hi), window, hashes
+                    row,
+                    kind,
+                    i,
+                    near,
+                    cands,
+                    looked_up,
+                    cleaned,
+                    (lo, start, end, hi),
+                    window,
+                    hashes,
                 )
                 if got >= s.min_corroborating:
                     rows.add(row)
@@ -179,19 +187,19 @@ class Matcher:
     def _record_key(self, primary: int, row: int) -> str:
         """What budgets count for a record: the primary value's hash and the row's stored
         hashes, the same after a re-index (unlike the row's position)."""
-        stored = self.table.row(row)[: len(self.header.stored)]
-        return f"edm:{primary:016x}" + "".join(f"{v:08x}" for v in stored)[:16]
+        stored = self.table.row(row)
+        return f"edm:{primary:016x}{stored[0] if self.header.stored else 0:08x}"
 
     def _corroborated(
         self,
         row: int,
         kind: str,
         i: int,
-        near: list[int],
+        near: range,
         cands: list[tuple[int, int, str, int]],
         looked_up: dict[int, frozenset[int]],
-        text: str,
-        span: tuple[int, int],
+        cleaned: _Cleaned,
+        span: tuple[int, int, int, int],
         window: list[str],
         hashes: dict[tuple[str, str], int],
     ) -> int:
@@ -217,29 +225,71 @@ class Matcher:
             target, length = stored[self._slots[other]], stored[self._lengths[other]]
             if not target:
                 continue
-            if not window:
-                window.append(clean(text[span[0] : span[1]]))
-            if _occurs(window[0], length, target, other, self._stored_hash[other], hashes):
+            if not window:  # normalised text before and after the element
+                lo, start, end, hi = span
+                window += (cleaned.between(lo, start), cleaned.between(end, hi))
+            if _occurs(window, length, target, other, self._stored_hash[other], hashes):
                 seen.add(other)
                 if len(seen) >= s.min_corroborating:
                     break
         return len(seen)
 
 
+class _Cleaned:
+    """A part's text as corroborating values are compared (:func:`fields.clean`), made once,
+    with where each original character landed."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._made = False
+
+    def _make(self) -> None:
+        pieces: list[str] = []
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._at: list[int] = []
+        n = 0
+        for m in WORD.finditer(fold(self._text)):
+            self._starts.append(m.start())
+            self._ends.append(m.end())
+            self._at.append(n)
+            pieces.append(m.group())
+            n += m.end() - m.start()
+        self._clean = "".join(pieces).casefold()
+        self._made = True
+
+    def _position(self, offset: int) -> int:
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i < 0:
+            return 0
+        return self._at[i] + min(offset, self._ends[i]) - self._starts[i]
+
+    def between(self, start: int, end: int) -> str:
+        """The cleaned text of ``text[start:end]``."""
+        if not self._made:
+            self._make()
+        return self._clean[self._position(start) : self._position(end)]
+
+
+
 def _occurs(
-    window: str,
+    window: list[str],
     length: int,
     target: int,
     kind: str,
     hasher: Callable[[str], int],
     memo: dict[tuple[str, str], int],
 ) -> bool:
-    """Some substring of ``window`` of ``length`` characters hashes to ``target``."""
-    for a in range(len(window) - length + 1):
-        piece = window[a : a + length]
-        got = memo.get((kind, piece))
-        if got is None:
-            got = memo[(kind, piece)] = hasher(piece)
-        if got == target:
-            return True
+    """Some substring of ``length`` characters before or after the element hashes to
+    ``target``. Nearest first: a customer's name is usually right next to their number."""
+    before, after = window
+    for d in range(max(len(before), len(after)) - length + 1):
+        for piece in (after[d : d + length], before[len(before) - length - d : len(before) - d]):
+            if len(piece) != length:
+                continue
+            got = memo.get((kind, piece))
+            if got is None:
+                got = memo[(kind, piece)] = hasher(piece)
+            if got == target:
+                return True
     return False
