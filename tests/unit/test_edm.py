@@ -363,3 +363,33 @@ def test_budget_of_records_is_checked(built: Path) -> None:
         """)
     problems = _problems(built, text)
     assert len(problems) == 1 and "edm_records counts rows" in problems[0]
+
+
+def test_the_shipped_example_works(built: Path, table: list[tuple[str, ...]]) -> None:
+    """The commented edm: example in the shipped policy, uncommented, with our index."""
+    import yaml
+
+    from dlp_addon.decide.policy import DEFAULT_POLICY
+
+    lines = DEFAULT_POLICY.read_text(encoding="utf-8").splitlines()
+    block = []
+    for line in lines[lines.index("# edm:") :]:
+        if not line.startswith("#"):
+            break
+        block.append(line[2:])
+    gap = block.index("")
+    edm = yaml.safe_load("\n".join(block[:gap]))["edm"]
+    rule = yaml.safe_load("\n".join(line[2:] for line in block[gap + 1 :]))[0]
+    policy = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
+    policy["detectors"] = str(DEFAULT_POLICY.parent / "detectors.yaml")
+    policy["edm"] = {**edm, "index": str(built / "customers.edm")}
+    policy["rules"].insert(0, rule)
+    path = built / "shipped-with-edm.yaml"
+    path.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
+    loaded = load_policy(path, hmac_key=KEY)
+    ins = inspect_ws(loaded, names_and_policies(table[:5]).encode(), True, "taobao-tmall")
+    assert ins.verdict.rule == rule["name"] and ins.verdict.edm_records == 5
+
+
+def names_and_policies(rows: list[tuple[str, ...]]) -> str:
+    return "\n".join(f"{r[1]} {r[0]}" for r in rows)
