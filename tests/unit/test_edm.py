@@ -23,6 +23,7 @@ from dlp_addon.edm.index import EdmError, EdmIndex, Field
 from dlp_addon.edm.source import Source
 from dlp_addon.errors import PolicyError
 from dlp_addon.pipeline import inspect_http, inspect_ws
+from dlp_addon.policy_cli import _as_request as as_request
 from dlp_addon.policy_cli import main
 from tests import synth
 from tests.synth import POLICY_FORMAT, TABLE_HEADER, customer_table
@@ -147,28 +148,13 @@ def test_corroboration_only_within_the_proximity(
     assert _ws(policy, f"{r[1]}{'。' * 30}{r[0]}")[1] == 1
 
 
-def test_upload_of_rows_is_blocked(policy: Policy, table: list[tuple[str, ...]]) -> None:
-    body = "\n".join(f"{r[0]},{r[1]}" for r in table[500:520]).encode()
-    req = synth_upload(body)
-    ins = inspect_http(policy, req, "shop")
+def test_upload_of_rows_is_blocked(
+    policy: Policy, table: list[tuple[str, ...]], tmp_path: Path
+) -> None:
+    upload = tmp_path / "rows.csv"
+    upload.write_text("\n".join(f"{r[0]},{r[1]}" for r in table[500:520]), encoding="utf-8")
+    ins = inspect_http(policy, as_request(upload), "shop")  # as dlp-policy test uploads it
     assert ins.verdict.action == "block" and ins.verdict.edm_records == 20
-
-
-def synth_upload(data: bytes) -> object:
-    from dlp_addon.extract import HttpInput
-
-    boundary = "edm-test"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n'
-            "Content-Type: text/csv\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return HttpInput(
-        "POST", "/upload", {"content-type": f"multipart/form-data; boundary={boundary}"}, body
-    )
 
 
 def _raw_values(rows: list[tuple[str, ...]]) -> Iterator[bytes]:
