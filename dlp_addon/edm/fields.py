@@ -42,7 +42,9 @@ _LIMITS = {"name": (2, 64), "address": (4, MAX_SEARCHED_CHARS), "plate": (6, 10)
 
 def fold(text: str) -> str:
     """Full-width letters and digits as ASCII, one character for one."""
-    return text.translate(_FOLD) if _FOLDED.search(text) else text
+    if text.isascii() or not _FOLDED.search(text):
+        return text
+    return text.translate(_FOLD)
 
 
 def clean(text: str) -> str:
