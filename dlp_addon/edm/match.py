@@ -271,7 +271,6 @@ class _Cleaned:
         return self._clean[self._position(start) : self._position(end)]
 
 
-
 def _occurs(
     window: list[str],
     length: int,
