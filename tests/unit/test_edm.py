@@ -379,3 +379,19 @@ def test_the_shipped_example_works(built: Path, table: list[tuple[str, ...]]) ->
 
 def names_and_policies(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(f"{r[1]} {r[0]}" for r in rows)
+
+
+@pytest.mark.parametrize("key", [b"k" * 16, b"x" * 64, b"y" * 100])
+def test_ids_and_mobiles_are_hashed_as_the_scanner_hashes_them(key: bytes) -> None:
+    """The index looks up the scanner's own finding keys: the two must agree for every key
+    length (HMAC hashes a key longer than a block first)."""
+    from dlp_addon.detect.definitions import load_detectors
+    from dlp_addon.shipped import PATTERNS_DIR
+
+    scanner = Scanner(load_detectors(PATTERNS_DIR / "detectors.yaml"), key)
+    rid, mob = synth.resident_id(random.Random(1)), synth.mobile(random.Random(2))
+    findings = scanner.scan(f"{rid} {mob}", "t")
+    by_detector = {f.detector: int(f.key[:16], 16) for f in findings}
+    keys = Keys(key)
+    assert by_detector["cn_resident_id"] == keys.scanner_key("id", rid)
+    assert by_detector["cn_mobile"] == keys.scanner_key("mobile", mob)
