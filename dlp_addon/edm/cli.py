@@ -164,7 +164,7 @@ def _info(args: argparse.Namespace) -> int:
     h = index.header
     size = os.path.getsize(args.file)
     print(f"{args.file}: EDM index, built {h.created} (build {h.build_id})")
-    print(f"  rows: {h.rows:,} ({h.rejected:,} rejected when built)")
+    print(f"  rows: {h.rows - h.rejected:,} ({h.rejected:,} rejected when built)")
     print(f"  primary values: {h.entries:,}")
     print(f"  size: {size:,} bytes ({size / max(h.rows, 1):.0f} per row)")
     print(f"  fields: {', '.join(f'{f.kind} ({f.name})' for f in h.fields)}")

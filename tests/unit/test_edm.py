@@ -201,6 +201,8 @@ def test_malformed_rows_are_reported_by_line_and_skipped(
     assert "rejected line 41: column '手机' is not a valid mobile" in err
     assert bad_id not in err and "12345" not in err
     assert EdmIndex(tmp_path / "c.edm").header.rejected == 4
+    assert main(["edm", "info", str(out)]) == 0
+    assert "rows: 296 (4 rejected when built)" in capsys.readouterr().out
 
 
 def test_too_many_rejected_rows_keep_the_old_index(
