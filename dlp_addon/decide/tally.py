@@ -109,14 +109,14 @@ class Tally:
         return [a for a in self._attachments if group in ("any", a.group)]
 
     def satisfies(self, cond: Countable) -> bool:
-        if cond.edm_records:
-            return self.edm_records >= cond.edm_records
         within = None
         if cond.attachment is not None:
             files = self.attachments(cond.attachment)
             if not files:
                 return False
             within = tuple(a.location for a in files)
+        if cond.edm_records:  # in the whole request, once any attachment asked for is there
+            return self.edm_records >= cond.edm_records
         if cond.detector is not None and cond.min_distinct:
             return self.distinct(cond.detector, cond.min_confidence) >= cond.min_distinct
         if not cond.min_records:

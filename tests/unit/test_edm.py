@@ -397,3 +397,17 @@ def test_ids_and_mobiles_are_hashed_as_the_scanner_hashes_them(key: bytes) -> No
     keys = Keys(key)
     assert by_detector["cn_resident_id"] == keys.scanner_key("id", rid)
     assert by_detector["cn_mobile"] == keys.scanner_key("mobile", mob)
+
+
+def test_records_with_an_attachment_condition(
+    built: Path, table: list[tuple[str, ...]], tmp_path: Path
+) -> None:
+    """``{edm_records: N, attachment: any}``: only when a file is carried."""
+    text = POLICY.replace("{edm_records: 5}", "{edm_records: 5, attachment: any}")
+    (built / "attached.yaml").write_text(text, encoding="utf-8")
+    policy = load_policy(built / "attached.yaml", hmac_key=KEY)
+    rows = names_and_policies(table[600:610])
+    assert _ws(policy, rows) == ("allow", 10)  # a chat message carries no file
+    upload = tmp_path / "rows.csv"
+    upload.write_text(rows, encoding="utf-8")
+    assert inspect_http(policy, as_request(upload), "shop").verdict.action == "block"
