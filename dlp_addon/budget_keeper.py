@@ -95,7 +95,7 @@ class BudgetKeeper:
         """``inspection`` with its verdict as the budgets leave it. The rules the requester is
         exempt from are those :func:`~dlp_addon.decide.verdict.decide` found."""
         verdict = inspection.verdict
-        if verdict.blocks or not policy.budgets or not inspection.findings:
+        if verdict.blocks or not policy.budgets or not (inspection.findings or inspection.edm_keys):
             return inspection
         stamp = time.time() if now is None else now
         todo = charges(
@@ -107,6 +107,7 @@ class BudgetKeeper:
             destination=destination,
             enforcing=policy.enforcing,
             exempt=set(verdict.exempt) or None,
+            edm_keys=inspection.edm_keys,
         )
         if not todo:
             return inspection

@@ -17,6 +17,7 @@ from dlp_addon.decide import early
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import Verdict, decide, error_verdict
 from dlp_addon.detect.scanner import Finding, ScanTimeout
+from dlp_addon.edm.match import NO_MATCH
 from dlp_addon.errors import ExtractError, OcrDeferred
 from dlp_addon.extract.message import Extraction, HttpInput, extract_http, extract_ws
 
@@ -58,6 +59,8 @@ class Inspection:
     seconds: float
     # What was found (keyed hashes, masked values): what cumulative budgets count.
     findings: tuple[Finding, ...] = ()
+    # Keyed hashes of the customer-table records found (exact data match), for budgets.
+    edm_keys: tuple[str, ...] = ()
 
 
 def failed(policy: Policy, stage: str, channel: str, seconds: float = 0.0) -> Inspection:
@@ -102,6 +105,7 @@ def _run(
             requester=requester,
         ):
             findings = policy.scanner.scan_all(extraction.parts, deadline + extraction.ocr_seconds)
+        edm = policy.edm.match(extraction.parts, findings, deadline) if policy.edm else NO_MATCH
         stage = "decide"
         verdict = decide(
             policy,
@@ -112,6 +116,7 @@ def _run(
             attachments=extraction.attachments,
             requester=requester,
             logged=extraction.logged,
+            edm=edm,
         )
         return Inspection(
             verdict,
@@ -120,6 +125,7 @@ def _run(
             None,
             time.monotonic() - started,
             tuple(findings),
+            edm.keys,
         )
     except OcrDeferred:
         raise  # the caller inspects the request again in a worker process

@@ -5,6 +5,8 @@
     dlp-policy test FILE INPUT...       what the policy decides for each input, and why
     dlp-policy pac FILE --proxy H:P     a proxy auto-config file from the destinations
     dlp-policy budgets FILE             users nearest their cumulative budgets; --reset NAME
+    dlp-policy edm index EXPORT ...     index the customer table for exact data match
+    dlp-policy edm info INDEX           what an index holds (docs/edm.md)
 
 An INPUT is any file (a workbook, a CSV, a text, a JSON body: read as an upload of that file)
 or a saved HTTP request (request line, headers, blank line, body). Only masked values are
@@ -23,6 +25,7 @@ from dlp_addon import budget_cli
 from dlp_addon.decide.policy import Policy, Rule, load_policy
 from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.redact import redact
+from dlp_addon.edm import cli as edm_cli
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract import HttpInput
 from dlp_addon.extract.message import Extraction
@@ -33,11 +36,11 @@ _REQUEST_LINE = re.compile(rb"^[A-Z]{3,7} \S+ HTTP/[12](?:\.[01])?\r?\n")
 _BOUNDARY = "dlp-policy-test-boundary"
 
 
-def _check(paths: Sequence[str]) -> int:
+def _check(paths: Sequence[str], key: bytes | None = None) -> int:
     status = 0
     for name in paths:
         try:
-            policy = load_policy(Path(name))
+            policy = load_policy(Path(name), hmac_key=key)
         except PolicyError as e:
             for problem in e.problems:
                 print(problem)
@@ -83,6 +86,9 @@ def _as_request(path: Path) -> HttpInput:
 def _explain(rule: Rule, tally: Tally) -> str:
     parts = []
     for cond in rule.when:
+        if cond.edm_records:
+            parts.append(f"customer records {tally.edm_records} >= {cond.edm_records}")
+            continue
         if cond.detector is not None and cond.min_distinct:
             have = tally.distinct(cond.detector, cond.min_confidence)
             parts.append(f"{cond.detector} {have} >= {cond.min_distinct}")
@@ -144,6 +150,7 @@ def _explain_all(
     policy: Policy, inspection: Inspection, extraction: Extraction, destination: str
 ) -> None:
     tally = Tally(inspection.findings, policy.detectors, extraction.attachments)
+    tally.edm_records = inspection.verdict.edm_records
     for f in tally.files():
         print(
             f"  file: {f['kind']} ({f['sheets']} sheets, {f['rows']} rows, "
@@ -158,6 +165,8 @@ def _explain_all(
             f"{', '.join(samples.get(det, []))}"
         )
     print(f"  records: {tally.records()}")
+    if policy.edm is not None:
+        print(f"  customer records (exact data match): {tally.edm_records}")
     for rule in policy.rules:
         if not rule.applies_to(destination, inspection.channel):
             print(f"  rule {rule.name} ({rule.action}): not for {destination}/{inspection.channel}")
@@ -172,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("check", help="check policy files; exit 1 on any problem")
     check.add_argument("files", nargs="+")
     test = sub.add_parser("test", help="run the pipeline offline on sample inputs")
+    for p in (check, test):
+        p.add_argument(
+            "--key-file", help="the proxy's dlp_hmac_key_file (needed for an edm: section)"
+        )
     test.add_argument("policy")
     test.add_argument("inputs", nargs="+")
     test.add_argument("--destination", help="destination name (default: the first)")
@@ -213,11 +226,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     pac.add_argument("-o", "--output", help="write here instead of standard output")
     budget_cli.add_arguments(sub)
+    edm_cli.add_arguments(sub)
     args = parser.parse_args(argv)
+    if args.command == "edm":
+        return edm_cli.run(args)
+    key = edm_cli.read_key(args.key_file) if getattr(args, "key_file", None) else None
     if args.command == "check":
-        return _check(args.files)
+        return _check(args.files, key)
     try:
-        policy = load_policy(Path(args.policy))
+        policy = load_policy(Path(args.policy), hmac_key=key)
     except PolicyError as e:
         print("\n".join(e.problems))
         return 1

@@ -187,6 +187,7 @@ def decision_event(
         "counts": verdict.counts,
         "records": verdict.records,
         "counts_complete": verdict.complete,
+        "edm_records": verdict.edm_records,
         "files": list(verdict.files),
         "samples": verdict.samples,
         "policy_version": policy_version,

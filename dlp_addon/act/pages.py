@@ -93,10 +93,13 @@ def found_summary(verdict: Verdict, names: DetectorNames | None) -> tuple[str, s
         ((n, d) for d, n in verdict.counts.items() if n > 0),
         key=lambda c: (-c[0], order.get(c[1], len(order)), c[1]),
     )[:6]
-    if not counts:
-        return "", ""
     zh = "、".join(f"{names.get(d, (d, d))[0]} {n} 个" for n, d in counts)
     en = ", ".join(f"{names.get(d, (d, d))[1]}: {n}" for n, d in counts)
+    if verdict.edm_records:  # rows of the company's own customer table
+        zh = "、".join(filter(None, (f"本公司客户记录 {verdict.edm_records} 条", zh)))
+        en = ", ".join(filter(None, (f"our customers' records: {verdict.edm_records}", en)))
+    if not zh:
+        return "", ""
     if verdict.records > 1:
         zh += f"；共 {verdict.records} 条记录"
         en += f"; {verdict.records} records"

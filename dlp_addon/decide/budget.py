@@ -68,6 +68,7 @@ class CumulativeBudget:
     groups: frozenset[str] | None = None  # only members of (per: group: only) these groups
     description_zh: str = ""
     description_en: str = ""
+    counts: str = "identifiers"  # or edm_records: rows of the customer table
 
     def counts_detector(self, detector: str, detectors: DetectorSet) -> bool:
         det = detectors.by_id().get(detector)
@@ -136,6 +137,7 @@ def charges(
     destination: str,
     enforcing: bool,
     exempt: set[str] | None = None,
+    edm_keys: Iterable[str] = (),
 ) -> list[Charge]:
     """Every counter this message charges, with the identifiers it adds to each."""
     found = list(findings)
@@ -151,6 +153,8 @@ def charges(
             for f in found
             if _LEVEL[f.confidence] >= floor and b.counts_detector(f.detector, detectors)
         )
+        if b.counts == "edm_records":
+            keys = frozenset(edm_keys)
         if not keys:
             continue
         scope = destination if b.per_destination else ALL_DESTINATIONS
@@ -173,13 +177,18 @@ def trip_description(budget: CumulativeBudget, outcome: Outcome) -> tuple[str, s
     """What the employee reads: the budget in plain words, with its numbers (no data)."""
     zh_w, en_w = window_words(budget.window)
     who_zh, who_en = ("您所在的组", "your group") if budget.per == "group" else ("您", "you")
+    measure, unit_zh, unit_en = (
+        ("条", "本公司客户记录", "records of our customers")
+        if budget.counts == "edm_records"
+        else ("个", "不同的号码", "different personal identifiers")
+    )
     zh = (
-        f"{who_zh}在 {zh_w}内发送的个人信息已达到上限（{budget.limit} 个不同的号码；"
-        f"加上本次将达 {outcome.after} 个）"
+        f"{who_zh}在 {zh_w}内发送的个人信息已达到上限（{budget.limit} {measure}{unit_zh}；"
+        f"加上本次将达 {outcome.after} {measure}）"
     )
     en = (
-        f"{who_en[0].upper() + who_en[1:]} reached the limit of {budget.limit} different personal "
-        f"identifiers within {en_w} (with this message: {outcome.after})"
+        f"{who_en[0].upper() + who_en[1:]} reached the limit of {budget.limit} {unit_en} "
+        f"within {en_w} (with this message: {outcome.after})"
     )
     if budget.description_zh:
         zh = f"{budget.description_zh}：{zh}"

@@ -28,6 +28,8 @@ from dlp_addon.detect.definitions import (
 from dlp_addon.detect.definitions import SCHEMA as DETECTOR_SCHEMA
 from dlp_addon.detect.samples import sample_problems
 from dlp_addon.detect.scanner import Scanner
+from dlp_addon.edm.config import load_edm
+from dlp_addon.edm.match import Matcher
 from dlp_addon.errors import PolicyError
 from dlp_addon.extract.limits import Limits
 from dlp_addon.shipped import PATTERNS_DIR
@@ -65,6 +67,7 @@ class Condition:
     min_records: int = 0
     min_confidence: str = "medium"
     attachment: str | None = None  # spreadsheet | archive | document | any
+    edm_records: int = 0  # rows of the customer table (exact data match)
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ class Policy:
     engine: str = "auto"
     # Stop scanning a long upload once a block rule holds (decide/early.py, docs/policy.md).
     early_verdict: bool = True
+    edm: Matcher | None = field(default=None, repr=False)  # the customer table, if any
 
     def requester(self, user: str | None, path: str, client: str | None = None) -> Requester:
         """Who sent it: the proxy login ``user``; else the user the address map gives
@@ -208,7 +212,8 @@ class Policy:
     def files(self) -> tuple[Path, ...]:
         """Every file this policy was built from: a change to any of them is a new policy."""
         words = {d.words_file for d in self.detectors.detectors if d.words_file is not None}
-        return (self.source, self.detectors.source, *sorted(words))
+        edm = (self.edm.path,) if self.edm is not None else ()
+        return (self.source, self.detectors.source, *sorted(words), *edm)
 
     def destination_for(self, host: str) -> str | None:
         """Name of the destination listing ``host``, or ``None`` when it is not allowed."""
@@ -353,6 +358,7 @@ def load_policy(
     problems.extend(sample_problems(scanner))
     inspection = data.get("inspection", {})
     ocr = ocr_limits(inspection, check.usable(["inspection"]))
+    edm = load_edm(doc, data, check, key, problems)
     if problems:
         raise PolicyError(_in_file_order(doc, problems))
 
@@ -380,6 +386,7 @@ def load_policy(
         early_verdict=bool(inspection.get("early_verdict", True)),
         hmac_key=key,
         engine=engine,
+        edm=edm,
     )
 
 
@@ -443,10 +450,13 @@ def _condition(
 ) -> Condition | None:
     """A checked condition: one count (``min_distinct``, ``min_records`` or ``threshold``)."""
     known = detectors.by_id()
-    counts = [k for k in ("min_distinct", "min_records", "threshold") if k in cond]
+    counts = [k for k in ("min_distinct", "min_records", "threshold", "edm_records") if k in cond]
     if len(counts) > 1 or (not counts and "attachment" not in cond):
         problems.append(
-            doc.at(where, "give one of min_distinct, min_records, threshold (or an attachment)")
+            doc.at(
+                where,
+                "give one of min_distinct, min_records, threshold, edm_records (or an attachment)",
+            )
         )
         return None
     detector = cond.get("detector")
@@ -487,6 +497,7 @@ def _condition(
         min_records=min_records,
         min_confidence=cond.get("min_confidence", "medium"),
         attachment=cond.get("attachment"),
+        edm_records=cond.get("edm_records", 0),
     )
 
 
@@ -614,6 +625,13 @@ def _budgets(
             problems.append(doc.at([*where, "threshold"], "threshold needs a legal_category"))
         if len(problems) > bad or window is None:
             continue
+        if raw.get("counts") == "edm_records" and {
+            "threshold",
+            "legal_category",
+            "detectors",
+        } & set(raw):
+            problems.append(doc.at(where, "a budget of edm_records counts rows, not categories"))
+            continue
         if "threshold" in raw and category is not None:  # (checked above)
             tier = legal[category]
             reach = tier.serious if raw["threshold"] == "serious" else tier.insider_serious
@@ -636,6 +654,7 @@ def _budgets(
                 groups=frozenset(raw["groups"]) if "groups" in raw else None,
                 description_zh=desc.get("zh", ""),
                 description_en=desc.get("en", ""),
+                counts=raw.get("counts", "identifiers"),
             )
         )
     return tuple(out)

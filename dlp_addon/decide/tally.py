@@ -14,6 +14,7 @@ from typing import Protocol
 
 from dlp_addon.detect.definitions import LEVEL, DetectorSet
 from dlp_addon.detect.scanner import Finding
+from dlp_addon.edm.match import NO_MATCH, EdmMatch
 from dlp_addon.extract.message import Attachment
 
 SAMPLES_PER_DETECTOR = 3
@@ -32,6 +33,8 @@ class Countable(Protocol):
     def min_confidence(self) -> str: ...
     @property
     def attachment(self) -> str | None: ...
+    @property
+    def edm_records(self) -> int: ...
 
 
 class Tally:
@@ -42,8 +45,10 @@ class Tally:
         findings: Iterable[Finding],
         detectors: DetectorSet,
         attachments: Iterable[Attachment] = (),
+        edm: EdmMatch = NO_MATCH,
     ) -> None:
         self._attachments = list(attachments)
+        self.edm_records = edm.records  # rows of the customer table
         # detector -> legal category of the records it makes (None: it makes none)
         category = {
             d.id: d.legal_category if d.kind != "words" else None for d in detectors.detectors
@@ -138,6 +143,8 @@ class Tally:
             if not files:
                 return False
             within = tuple(a.location for a in files)
+        if cond.edm_records:  # in the whole request, once any attachment asked for is there
+            return self.edm_records >= cond.edm_records
         if cond.detector is not None and cond.min_distinct:
             return self.distinct(cond.detector, cond.min_confidence) >= cond.min_distinct
         if not cond.min_records:

@@ -19,6 +19,7 @@ from dlp_addon.decide.budget import RULE_BUDGET_ERROR, Outcome, outcome_summary,
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.tally import Tally
 from dlp_addon.detect.scanner import Finding
+from dlp_addon.edm.match import NO_MATCH, EdmMatch
 from dlp_addon.extract.message import Attachment
 
 ALLOW, LOG, BLOCK, REFUSE = "allow", "log", "block", "refuse"
@@ -58,6 +59,7 @@ class Verdict:
     # Rules the requester is exempt from here and now, found once by :func:`decide`: the
     # cumulative budgets skip the same ones.
     exempt: frozenset[str] = frozenset()
+    edm_records: int = 0  # rows of the customer table (exact data match)
 
     @property
     def blocks(self) -> bool:
@@ -76,6 +78,7 @@ def decide(
     requester: Requester | None = None,
     now: dt.datetime | None = None,
     logged: Iterable[str] = (),
+    edm: EdmMatch = NO_MATCH,
 ) -> Verdict:
     """The verdict for one request or message bound for ``destination`` over ``channel``,
     sent by ``requester`` (for exemptions) at ``now`` (for exceptions that expire).
@@ -85,7 +88,7 @@ def decide(
         policy.exempt_rules(requester or Requester(), destination, now or dt.datetime.now(dt.UTC))
         or ()
     )
-    tally = Tally(findings, policy.detectors, attachments)
+    tally = Tally(findings, policy.detectors, attachments, edm)
     counts, samples, records = tally.counts(), tally.samples(), tally.records()
     files = tally.files()
     unreadable = sorted(set(unscannable))
@@ -112,6 +115,7 @@ def decide(
                 records=records,
                 files=files,
                 exempt=exempt,
+                edm_records=edm.records,
             )
     if unreadable and (best is None or _STRENGTH[on_unreadable] > _STRENGTH[best.action]):
         best = Verdict(
@@ -128,6 +132,7 @@ def decide(
             records=records,
             files=files,
             exempt=exempt,
+            edm_records=edm.records,
         )
     return best or Verdict(
         action=ALLOW,
@@ -136,6 +141,7 @@ def decide(
         records=records,
         files=files,
         exempt=exempt,
+        edm_records=edm.records,
     )
 
 

@@ -21,7 +21,7 @@ KNOWN_LONG = {
 KNOWN_CIRCLES: dict[tuple[str, str], str] = {}
 
 # The sans-proxy core: plain bytes and strings in, verdicts out (CONVENTIONS.md).
-CORE = ("extract", "detect", "decide", "pipeline")
+CORE = ("extract", "detect", "edm", "decide", "pipeline")
 # Deciding around the core, still without mitmproxy: usable by another front end.
 SANS_PROXY = (*CORE, "decision", "inspect_pool", "budget_keeper", "state", "act")
 EDGE = ("edge", "addon", "master", "cli", "proxy_protocol")
