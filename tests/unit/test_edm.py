@@ -302,7 +302,7 @@ def test_a_worker_without_the_index_fails_closed(
 
 
 def _as_in_a_worker(policy: Policy) -> Policy:
-    """The policy as an inspection worker receives it (dlp_addon/offload.py): pickled without
+    """The policy as an inspection worker receives it (dlp_addon/inspect_pool.py): pickled without
     its scanner, the scanner rebuilt there."""
     return _rebuilt(pickle.loads(pickle.dumps(dataclasses.replace(policy, scanner=None))))
 
@@ -318,11 +318,11 @@ def _unopenable(*args: object, **kwargs: object) -> EdmIndex:
 def test_budgets_count_records_the_same_after_a_reindex(
     built: Path, policy: Policy, table: list[tuple[str, ...]], tmp_path: Path
 ) -> None:
-    from dlp_addon.decide.budget import Budget
+    from dlp_addon.decide.budget import CumulativeBudget
 
     text = "\n".join(f"{r[1]} {r[0]}" for r in table[:3])
     ins = inspect_ws(policy, text.encode(), True, "shop")
-    budget = Budget("customers", "block", 100, 86400, counts="edm_records")
+    budget = CumulativeBudget("customers", "block", 100, 86400, counts="edm_records")
     todo = charges([budget], policy.detectors, ins.findings, user="u", groups=frozenset(),
                    destination="shop", enforcing=True, edm_keys=ins.edm_keys)  # fmt: skip
     assert len(todo) == 1 and len(todo[0].keys) == 3
