@@ -5,7 +5,7 @@ JPEG EOI, PNG IEND, the GIF trailer, the RIFF size of a WebP, the last MP4 box),
 its metadata (PNG tEXt/zTXt/iTXt, JPEG COM, EXIF comments, XMP). ``walk`` returns both: the
 text as ``(label, text)`` pairs and the bytes past the end, which the caller reads as a file of
 its own. Pixels are not decoded. A structure that cannot be followed is ``parsed=False`` with
-the offset where reading stopped; the caller decides (see ``message._Collector.image``).
+the offset where reading stopped; the caller decides (see ``files.Walker.image``).
 """
 
 from __future__ import annotations

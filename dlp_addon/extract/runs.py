@@ -1,6 +1,6 @@
 """Base64, hex and base32 runs of a long text, found at the speed of a byte scan.
 
-The runs' regexes (in ``message.py``) cost ~100 ms a MB when run over a whole sheet or CSV.
+The runs' regexes (in ``encoded_runs.py``) cost ~100 ms a MB when run over a whole sheet or CSV.
 Every match lies inside a stretch of the characters such a run is made of and holds a minimum
 of its core characters (24 of base64's alphabet in a row, 16 hex digits, 16 of base32's in a
 row). Those stretches are found in the UTF-8 bytes with ``bytes.translate`` and ``bytes.find``,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlp_addon.extract import message, runs
+from dlp_addon.extract import encoded_runs, runs
 
 PIECES = st.sampled_from(
     [
@@ -48,8 +48,8 @@ PIECES = st.sampled_from(
 @given(st.lists(PIECES, max_size=60))
 def test_the_fast_runs_are_the_regexes_runs(pieces: list[str]) -> None:
     text = "".join(pieces)
-    fast = message._RUNS
-    plain = (message._BASE64_RUN, message._HEX_RUN, message._BASE32_RUN)
+    fast = encoded_runs._RUNS
+    plain = (encoded_runs._BASE64_RUN, encoded_runs._HEX_RUN, encoded_runs._BASE32_RUN)
     expected = tuple(p.findall(text) for p in plain)
     data = text.encode("utf-8", "surrogatepass")
     assert tuple(list(kind.runs(data)) for kind in fast._kinds) == expected
@@ -59,5 +59,5 @@ def test_a_long_text_takes_the_fast_way(monkeypatch: pytest.MonkeyPatch) -> None
     hidden = base64.b64encode("身份证号 110105199001011234".encode()).decode()
     text = "拉杆箱,SKU-LX2019-000123,黑色\n" * 5000 + hidden + "\n"
     assert len(text) >= runs._SHORT
-    assert message._RUNS.findall(text)[0] == [hidden]
-    assert [how for how, raw in message._encoded_runs(text) if raw is not None] == ["b64"]
+    assert encoded_runs._RUNS.findall(text)[0] == [hidden]
+    assert [how for how, raw in encoded_runs.decoded(text) if raw is not None] == ["b64"]

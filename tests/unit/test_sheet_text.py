@@ -8,7 +8,7 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dlp_addon.extract import message, ooxml
+from dlp_addon.extract import ooxml, tables
 from dlp_addon.extract.spreadsheet import _cell, _text
 
 CELLS = st.one_of(
@@ -56,7 +56,7 @@ LINE_PIECES = st.sampled_from(
 @given(st.lists(LINE_PIECES, max_size=80).map("".join))
 def test_a_csv_is_told_by_its_first_twenty_lines_as_splitlines_gives_them(text: str) -> None:
     """Only the head of a long text is split to tell CSV from text: the same lines."""
-    match = message._TWENTIETH_LINE.match(text)
+    match = tables._TWENTIETH_LINE.match(text)
     head = text[: match.end()] if match else text
     assert head.splitlines()[:20] == text.splitlines()[:20]
 

@@ -1,0 +1,54 @@
+"""What extraction yields: text parts to scan, and the files a request carried.
+
+Parts are ``(location, text)`` pairs; the location is a short, bounded label (``query``,
+``body:json``, ``multipart:file``...), never a field value, so it may go into audit events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dlp_addon.extract.filetype import SPREADSHEETS
+
+Part = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file the request carries, as the rules see it: its true kind and its shape."""
+
+    kind: str  # xlsx, xls, ods, csv, text, zip, docx, image, media, pdf, ...
+    location: str
+    sheets: int = 0
+    rows: int = 0
+    columns: int = 0
+
+    @property
+    def group(self) -> str:
+        """``spreadsheet``, ``archive``, ``document`` or ``media``: what rules name."""
+        if self.kind in SPREADSHEETS:
+            return "spreadsheet"
+        if self.kind in ("zip", "tar", "gzip", "7z", "rar", "bzip2", "xz", "zstd"):
+            return "archive"
+        if self.kind in ("image", "media"):
+            return "media"
+        return "document"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """Text to scan, plus what could not be read and which files were carried."""
+
+    parts: tuple[Part, ...] = field(repr=False)
+    unscannable: tuple[str, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    logged: tuple[str, ...] = ()  # unread, but the policy lets it through (audited)
+    ocr_seconds: float = 0.0  # spent reading pictures: it moves the request's deadline
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(a.kind for a in self.attachments)
+
+    @property
+    def bytes_of_text(self) -> int:
+        return sum(len(t) for _, t in self.parts)

@@ -1,0 +1,258 @@
+"""A file (or any bytes) read by its kind, told by content: text or a table, JSON, a workbook,
+a PDF, an Office or OpenDocument package, an image or MP4, an archive, compressed data.
+
+What a file hides around its format (an image's trailing bytes, a zip's gaps, a PDF's
+attachments) is read as a file of its own, one archive level deeper.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dlp_addon.errors import ExtractError
+from dlp_addon.extract import archive, document, image, ocr, odf, ooxml, sandbox
+from dlp_addon.extract.collector import Collector
+from dlp_addon.extract.decode import decode_content
+from dlp_addon.extract.encoded_runs import raw_deflate
+from dlp_addon.extract.extraction import Attachment
+from dlp_addon.extract.filetype import IMAGE, MEDIA, sniff
+from dlp_addon.extract.limits import Budget, Limits
+from dlp_addon.extract.tables import table_kind
+from dlp_addon.extract.text import decode_readings, is_opaque, text_runs
+
+# A broken image whose unread rest is larger than this is unscannable, not passed.
+_MAX_UNPARSED_IMAGE_BYTES = 64 * 1024
+_FILE_MAGICS = re.compile(
+    rb"PK\x03\x04|PK\x05\x06|%PDF-|7z\xbc\xaf\x27\x1c|Rar!\x1a\x07|\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+)
+
+
+def _embedded_file(data: bytes) -> int | None:
+    """Where the first file we know starts inside ``data`` (a broken image's rest)."""
+    m = _FILE_MAGICS.search(data)
+    return m.start() if m else None
+
+
+class Walker(Collector):
+    """A :class:`Collector` whose bytes are read by their kind."""
+
+    def __init__(self, limits: Limits, deadline: float | None = None) -> None:
+        super().__init__(limits, deadline)
+        self._files = 0
+
+    def blob(
+        self, location: str, data: bytes, charset: str | None, *, file: bool, depth: int = 0
+    ) -> None:
+        """Bytes whose type is decided by content: text, JSON, a workbook, an archive..."""
+        if not data:
+            return
+        if file:  # each file gets its own location: its records are its own
+            self._files += 1
+            location = f"{location}@{self._files}"
+        # Magic numbers first: an uncompressed PDF or a tar also decodes as "text".
+        kind = sniff(data)
+        readings = decode_readings(data, charset) if kind == "binary" else []
+        if readings:  # every plausible reading: the receiving site reads one of them
+            text = readings[0]
+            for reading in readings:
+                if self.json_text(location, reading, depth):
+                    kind = "json"
+                else:
+                    self.text(location, reading, depth)
+            if kind != "json":
+                kind = table_kind(text) if file else "text"
+            if file:
+                lines = text.count("\n") + 1
+                self.attachments.append(Attachment(kind, location, int(kind == "csv"), lines))
+            return
+        if kind in (IMAGE, MEDIA):
+            if file:
+                self.attachments.append(Attachment(kind, location))
+            self.image(location, data, depth)
+            return
+        if kind in ("xlsx", "xls", "ods"):
+            with sandbox.start_workbook(data, self.budget.limits, self.deadline) as pending:
+                package = _package_parts(data, self.budget, kind) if kind != "xls" else None
+                sheets = sandbox.workbook_of(pending, self.budget)  # its error comes first
+            if isinstance(package, ExtractError):
+                raise package
+            self.attachments.append(
+                Attachment(kind, location, sheets.sheets, sheets.rows, sheets.columns)
+            )
+            self.document(f"{location}:{kind}", sheets.text)
+            self.document(f"{location}:{kind}:sheets", sheets.names)
+            self.document(f"{location}:{kind}:parts", sheets.extras)
+            if package is not None:
+                self._package(f"{location}:{kind}", data, depth, kind, package)
+            return
+        if kind == "pdf":
+            if file:
+                self.attachments.append(Attachment(kind, location))
+            pdf = document.read_pdf(data, self.budget)
+            self.document(location + ":pdf", pdf.text)
+            self.text(location + ":pdf:notes", pdf.notes, depth)
+            for scan in pdf.scans:
+                self.ocr(location + ":pdf:scan", scan)
+            if pdf.files and depth >= self.budget.limits.max_archive_depth:
+                raise ExtractError("too_deep")
+            for embedded in pdf.files:
+                self.blob(location + ":pdf:file", embedded, None, file=True, depth=depth + 1)
+            return
+        if kind in ("zip", "docx", "pptx", "gzip", "tar"):
+            if file or depth:
+                self.attachments.append(Attachment(kind, location))
+            self._container(location, data, kind, depth)
+            return
+        if kind == "binary" and (inner := self._app_compressed(data, depth)) is not None:
+            self.budget.spend(len(inner))
+            self.blob(location + ":z", inner, charset, file=file, depth=depth + 1)
+            return
+        if kind == "binary" and not is_opaque(data):  # e.g. a protobuf frame: read its runs
+            self.text(location + ":strings", text_runs(data), depth)
+            return
+        if file:
+            self.attachments.append(Attachment(kind, location))
+        self.unscannable.append("opaque" if kind == "binary" else kind)
+
+    def _app_compressed(self, data: bytes, depth: int) -> bytes | None:
+        """What a zlib or raw deflate body or frame inflates to (chat SDKs compress their own
+        frames, whatever the transport does), else ``None``. Read at every size: a small
+        compressed frame must not pass unread, nor a large benign one be dropped as opaque."""
+        looks_zlib = len(data) > 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+        if not looks_zlib and not raw_deflate(data):
+            return None
+        if depth >= self.budget.limits.max_archive_depth:
+            raise ExtractError("too_deep")
+        inner = self._inflated(data)
+        return None if inner is data else inner
+
+    def image(self, location: str, data: bytes, depth: int) -> None:
+        """An image or MP4: its metadata text read, and whatever follows the format's end read
+        as a file of its own (图种). A structure that cannot be followed is passed as an image
+        only when the unread rest is small and holds no file we know (its readable runs are
+        scanned); else it is unscannable (``image_structure``): a large blob behind a broken
+        header is not taken on trust."""
+        if ocr.is_picture(data):
+            self.ocr(location, data)
+        walked = image.walk(data, self.budget)
+        if walked is None:  # Matroska/WebM, Ogg: passed, as before
+            return
+        for label, text in walked.texts:
+            self.text(f"{location}:{label}", text, depth)
+        if not walked.parsed:
+            start = _embedded_file(data)  # anywhere: a wrong turn may have skipped it
+            if start is not None:
+                self._hidden_file(location, data[start:], depth)
+            elif len(data) - walked.stopped_at > _MAX_UNPARSED_IMAGE_BYTES:
+                self.unscannable.append("image_structure")
+            else:  # a small unread rest: its readable runs (a CSV after a cut-short JPEG)
+                self.text(f"{location}:rest", text_runs(data[walked.stopped_at :]), depth)
+            return
+        for hidden in walked.hidden:  # padding boxes: read unless high-entropy filler
+            if sniff(hidden) != "binary" or not is_opaque(hidden):
+                self._hidden_file(location, hidden, depth)
+        if walked.trailing.strip(b"\x00\r\n\t "):
+            self._hidden_file(location, walked.trailing, depth)
+
+    def ocr(self, location: str, data: bytes) -> None:
+        """The text in a picture (a screenshot, a photo, a scanned page), read as a file's."""
+        spent = self.budget.ocr_seconds
+        found = ocr.read(data, self.budget)
+        if self.deadline is not None:  # OCR has its own time: the rest keeps what it had
+            self.deadline += self.budget.ocr_seconds - spent
+        if found.text:
+            self.document(location + ":ocr", found.text)
+        self.unscannable.extend(filter(None, [found.unscannable]))
+        self.logged.extend(filter(None, [found.logged]))
+
+    def _hidden_file(self, location: str, data: bytes, depth: int) -> None:
+        if depth >= self.budget.limits.max_archive_depth:
+            raise ExtractError("too_deep")
+        self.blob(location + ":after", data, None, file=True, depth=depth + 1)
+
+    def _container(self, location: str, data: bytes, kind: str, depth: int) -> None:
+        if depth >= self.budget.limits.max_archive_depth:
+            raise ExtractError("too_deep")
+        if kind == "gzip":
+            self.text(location + ":names", archive.gzip_names(data), depth)
+            inner = decode_content(
+                data, "gzip", self.budget.limits.max_decoded_bytes - self.budget.decoded
+            )
+            self.budget.spend(len(inner))
+            self.blob(location + ":gz", inner, None, file=True, depth=depth + 1)
+            return
+        if kind in ("docx", "pptx"):
+            self._package(f"{location}:{kind}", data, depth, kind)
+            return
+        if kind == "tar":
+            names, members = archive.tar(data, self.budget)
+            self.text(location + ":names", names, depth)
+            for name, content in members:
+                self._member(location + ":tar", name, content, depth)
+            return
+        self._around_zip(location, data, depth)
+        names, comments = archive.listing(data)
+        self.text(location + ":names", names, depth)
+        self.text(location + ":comment", comments, depth)
+        for name, content in archive.entries(data, self.budget):
+            self._member(location + ":zip", name, content, depth)
+
+    def _member(self, location: str, name: str, content: bytes, depth: int) -> None:
+        """A file in an archive. Thumbs.db, .DS_Store: not a file of ours, not unscannable;
+        their readable runs are still scanned (plain text inside does not get through)."""
+        if archive.is_os_litter(name, content):
+            self.text(location + ":litter", text_runs(content), depth)
+        else:
+            self.blob(location, content, None, file=True, depth=depth + 1)
+
+    def _around_zip(self, location: str, data: bytes, depth: int) -> None:
+        """What a zip (or an Office package) carries outside its entries (``archive.outside``):
+        a file of its own (a zip hidden in front, a CSV appended)."""
+        for extra in archive.outside(data):
+            if extra.strip(b"\x00\r\n\t "):
+                self._hidden_file(location, extra, depth)
+
+    def _package(
+        self, location: str, data: bytes, depth: int, kind: str, parts: _Package | None = None
+    ) -> None:
+        """An Office or OpenDocument package's parts (the docx body, comments, properties,
+        pivot cache...); files inside it (an embedded workbook) are read as files of their
+        own, images and media walked for what they carry. ``parts``: :func:`_package_parts`
+        of ``data``, when they were read already."""
+        self._around_zip(location, data, depth)
+        read = _package_parts(data, self.budget, kind) if parts is None else parts
+        if isinstance(read, ExtractError):
+            raise read
+        entries, items = read
+        for name, content in entries:
+            if name == "word/document.xml":
+                self.document(location, document.docx_text(content))
+        for item in items:
+            if isinstance(item, ooxml.File) and item.category == "media":
+                self.image(f"{location}:media", item.data, depth + 1)
+            elif isinstance(item, ooxml.File):
+                if depth >= self.budget.limits.max_archive_depth:
+                    raise ExtractError("too_deep")
+                self.blob(
+                    f"{location}:{item.category}", item.data, None, file=True, depth=depth + 1
+                )
+            elif item.text:
+                self.document(f"{location}:{item.category}", item.text)
+
+
+_Package = tuple[list[tuple[str, bytes]], list[ooxml.File | ooxml.Text]]
+
+
+def _package_parts(data: bytes, budget: Budget, kind: str) -> _Package | ExtractError:
+    """An Office or OpenDocument package's entries and what ``ooxml`` (``odf``) reads in
+    them (a workbook's are read while the sandboxed child reads its cells); an
+    ``ExtractError`` is returned, so that the caller can let the cells' error, if any, come
+    first."""
+    try:
+        entries = list(archive.entries(data, budget))
+        if kind == "ods":
+            return entries, list(odf.read(entries))
+        skip = ooxml.READ_ELSEWHERE if kind == "xlsx" else ooxml.DOCUMENT_BODY
+        return entries, list(ooxml.read(entries, skip))
+    except ExtractError as e:
+        return e
