@@ -45,7 +45,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,11 +54,11 @@ from bench.xlsx_inspection import (
     BIN,
     Sample,
     chat_client,
+    local_policy,
     multipart,
     quantiles_ms,
     upload_client,
 )
-from dlp_addon.decide.policy import DEFAULT_POLICY
 from dlp_addon.extract import ocr
 from tests.images import encode, photo_like, table_rows, table_screenshot
 from tests.synth import identifiers_in
@@ -139,12 +138,7 @@ async def proxy_run(args: argparse.Namespace, shots: list[bytes]) -> dict[str, A
     rng = random.Random(7)
     think = args.think_ms / 1000
     with tempfile.TemporaryDirectory() as tmp:
-        policy = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
-        policy["destinations"] = [{"name": "bench", "hosts": ["127.0.0.1"]}]
-        if args.timeout is not None:
-            policy["inspection"]["timeout_seconds"] = args.timeout
-        policy_file = Path(tmp) / "policy.yaml"
-        policy_file.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
+        policy_file = local_policy(Path(tmp), args.timeout)
         port = free_port()
         cmd = [
             str(BIN / "dlp-proxy"), "--listen-host", "127.0.0.1", "-p", str(port),

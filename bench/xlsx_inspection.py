@@ -61,6 +61,18 @@ HEADER = ("姓名", "身份证号", "手机号码", "住址")
 READ_TIMEOUT = 120.0  # seconds: no socket read waits longer, so every run ends by itself
 
 
+def local_policy(folder: Path, timeout: float | None) -> Path:
+    """The shipped policy with 127.0.0.1 as its only destination (and ``timeout``), written
+    to ``folder``: what the benches' real ``dlp-proxy`` runs."""
+    policy = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
+    policy["destinations"] = [{"name": "bench", "hosts": ["127.0.0.1"]}]
+    if timeout is not None:
+        policy["inspection"]["timeout_seconds"] = timeout
+    policy_file = folder / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
+    return policy_file
+
+
 # --- the file and the upload ---------------------------------------------------------------
 
 
@@ -279,12 +291,7 @@ async def proxy_run(
     rng = random.Random(args.seed)
     think = args.think_ms / 1000
     with tempfile.TemporaryDirectory() as tmp:
-        policy = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
-        policy["destinations"] = [{"name": "bench", "hosts": ["127.0.0.1"]}]
-        if args.timeout is not None:
-            policy["inspection"]["timeout_seconds"] = args.timeout
-        policy_file = Path(tmp) / "policy.yaml"
-        policy_file.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
+        policy_file = local_policy(Path(tmp), args.timeout)
         port = free_port()
         cmd = [
             str(BIN / "dlp-proxy"),
