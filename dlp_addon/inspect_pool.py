@@ -18,8 +18,9 @@ other user's chat waits. Bodies above ``dlp_inline_max_bytes`` are therefore ins
 - a worker that dies (a native crash) is replaced and its request fails closed (stage
   ``worker``).
 
-Workers receive the policy the request started with, the scanner left out (its compiled
-database cannot be pickled) and rebuilt there with the same key, so keyed hashes match the
+Workers receive the policy the request started with, as it is: plain data (detectors as
+data, the key, settings). Each builds its engine from it (``detect/engine.py``) as soon as it
+arrives, the way the proxy built its own, with the same key, so keyed hashes match the
 proxy's. A worker gets a policy once and keeps it until a reload hands it a new one.
 """
 
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from dlp_addon.decide.policy import Policy, Requester
+from dlp_addon.detect.engine import engine_for
 from dlp_addon.extract import ocr
 from dlp_addon.pipeline import Inspection, Message, channel_of, failed, inspect_message
 
@@ -139,7 +141,6 @@ def pool_size(option: int, root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CG
 
 def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
     """A worker's life: take a policy or a job, answer each job with an Inspection."""
-    from dlp_addon.detect.scanner import Scanner
     from dlp_addon.extract import sandbox
 
     sandbox.prefer_fork()  # this process runs no other thread
@@ -154,10 +155,9 @@ def _serve(conn: multiprocessing.connection.Connection, nice: int) -> None:
         except (EOFError, OSError):
             return
         if msg[0] == "policy":
-            _, generation, stub = msg
-            policies = {generation: dataclasses.replace(
-                stub, scanner=Scanner(stub.detectors, stub.hmac_key, engine=stub.engine)
-            )}  # fmt: skip
+            _, generation, policy = msg
+            engine_for(policy)  # built now, not by the first request
+            policies = {generation: policy}
             continue
         _, generation, args = msg
         policy = policies[generation]
@@ -288,8 +288,7 @@ class InspectionPool:
     def _message_for(self, policy: Policy) -> tuple[Any, ...]:
         if policy is not self._policy:
             self._generation += 1
-            stub = dataclasses.replace(policy, scanner=None)  # type: ignore[arg-type]
-            self._policy, self._policy_msg = policy, ("policy", self._generation, stub)
+            self._policy, self._policy_msg = policy, ("policy", self._generation, policy)
         return self._policy_msg
 
     async def inspect(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from dlp_addon.decide import early
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import Verdict, decide, error_verdict
+from dlp_addon.detect.engine import engine_for
 from dlp_addon.detect.scanner import Finding, ScanTimeout
 from dlp_addon.edm.match import NO_MATCH
 from dlp_addon.errors import ExtractError, OcrDeferred
@@ -104,7 +105,8 @@ def _run(
             attachments=extraction.attachments,
             requester=requester,
         ):
-            findings = policy.scanner.scan_all(extraction.parts, deadline + extraction.ocr_seconds)
+            scanner = engine_for(policy).scanner
+            findings = scanner.scan_all(extraction.parts, deadline + extraction.ocr_seconds)
         edm = policy.edm.match(extraction.parts, findings, deadline) if policy.edm else NO_MATCH
         stage = "decide"
         verdict = decide(

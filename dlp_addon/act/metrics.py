@@ -26,6 +26,7 @@ from prometheus_client import (
 from dlp_addon import __version__
 from dlp_addon.about import commit
 from dlp_addon.decide.policy import Policy
+from dlp_addon.detect.engine import engine_for
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class Metrics:
         self.policy_info.clear()
         self.policy_info.labels(policy.version, policy.mode).set(1)
         self.engine_info.clear()
-        self.engine_info.labels(policy.scanner.engine).set(1)
+        self.engine_info.labels(engine_for(policy).name).set(1)
         names = [d.name for d in policy.destinations]
         for rule in policy.rules:
             action = rule.action if policy.enforcing or rule.action != "block" else "would_block"

@@ -21,6 +21,7 @@ from mitmproxy import ctx, exceptions
 from dlp_addon import __version__
 from dlp_addon.about import commit, engines
 from dlp_addon.decide.policy import DEFAULT_POLICY, Policy, load_policy
+from dlp_addon.detect.engine import engine_for
 from dlp_addon.edge.reporting import Reporting
 from dlp_addon.edge.secret_file import read_secret
 from dlp_addon.errors import PolicyError
@@ -146,7 +147,7 @@ class PolicyHolder:
         """Enforcing on the slow engine only when the admin chose it: without the C pass a
         proxy keeps working but inspects several times slower (timeouts, then fail-closed
         blocks under load), which must not happen silently after a broken install."""
-        running = policy.scanner.engine
+        running = engine_for(policy).name
         if self.settings.engine != "compiled" or running == "hyperscan+c":
             return
         why = "; ".join(engines().why) or f"the scanner runs {running}"
@@ -220,7 +221,7 @@ class PolicyHolder:
                 "dlp-proxy %s, commit %s: scan engine %s (hyperscan %s, C pass %s)",
                 __version__,
                 commit(),
-                self.policy.scanner.engine,
+                engine_for(self.policy).name,
                 found.hyperscan or "missing",
                 "built" if found.c_pass else "missing",
             )

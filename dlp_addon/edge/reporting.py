@@ -21,6 +21,7 @@ from dlp_addon.act.metrics import Metrics
 from dlp_addon.decide.changes import summarize
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import ALLOW, BLOCK, Verdict, unlisted_verdict
+from dlp_addon.detect.engine import engine_for
 from dlp_addon.edge.flow_input import client, requester
 from dlp_addon.pipeline import Inspection
 
@@ -161,7 +162,7 @@ class Reporting:
             policy.mode,
             len(policy.destinations),
             len(policy.rules),
-            policy.scanner.engine,
+            engine_for(policy).name,
         )
         event = {
             "event": "policy_loaded",

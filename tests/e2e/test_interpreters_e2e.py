@@ -22,12 +22,14 @@ PROBE = """
 import json, sys
 import dlp_addon.detect._numscan
 from dlp_addon.decide import load_policy
+from dlp_addon.detect.engine import engine_for
 from dlp_addon.detect.scanner import Finding
 ids = json.load(sys.stdin)
 policy = load_policy()
-found = policy.scanner.scan("\\n".join(f"客户{i} 身份证 {v}" for i, v in enumerate(ids)), "body")
+scanner = engine_for(policy).scanner
+found = scanner.scan("\\n".join(f"客户{i} 身份证 {v}" for i, v in enumerate(ids)), "body")
 print(json.dumps({
-    "engine": policy.scanner.engine,
+    "engine": engine_for(policy).name,
     "findings": len(found),
     "distinct_keys": len({f.key for f in found}),
     "hash_like_tuple": all(hash(f) == hash(tuple(f)) == hash(Finding(*f)) for f in found),

@@ -10,6 +10,7 @@ import pytest
 
 from dlp_addon.decide import decide, error_verdict, load_policy
 from dlp_addon.decide.policy import Policy
+from dlp_addon.detect.engine import engine_for
 from dlp_addon.detect.validators import gb11643_check_char
 
 POLICY = load_policy()
@@ -26,7 +27,7 @@ def ids(n: int, seed: int = 1) -> list[str]:
 
 
 def verdict_for(text: str, policy: Policy = POLICY, channel: str = "http"):  # type: ignore[no-untyped-def]
-    findings = policy.scanner.scan(text, "body")
+    findings = engine_for(policy).scanner.scan(text, "body")
     return decide(policy, findings, destination="jd", channel=channel)
 
 
@@ -96,7 +97,7 @@ def test_rules_scoped_to_destinations_and_channels(tmp_path) -> None:  # type: i
         encoding="utf-8",
     )
     policy = load_policy(p)
-    f = policy.scanner.scan(ids(1)[0], "ws")
+    f = engine_for(policy).scanner.scan(ids(1)[0], "ws")
     assert decide(policy, f, destination="a", channel="websocket").blocks
     assert decide(policy, f, destination="a", channel="http").action == "allow"
     assert decide(policy, f, destination="b", channel="websocket").action == "allow"

@@ -5,7 +5,6 @@ bad export rows are reported by line number; a worker maps the index the proxy o
 from __future__ import annotations
 
 import csv
-import dataclasses
 import pickle
 import random
 import textwrap
@@ -294,21 +293,17 @@ def test_a_worker_without_the_index_fails_closed(
 ) -> None:
     import dlp_addon.edm.index as index_module
 
-    state = pickle.dumps(dataclasses.replace(policy, scanner=None))
+    state = pickle.dumps(policy)
     monkeypatch.setattr(index_module, "EdmIndex", _unopenable)
-    copy = _rebuilt(pickle.loads(state))
+    copy = pickle.loads(state)
     ins = inspect_ws(copy, "张三 PA00000000000007".encode(), True, "shop")
     assert ins.error_stage == "detect" and ins.verdict.blocks
 
 
 def _as_in_a_worker(policy: Policy) -> Policy:
-    """The policy as an inspection worker receives it (dlp_addon/inspect_pool.py): pickled without
-    its scanner, the scanner rebuilt there."""
-    return _rebuilt(pickle.loads(pickle.dumps(dataclasses.replace(policy, scanner=None))))
-
-
-def _rebuilt(stub: Policy) -> Policy:
-    return dataclasses.replace(stub, scanner=Scanner(stub.detectors, stub.hmac_key))
+    """The policy as an inspection worker receives it (dlp_addon/inspect_pool.py): pickled as
+    it is; the worker builds its engine from it."""
+    return pickle.loads(pickle.dumps(policy))
 
 
 def _unopenable(*args: object, **kwargs: object) -> EdmIndex:

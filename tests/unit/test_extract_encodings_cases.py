@@ -23,6 +23,7 @@ from collections.abc import Callable
 import pytest
 
 from dlp_addon.decide import load_policy
+from dlp_addon.detect.engine import engine_for
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract import Extraction, HttpInput, Limits, extract_http, extract_ws
 from dlp_addon.extract.text import decode_readings as readings
@@ -34,7 +35,7 @@ POLICY = load_policy()
 RECORDS = customer_records(20, seed=16)
 TEXT = records_chat_text(RECORDS)
 IDS_ONLY = "\n".join(r["id"] for r in RECORDS)
-ID_KEYS = {POLICY.scanner.key("cn_resident_id", r["id"].upper()) for r in RECORDS}
+ID_KEYS = {engine_for(POLICY).scanner.key("cn_resident_id", r["id"].upper()) for r in RECORDS}
 MIB = 1024 * 1024
 
 
@@ -48,7 +49,7 @@ def as_json(value: str) -> HttpInput:
 
 def ids_found(ex: Extraction) -> int:
     """How many of the 20 IDs the policy's scanner finds in the extracted parts."""
-    findings = POLICY.scanner.scan_all(ex.parts)
+    findings = engine_for(POLICY).scanner.scan_all(ex.parts)
     return len({f.key for f in findings if f.detector == "cn_resident_id"} & ID_KEYS)
 
 

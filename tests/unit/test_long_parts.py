@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from dlp_addon import pipeline
 from dlp_addon.decide import load_policy
 from dlp_addon.decide.policy import Policy
 from dlp_addon.detect import offsets, validators
 from dlp_addon.detect import scanner as scanner_module
+from dlp_addon.detect.engine import Engine, engine_for
 from dlp_addon.detect.scanner import Scanner, ScanTimeout
 from dlp_addon.extract import HttpInput
 from dlp_addon.pipeline import inspect_http
@@ -24,10 +26,10 @@ TABLE = records_chat_text(RECORDS)
 
 def test_chunked_scan_finds_what_one_pass_finds(monkeypatch: pytest.MonkeyPatch) -> None:
     policy = load_policy()
-    whole = policy.scanner.scan_all([("body", TABLE)])
+    whole = engine_for(policy).scanner.scan_all([("body", TABLE)])
     monkeypatch.setattr(offsets, "_CHUNK_CHARS", 5_000)
     assert len(list(offsets.chunks(TABLE))) > 20
-    chunked = policy.scanner.scan_all([("body", TABLE)])
+    chunked = engine_for(policy).scanner.scan_all([("body", TABLE)])
     assert {(f.detector, f.key) for f in chunked} == {(f.detector, f.key) for f in whole}
     assert {f.record for f in chunked} == {f.record for f in whole}  # same lines, same records
     assert len({f.record for f in chunked if f.detector == "cn_resident_id"}) == len(RECORDS)
@@ -49,7 +51,7 @@ def test_context_across_a_chunk_edge_still_counts(
     """A context word in one chunk raises the cards in the next one, as in one pass (a long
     line ending in 银行卡号 followed by card numbers turned a bulk-records block into an allow
     before chunks had margins)."""
-    scanner = load_policy().scanner
+    scanner = engine_for(load_policy()).scanner
     filler = "这款行李箱还有货吗 " * 700  # one long line, longer than a chunk
     cards = "\n".join(_cards(10, seed=7))
     if where == "word before the edge":
@@ -68,7 +70,7 @@ def test_a_fully_scanned_input_is_not_a_timeout(monkeypatch: pytest.MonkeyPatch)
     """The deadline is checked before each chunk: one that passes while the last chunk is
     scanned leaves a complete result, not a timeout; one that passed before a chunk stops
     there. (A clock that moves one tick per chunk scanned.)"""
-    scanner = load_policy().scanner
+    scanner = engine_for(load_policy()).scanner
     monkeypatch.setattr(offsets, "_CHUNK_CHARS", 5_000)
     now = [0.0]
     real_scan = scanner.scan
@@ -102,10 +104,11 @@ class _StopsHalfway(Scanner):
 
 
 def _inspect(policy: Policy, text: str) -> Any:
-    stopping = _StopsHalfway(policy.detectors, b"k" * 32)
-    policy = Policy(**{**policy.__dict__, "scanner": stopping})
+    stopping = Engine(_StopsHalfway(policy.detectors, b"k" * 32))
     req = HttpInput("POST", "/chat", {"content-type": "text/plain"}, text.encode())
-    return inspect_http(policy, req, "taobao-tmall")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "engine_for", lambda _: stopping)
+        return inspect_http(policy, req, "taobao-tmall")
 
 
 def test_a_deadline_after_enough_findings_blocks_by_the_rule() -> None:
@@ -126,7 +129,7 @@ def test_a_deadline_before_anything_decisive_is_still_an_error_block() -> None:
 def test_chunks_report_offsets_into_the_whole_part(monkeypatch: pytest.MonkeyPatch) -> None:
     """Offsets of findings in later chunks, folded text (full-width, zero-width) included,
     point into the part as written, as in one pass."""
-    scanner = load_policy().scanner
+    scanner = engine_for(load_policy()).scanner
     lines = [f"{r['name']} {r['id']} {r['mobile']}" for r in RECORDS[:300]]
     lines[150] = lines[150].replace(RECORDS[150]["id"][:4], RECORDS[150]["id"][:4] + "\u200b")
     lines[260] = "电话 １３８００１３８０００ 身份证 " + RECORDS[260]["id"]

@@ -13,6 +13,7 @@ import pytest
 
 from dlp_addon.decide import decide, load_policy
 from dlp_addon.detect.definitions import DEFAULT_DETECTORS
+from dlp_addon.detect.engine import engine_for
 from dlp_addon.detect.validators import (
     COMPOUND_SURNAMES,
     GIVEN_NAME_CHARS,
@@ -26,6 +27,7 @@ from tests import files as F
 from tests import synth
 
 POLICY = load_policy()
+SCANNER = engine_for(POLICY).scanner
 BOUNDARY = "----dlp-names-boundary"
 
 # Everyday products, many starting with a surname character (白 文 毛 马 方 黄 石 金 龙 高 唐
@@ -79,7 +81,7 @@ def test_ones_own_order_export_is_not_blocked(kind: str, seed: int) -> None:
 
 def test_ones_own_orders_pasted_as_a_table_are_not_records() -> None:
     text = "\n".join("\t".join(map(str, row)) for row in own_orders(10, seed=4))
-    verdict = decide(POLICY, POLICY.scanner.scan(text, "body"), destination="jd", channel="http")
+    verdict = decide(POLICY, SCANNER.scan(text, "body"), destination="jd", channel="http")
     assert not verdict.blocks and verdict.records == 1, (verdict.rule, verdict.samples)
 
 
@@ -97,7 +99,7 @@ def test_no_everyday_product_next_to_a_mobile_is_a_name() -> None:
     own = synth.mobile(random.Random(6))
     for product in PRODUCTS:
         for line in (f"{own} {product} 2 件", f"{product},{own}", f"{product} x1 {own}"):
-            names = [f.masked for f in POLICY.scanner.scan(line, "t") if f.detector == "cn_name"]
+            names = [f.masked for f in SCANNER.scan(line, "t") if f.detector == "cn_name"]
             assert not names, (product, names)
 
 
@@ -107,7 +109,7 @@ def test_every_generated_name_is_found_on_a_record_line() -> None:
     rng = random.Random(7)
     for _ in range(500):
         name = synth.name(rng)
-        found = POLICY.scanner.scan(f"{name} {synth.mobile(rng)}", "t")
+        found = SCANNER.scan(f"{name} {synth.mobile(rng)}", "t")
         assert [f.masked for f in found if f.detector == "cn_name"] == [
             name[0] + "*" * (len(name) - 1)
         ], name

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dlp_addon.decide.policy import DEFAULT_POLICY, load_policy
+from dlp_addon.detect.engine import engine_for
 from dlp_addon.errors import PolicyError
 
 GOOD = """\
@@ -140,7 +141,7 @@ def test_custom_detector_is_usable_in_rules(tmp_path: Path) -> None:
         "detector: cn_resident_id, min_distinct: 5", "detector: employee_no, min_distinct: 2"
     )
     policy = load_policy(_write(tmp_path, text))
-    found = policy.scanner.scan("EMP123456 EMP654321", "t")
+    found = engine_for(policy).scanner.scan("EMP123456 EMP654321", "t")
     assert sorted(f.masked for f in found) == ["EMP****21", "EMP****56"]
 
 

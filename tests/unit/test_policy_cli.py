@@ -15,6 +15,7 @@ import pytest
 from dlp_addon.decide import decide, load_policy
 from dlp_addon.decide.policy import Requester
 from dlp_addon.detect.definitions import PATTERNS_DIR
+from dlp_addon.detect.engine import engine_for
 from dlp_addon.errors import PolicyError
 from dlp_addon.policy_cli import main
 from dlp_addon.state.sqlite import SqliteStore
@@ -142,7 +143,9 @@ def test_an_expired_exception_no_longer_exempts(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     policy = load_policy(path)
-    findings = policy.scanner.scan(records_chat_text(customer_records(6, seed=8)), "body")
+    findings = engine_for(policy).scanner.scan(
+        records_chat_text(customer_records(6, seed=8)), "body"
+    )
     claims = policy.requester("wang.wu", "/send")
     other = policy.requester("li.si", "/send")
     before = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC)  # 23:00 in Beijing
@@ -166,7 +169,9 @@ def test_path_exemptions(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     policy = load_policy(path)
-    findings = policy.scanner.scan(records_chat_text(customer_records(6, seed=9)), "body")
+    findings = engine_for(policy).scanner.scan(
+        records_chat_text(customer_records(6, seed=9)), "body"
+    )
     assert (
         decide(
             policy,
