@@ -97,6 +97,7 @@ def _run(
         if default_channel == "http" and extraction.files:
             channel = "upload"
         stage = "detect"
+        until = deadline + extraction.ocr_seconds  # OCR's time is its own, on top of the rest
         with early.watching(
             policy,
             destination=destination,
@@ -106,8 +107,8 @@ def _run(
             requester=requester,
         ):
             scanner = engine_for(policy).scanner
-            findings = scanner.scan_all(extraction.parts, deadline + extraction.ocr_seconds)
-        edm = policy.edm.match(extraction.parts, findings, deadline) if policy.edm else NO_MATCH
+            findings = scanner.scan_all(extraction.parts, until)
+        edm = policy.edm.match(extraction.parts, findings, until) if policy.edm else NO_MATCH
         stage = "decide"
         verdict = decide(
             policy,
