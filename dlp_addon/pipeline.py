@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from dlp_addon.decide import early
 from dlp_addon.decide.policy import Policy, Requester
 from dlp_addon.decide.verdict import Verdict, decide, error_verdict
+from dlp_addon.detect.checkpoint import checkpoint
 from dlp_addon.detect.engine import engine_for
 from dlp_addon.detect.scanner import Finding, ScanTimeout
 from dlp_addon.edm.match import NO_MATCH
@@ -108,6 +109,13 @@ def _run(
         ):
             scanner = engine_for(policy).scanner
             findings = scanner.scan_all(extraction.parts, until)
+            while extraction.rest is not None:  # long texts' encoded runs, read after them
+                checkpoint(findings)  # a block rule may hold already: then they stay unread
+                scanned = len(extraction.parts)
+                extraction = extraction.rest()
+                if seen is not None:
+                    seen[-1] = extraction
+                findings += scanner.scan_all(extraction.parts[scanned:], until)
         edm = policy.edm.match(extraction.parts, findings, until) if policy.edm else NO_MATCH
         stage = "decide"
         verdict = decide(
@@ -194,7 +202,7 @@ def inspect_http(
         policy,
         destination,
         "http",
-        lambda: extract_http(req, policy.limits, deadline),
+        lambda: extract_http(req, policy.limits, deadline, lazy=True),
         deadline,
         requester or policy.requester(None, req.path),
         seen,
@@ -216,7 +224,7 @@ def inspect_ws(
         policy,
         destination,
         "websocket",
-        lambda: extract_ws(content, is_text, policy.limits, deadline),
+        lambda: extract_ws(content, is_text, policy.limits, deadline, lazy=True),
         deadline,
         requester,
     )

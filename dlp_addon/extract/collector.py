@@ -11,6 +11,8 @@ import html
 import re
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from functools import partial
 from urllib.parse import unquote_plus
 
 from dlp_addon.errors import ExtractError
@@ -25,27 +27,40 @@ from dlp_addon.extract.text import decode_text
 # A character reference: &#49; &#x31; or a named one (&amp; &nbsp; ...).
 _REFERENCE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+# A text at least this long (a sheet, a CSV) has its encoded runs decoded only after its own
+# scan when the collector is lazy: the early verdict may make them moot.
+LONG_TEXT = 1 << 16
 
 
 class Collector(ABC):
     """Walks everything a request carries, depth first, spending one budget."""
 
-    def __init__(self, limits: Limits, deadline: float | None = None) -> None:
+    def __init__(self, limits: Limits, deadline: float | None = None, lazy: bool = False) -> None:
         self.budget = Budget(limits)
         self.deadline = deadline
         self.parts: list[Part] = []
         self.unscannable: list[str] = []
         self.logged: list[str] = []
         self.attachments: list[Attachment] = []
+        self._lazy = lazy
+        self._later: list[Callable[[], None]] = []
 
     def result(self) -> Extraction:
+        """What was collected. A lazy collector's long texts may still have their encoded runs
+        to decode: then ``rest`` does that and gives the whole extraction."""
         return Extraction(
             tuple(self.parts),
             tuple(self.unscannable),
             tuple(self.attachments),
             tuple(self.logged),
             self.budget.ocr_seconds,
+            rest=self._rest if self._later else None,
         )
+
+    def _rest(self) -> Extraction:
+        while self._later:  # a decoded run may be a long text whose own runs wait in turn
+            self._later.pop(0)()
+        return self.result()
 
     def add(self, location: str, text: str) -> str:
         """Record a text part under a location unique in this request (records are per part)."""
@@ -67,6 +82,13 @@ class Collector(ABC):
         if not text:
             return
         self.add(location, text)
+        if self._lazy and len(text) >= LONG_TEXT:
+            self._later.append(partial(self._hidden, location, text, depth))
+        else:
+            self._hidden(location, text, depth)
+
+    def _hidden(self, location: str, text: str, depth: int) -> None:
+        """What :meth:`text` reads inside a text it has recorded."""
         if depth >= self.budget.limits.max_decode_depth:
             if any(raw is not None for _, raw in encoded_runs.decoded(text)):
                 self.unscannable.append("too_deep")

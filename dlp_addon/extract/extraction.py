@@ -6,6 +6,7 @@ Parts are ``(location, text)`` pairs; the location is a short, bounded label (``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dlp_addon.extract.filetype import SPREADSHEETS
@@ -44,6 +45,10 @@ class Extraction:
     attachments: tuple[Attachment, ...] = ()
     logged: tuple[str, ...] = ()  # unread, but the policy lets it through (audited)
     ocr_seconds: float = 0.0  # spent reading pictures: it moves the request's deadline
+    # A lazy extraction (``extract_http(..., lazy=True)``) may leave the encoded runs of its
+    # long texts undecoded: ``rest()`` decodes them and returns the whole extraction, whose
+    # parts start with these. ``None``: this is the whole extraction.
+    rest: Callable[[], Extraction] | None = field(default=None, repr=False, compare=False)
 
     @property
     def files(self) -> tuple[str, ...]:

@@ -36,8 +36,8 @@ def _embedded_file(data: bytes) -> int | None:
 class Walker(Collector):
     """A :class:`Collector` whose bytes are read by their kind."""
 
-    def __init__(self, limits: Limits, deadline: float | None = None) -> None:
-        super().__init__(limits, deadline)
+    def __init__(self, limits: Limits, deadline: float | None = None, lazy: bool = False) -> None:
+        super().__init__(limits, deadline, lazy)
         self._files = 0
 
     def blob(

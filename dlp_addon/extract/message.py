@@ -45,12 +45,17 @@ def _content_type(headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
 
 
 def extract_http(
-    req: HttpInput, limits: Limits | None = None, deadline: float | None = None
+    req: HttpInput,
+    limits: Limits | None = None,
+    deadline: float | None = None,
+    *,
+    lazy: bool = False,
 ) -> Extraction:
     """Parts of the URL (path, query), of the headers that carry data (cookies, object storage
-    metadata, long custom values) and of the body, decoded and parsed by content."""
+    metadata, long custom values) and of the body, decoded and parsed by content. ``lazy``:
+    the encoded runs of long texts are left to ``Extraction.rest`` (see the pipeline)."""
     limits = limits or Limits()
-    col = Walker(limits, deadline)
+    col = Walker(limits, deadline, lazy)
     path, _, query = req.path.partition("?")
     col.text("path", unquote(path))
     if query:
@@ -103,10 +108,16 @@ def _is_raw_file(body: bytes, ctype: str) -> bool:
 
 
 def extract_ws(
-    content: bytes, is_text: bool, limits: Limits | None = None, deadline: float | None = None
+    content: bytes,
+    is_text: bool,
+    limits: Limits | None = None,
+    deadline: float | None = None,
+    *,
+    lazy: bool = False,
 ) -> Extraction:
-    """Parts of one WebSocket message (text, JSON, or a binary frame's readable runs)."""
-    col = Walker(limits or Limits(), deadline)
+    """Parts of one WebSocket message (text, JSON, or a binary frame's readable runs);
+    ``lazy`` as for :func:`extract_http`."""
+    col = Walker(limits or Limits(), deadline, lazy)
     if is_text:
         text = content.decode("utf-8", "replace")
         if not col.json_text("ws", text):
