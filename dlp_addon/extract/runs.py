@@ -24,41 +24,60 @@ def _table(members: bytes) -> bytes:
     return bytes(ord("s") if b in members else ord(".") for b in range(256))
 
 
+def _bytes(pattern: re.Pattern[str]) -> re.Pattern[bytes]:
+    return re.compile(pattern.pattern.encode())
+
+
 def _chars(cls: str) -> bytes:
     return bytes(b for b in range(128) if re.fullmatch(f"[{cls}]", chr(b)))
 
 
 @dataclass(frozen=True)
-class _Kind:
+class _InARow:
+    """Runs of ``pattern``: ``least`` or more of the ``core`` characters in a row, then up to
+    ``padding`` ``=`` (base64, base32). A run starts where a row of them starts; the padding
+    and the lookahead come within ``padding + 1`` bytes of the row's end."""
+
+    pattern: re.Pattern[bytes]
+    core: bytes  # translate table
+    least: int
+    padding: int
+
+    def runs(self, data: bytes) -> Iterator[str]:
+        core = data.translate(self.core)
+        need = b"s" * self.least
+        at = 0
+        while (hit := core.find(need, at)) >= 0:
+            start = core.rfind(b".", 0, hit) + 1
+            end = core.find(b".", hit)
+            end = len(data) if end < 0 else end
+            at = end
+            for run in self.pattern.findall(data, start, min(end + self.padding + 1, len(data))):
+                yield run.decode("ascii")
+
+
+@dataclass(frozen=True)
+class _Spread:
+    """Runs of ``pattern`` that hold ``least`` of the ``core`` characters anywhere in a stretch
+    of ``stretch`` characters (hex: pairs of digits with ``:``, spaces or ``\\x`` between)."""
+
     pattern: re.Pattern[bytes]
     stretch: bytes  # translate table: what a match can be made of
     core: bytes  # translate table: what it needs ``least`` of
     least: int
-    in_a_row: bool  # the core characters stand in one row (else anywhere in the stretch)
 
     def runs(self, data: bytes) -> Iterator[str]:
         stretch = data.translate(self.stretch)
-        core = data.translate(self.core) if self.core != self.stretch else stretch
         need = b"s" * self.least
         at = 0
-        while (hit := (core if self.in_a_row else stretch).find(need, at)) >= 0:
+        while (hit := stretch.find(need, at)) >= 0:
             start = stretch.rfind(b".", 0, hit) + 1
             end = stretch.find(b".", hit)
             end = len(data) if end < 0 else end
             at = end
-            if self.in_a_row or core.count(b"s", start, end) >= self.least:
+            if data[start:end].translate(self.core).count(b"s") >= self.least:
                 for run in self.pattern.findall(data, start, min(end + 1, len(data))):
                     yield run.decode("ascii")
-
-
-def _kind(pattern: re.Pattern[str], stretch: str, core: str, least: int, row: bool) -> _Kind:
-    return _Kind(
-        re.compile(pattern.pattern.encode()),
-        _table(_chars(stretch)),
-        _table(_chars(core)),
-        least,
-        row,
-    )
 
 
 class EncodedRuns:
@@ -69,9 +88,11 @@ class EncodedRuns:
     ) -> None:
         self._plain = (base64, hex_, base32)
         self._kinds = (
-            _kind(base64, "A-Za-z0-9+/_=-", "A-Za-z0-9+/_-", 24, True),
-            _kind(hex_, "0-9A-Fa-fxX:\\\\ ", "0-9A-Fa-f", 16, False),
-            _kind(base32, "A-Z2-7=", "A-Z2-7", 16, True),
+            _InARow(_bytes(base64), _table(_chars("A-Za-z0-9+/_-")), 24, 2),
+            _Spread(
+                _bytes(hex_), _table(_chars("0-9A-Fa-fxX:\\\\ ")), _table(_chars("0-9A-Fa-f")), 16
+            ),
+            _InARow(_bytes(base32), _table(_chars("A-Z2-7")), 16, 6),
         )
 
     def findall(self, text: str) -> tuple[list[str], list[str], list[str]]:
@@ -79,6 +100,8 @@ class EncodedRuns:
         if len(text) < _SHORT:
             b64, hx, b32 = (p.findall(text) for p in self._plain)
             return b64, hx, b32
-        data = text.encode("utf-8", "surrogatepass")
-        b64, hx, b32 = (list(kind.runs(data)) for kind in self._kinds)
-        return b64, hx, b32
+        return self.findall_bytes(text.encode("utf-8", "surrogatepass"))
+
+    def findall_bytes(self, data: bytes) -> tuple[list[str], list[str], list[str]]:
+        """:meth:`findall` of a text's UTF-8 bytes."""
+        return tuple(list(kind.runs(data)) for kind in self._kinds)  # type: ignore[return-value]
