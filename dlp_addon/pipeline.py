@@ -91,6 +91,7 @@ def _run(
     started = time.monotonic()
     stage = "extract"
     channel = default_channel
+    extraction: Extraction | None = None
     try:
         extraction = extract()
         if seen is not None:
@@ -109,13 +110,17 @@ def _run(
         ):
             scanner = engine_for(policy).scanner
             findings = scanner.scan_all(extraction.parts, until)
-            while extraction.rest is not None:  # long texts' encoded runs, read after them
-                checkpoint(findings)  # a block rule may hold already: then they stay unread
-                scanned = len(extraction.parts)
+            while extraction.rest is not None:  # what a lazy extraction left for later
+                # A block rule may hold already: then the rest is never read.
+                checkpoint(_sure(findings, extraction, scanner.window))
+                scanned = {location for location, _ in extraction.parts}
                 extraction = extraction.rest()
                 if seen is not None:
                     seen[-1] = extraction
-                findings += scanner.scan_all(extraction.parts[scanned:], until)
+                kept = {location for location, _ in extraction.parts}  # previews are gone
+                findings = [f for f in findings if f.location in kept]
+                new = [part for part in extraction.parts if part[0] not in scanned]
+                findings += scanner.scan_all(new, until)
         edm = policy.edm.match(extraction.parts, findings, until) if policy.edm else NO_MATCH
         stage = "decide"
         verdict = decide(
@@ -142,7 +147,11 @@ def _run(
         raise  # the caller inspects the request again in a worker process
     except early.EarlyVerdict as e:  # a block rule held before the end: the rest left unread
         return Inspection(
-            e.verdict, channel, extraction.bytes_of_text, None, time.monotonic() - started
+            e.verdict,
+            channel,
+            extraction.bytes_of_text if extraction else 0,
+            None,
+            time.monotonic() - started,
         )
     except ExtractError as e:
         verdict = decide(
@@ -162,7 +171,7 @@ def _run(
             e.partial,
             destination=destination,
             channel=channel,
-            attachments=extraction.attachments,
+            attachments=extraction.attachments if extraction else (),
             requester=requester,
         )
         if not (verdict.blocks and verdict.reason == "findings"):
@@ -184,6 +193,24 @@ def _run(
         return Inspection(
             error_verdict(policy, stage), channel, 0, stage, time.monotonic() - started
         )
+    finally:
+        if extraction is not None and extraction.discard is not None:
+            extraction.discard()  # a workbook reader whose rest was not wanted is stopped
+
+
+def _lazy(policy: Policy) -> bool:
+    """Whether to leave what a long upload hides for after its text is scanned: only worth it
+    when the scan may end early (the early verdict)."""
+    return policy.early_verdict and policy.enforcing
+
+
+def _sure(findings: list[Finding], extraction: Extraction, margin: int) -> list[Finding]:
+    """``findings`` less those within ``margin`` characters of a preview's end: what follows
+    in the whole text (a context word) could still change them."""
+    if not extraction.previews:
+        return findings
+    ends = {loc: len(text) - margin for loc, text in extraction.parts if loc in extraction.previews}
+    return [f for f in findings if f.location not in ends or f.end <= ends[f.location]]
 
 
 def inspect_http(
@@ -202,7 +229,7 @@ def inspect_http(
         policy,
         destination,
         "http",
-        lambda: extract_http(req, policy.limits, deadline, lazy=True),
+        lambda: extract_http(req, policy.limits, deadline, lazy=_lazy(policy)),
         deadline,
         requester or policy.requester(None, req.path),
         seen,
@@ -224,7 +251,7 @@ def inspect_ws(
         policy,
         destination,
         "websocket",
-        lambda: extract_ws(content, is_text, policy.limits, deadline, lazy=True),
+        lambda: extract_ws(content, is_text, policy.limits, deadline, lazy=_lazy(policy)),
         deadline,
         requester,
     )

@@ -43,7 +43,10 @@ class Collector(ABC):
         self.logged: list[str] = []
         self.attachments: list[Attachment] = []
         self._lazy = lazy
+        self._serial = 0  # parts are numbered in order; a replaced one's number is not reused
         self._later: list[Callable[[], None]] = []
+        self._previews: set[str] = set()
+        self._open: list[Callable[[], None]] = []  # closes what the deferred work waits for
 
     def result(self) -> Extraction:
         """What was collected. A lazy collector's long texts may still have their encoded runs
@@ -55,16 +58,40 @@ class Collector(ABC):
             tuple(self.logged),
             self.budget.ocr_seconds,
             rest=self._rest if self._later else None,
+            previews=frozenset(self._previews),
+            discard=self.discard if self._later else None,
         )
 
     def _rest(self) -> Extraction:
-        while self._later:  # a decoded run may be a long text whose own runs wait in turn
-            self._later.pop(0)()
+        try:
+            while self._later:  # a decoded run may be a long text whose own runs wait in turn
+                self._later.pop(0)()
+        except BaseException:
+            self.discard()
+            raise
         return self.result()
+
+    def discard(self) -> None:
+        """Drop the deferred work and stop what it would have waited for."""
+        self._later.clear()
+        while self._open:
+            self._open.pop()()
+
+    def preview(self, location: str, text: str) -> str:
+        """Record a preview part (see ``Extraction.previews``); :meth:`replace` ends it."""
+        unique = self.add(location, text)
+        self._previews.add(unique)
+        return unique
+
+    def replace(self, preview: str) -> None:
+        """Remove the preview part ``preview``: the whole text it began has come."""
+        self.parts = [part for part in self.parts if part[0] != preview]
+        self._previews.discard(preview)
 
     def add(self, location: str, text: str) -> str:
         """Record a text part under a location unique in this request (records are per part)."""
-        unique = f"{location}#{len(self.parts)}"
+        unique = f"{location}#{self._serial}"
+        self._serial += 1
         self.parts.append((unique, text))
         return unique
 

@@ -49,6 +49,12 @@ class Extraction:
     # long texts undecoded: ``rest()`` decodes them and returns the whole extraction, whose
     # parts start with these. ``None``: this is the whole extraction.
     rest: Callable[[], Extraction] | None = field(default=None, repr=False, compare=False)
+    # Parts that are a long workbook's first rows, sent ahead by its reader: ``rest()`` gives
+    # the whole text instead (a preview part is gone from its parts).
+    previews: frozenset[str] = frozenset()
+    # Stops what ``rest`` would have waited for (a workbook reader still at work), when the
+    # rest is not wanted.
+    discard: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def files(self) -> tuple[str, ...]:

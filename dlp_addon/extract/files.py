@@ -8,9 +8,10 @@ attachments) is read as a file of its own, one archive level deeper.
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import archive, document, image, ocr, odf, ooxml, sandbox
+from dlp_addon.extract import archive, document, image, ocr, odf, ooxml, sandbox, spreadsheet
 from dlp_addon.extract.collector import Collector
 from dlp_addon.extract.decode import decode_content
 from dlp_addon.extract.encoded_runs import raw_deflate
@@ -71,19 +72,7 @@ class Walker(Collector):
             self.image(location, data, depth)
             return
         if kind in ("xlsx", "xls", "ods"):
-            with sandbox.start_workbook(data, self.budget.limits, self.deadline) as pending:
-                package = _package_parts(data, self.budget, kind) if kind != "xls" else None
-                sheets = sandbox.workbook_of(pending, self.budget)  # its error comes first
-            if isinstance(package, ExtractError):
-                raise package
-            self.attachments.append(
-                Attachment(kind, location, sheets.sheets, sheets.rows, sheets.columns)
-            )
-            self.document(f"{location}:{kind}", sheets.text)
-            self.document(f"{location}:{kind}:sheets", sheets.names)
-            self.document(f"{location}:{kind}:parts", sheets.extras)
-            if package is not None:
-                self._package(f"{location}:{kind}", data, depth, kind, package)
+            self._workbook(location, data, kind, depth)
             return
         if kind == "pdf":
             if file:
@@ -113,6 +102,47 @@ class Walker(Collector):
         if file:
             self.attachments.append(Attachment(kind, location))
         self.unscannable.append("opaque" if kind == "binary" else kind)
+
+    def _workbook(self, location: str, data: bytes, kind: str, depth: int) -> None:
+        """A workbook's cells, read in a sandboxed child while this process reads its package
+        parts. A lazy walker takes a long workbook's first rows and shape ahead of the rest
+        (``spreadsheet.Preview``) and leaves the whole text to ``Extraction.rest``: when the
+        first rows already make a rule block, the rest is never built nor sent."""
+        limits, lazy = self.budget.limits, self._lazy
+        pending = sandbox.start_workbook(data, limits, self.deadline, preview=lazy)
+        try:
+            package = _package_parts(data, self.budget, kind) if kind != "xls" else None
+            first: spreadsheet.Preview | None = pending.preview() if lazy else None
+            sheets = sandbox.workbook_of(pending, self.budget) if first is None else None
+        except BaseException:
+            pending.close()
+            raise
+        if isinstance(package, ExtractError):  # the cells' error, if any, came first
+            pending.close()
+            raise package
+        shape = first or sheets
+        assert shape is not None
+        self.attachments.append(Attachment(kind, location, shape.sheets, shape.rows, shape.columns))
+        where = f"{location}:{kind}"
+        if first is not None:
+            self.budget.spend_cells(first.rows * max(first.columns, 1))
+            preview = self.preview(where, first.text)
+            self._open.append(pending.close)
+            self._later.append(partial(self._workbook_rest, pending, where, preview))
+        else:
+            assert sheets is not None
+            self._sheets(where, sheets)
+        if package is not None:
+            self._package(where, data, depth, kind, package)
+
+    def _workbook_rest(self, pending: sandbox.Pending, where: str, preview: str) -> None:
+        self._sheets(where, sandbox.workbook_of(pending, self.budget, cells_spent=True))
+        self.replace(preview)
+
+    def _sheets(self, where: str, sheets: spreadsheet.Sheets) -> None:
+        self.document(where, sheets.text)
+        self.document(f"{where}:sheets", sheets.names)
+        self.document(f"{where}:parts", sheets.extras)
 
     def _app_compressed(self, data: bytes, depth: int) -> bytes | None:
         """What a zlib or raw deflate body or frame inflates to (chat SDKs compress their own

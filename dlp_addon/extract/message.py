@@ -53,9 +53,18 @@ def extract_http(
 ) -> Extraction:
     """Parts of the URL (path, query), of the headers that carry data (cookies, object storage
     metadata, long custom values) and of the body, decoded and parsed by content. ``lazy``:
-    the encoded runs of long texts are left to ``Extraction.rest`` (see the pipeline)."""
+    what long texts hide, and the whole text of a long workbook (its first rows come as a
+    preview), are left to ``Extraction.rest`` (see the pipeline)."""
     limits = limits or Limits()
     col = Walker(limits, deadline, lazy)
+    try:
+        return _http(col, req, limits)
+    except BaseException:
+        col.discard()  # a workbook reader started for a preview
+        raise
+
+
+def _http(col: Walker, req: HttpInput, limits: Limits) -> Extraction:
     path, _, query = req.path.partition("?")
     col.text("path", unquote(path))
     if query:
@@ -118,6 +127,14 @@ def extract_ws(
     """Parts of one WebSocket message (text, JSON, or a binary frame's readable runs);
     ``lazy`` as for :func:`extract_http`."""
     col = Walker(limits or Limits(), deadline, lazy)
+    try:
+        return _ws(col, content, is_text)
+    except BaseException:
+        col.discard()
+        raise
+
+
+def _ws(col: Walker, content: bytes, is_text: bool) -> Extraction:
     if is_text:
         text = content.decode("utf-8", "replace")
         if not col.json_text("ws", text):

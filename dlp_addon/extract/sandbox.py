@@ -48,11 +48,17 @@ def prefer_fork() -> None:
 
 
 def _child(
-    conn: multiprocessing.connection.Connection, func: Callable[..., Any], args: tuple[Any, ...]
+    conn: multiprocessing.connection.Connection,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    previews: bool,
 ) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
     try:
-        conn.send(("ok", func(*args)))
+        if previews:  # ``func`` may hand something ahead of its answer: Pending.preview
+            conn.send(("ok", func(*args, lambda value: conn.send(("preview", value)))))
+        else:
+            conn.send(("ok", func(*args)))
     except ExtractError as e:
         conn.send(("error", e.reason))
     except MemoryError:
@@ -63,28 +69,65 @@ def _child(
 
 class Pending:
     """A sandboxed call under way: the caller may do other work before :meth:`result`.
-    Use as a context manager, so that a child whose answer is not wanted is killed."""
+    Use as a context manager, or :meth:`close` it, so that a child whose answer is not wanted
+    is killed. With ``previews``, ``func`` gets one more argument, a function that sends a
+    value ahead of the answer (:meth:`preview`)."""
 
-    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], deadline: float | None):
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        deadline: float | None,
+        *,
+        previews: bool = False,
+    ):
         self._deadline = time.monotonic() + _DEFAULT_SECONDS if deadline is None else deadline
         if self._deadline <= time.monotonic():
             raise TimeoutError
+        self._answer: tuple[str, Any] | None = None
         self._parent, child = _ctx().Pipe(duplex=False)
-        self._process = _ctx().Process(target=_child, args=(child, func, args), daemon=True)
+        self._process = _ctx().Process(
+            target=_child, args=(child, func, args, previews), daemon=True
+        )
         self._process.start()
         child.close()
 
-    def result(self) -> Any:
-        """The call's value. A crash or an abort is ``ExtractError("corrupt")``, running out
-        of memory ``too_large``, the deadline ``TimeoutError``."""
+    def _receive(self) -> tuple[str, Any]:
+        """The child's next message; a crash or an abort is ``ExtractError("corrupt")``, the
+        deadline ``TimeoutError`` (the child is then killed)."""
         try:
             if not self._parent.poll(max(0.0, self._deadline - time.monotonic())):
                 if self._process.is_alive():
                     raise TimeoutError
                 raise ExtractError("corrupt")  # died without a word: a crash, or out of memory
-            status, value = self._parent.recv()
+            message: tuple[str, Any] = self._parent.recv()
+            return message
         except EOFError as e:
+            self.close()
             raise ExtractError("corrupt") from e
+        except BaseException:
+            self.close()
+            raise
+
+    def preview(self) -> Any:
+        """What the child sent ahead of its answer, or ``None`` when it answered without one
+        (the answer is kept for :meth:`result`). Errors as for :meth:`result`."""
+        status, value = self._receive()
+        if status == "preview":
+            return value
+        self._answer = (status, value)
+        if status == "error":
+            self.close()
+            raise ExtractError(value)
+        return None
+
+    def result(self) -> Any:
+        """The call's value. A crash or an abort is ``ExtractError("corrupt")``, running out
+        of memory ``too_large``, the deadline ``TimeoutError``."""
+        try:
+            status, value = self._answer if self._answer is not None else self._receive()
+            while status == "preview":  # a preview nobody asked for
+                status, value = self._receive()
         finally:
             self.close()
         if status == "error":
@@ -111,15 +154,25 @@ def run(func: Callable[..., Any], *args: Any, deadline: float | None = None) -> 
         return pending.result()
 
 
-def start_workbook(data: bytes, limits: Limits, deadline: float | None = None) -> Pending:
-    """``spreadsheet.read`` started in a sandboxed child; :func:`workbook_of` its answer."""
+def start_workbook(
+    data: bytes, limits: Limits, deadline: float | None = None, *, preview: bool = False
+) -> Pending:
+    """``spreadsheet.read`` started in a sandboxed child; :func:`workbook_of` its answer. With
+    ``preview``, a long workbook's first rows and shape come first (:meth:`Pending.preview`:
+    a :class:`spreadsheet.Preview`, or ``None`` for a short one)."""
+    if preview:
+        return Pending(_read, (data, limits), deadline, previews=True)
     return Pending(_read, (data, limits), deadline)
 
 
-def workbook_of(pending: Pending, budget: Budget) -> spreadsheet.Sheets:
-    """The workbook read by ``pending``; its cells are charged to ``budget``."""
+def workbook_of(
+    pending: Pending, budget: Budget, *, cells_spent: bool = False
+) -> spreadsheet.Sheets:
+    """The workbook read by ``pending``; its cells (unless a preview's were ``cells_spent``)
+    and its text are charged to ``budget``."""
     sheets: spreadsheet.Sheets = pending.result()
-    budget.spend_cells(sheets.rows * max(sheets.columns, 1))
+    if not cells_spent:
+        budget.spend_cells(sheets.rows * max(sheets.columns, 1))
     budget.spend(len(sheets.text))
     return sheets
 
@@ -130,5 +183,7 @@ def read_workbook(data: bytes, budget: Budget, deadline: float | None = None) ->
         return workbook_of(pending, budget)
 
 
-def _read(data: bytes, limits: Limits) -> spreadsheet.Sheets:
-    return spreadsheet.read(data, Budget(limits))
+def _read(
+    data: bytes, limits: Limits, preview: Callable[[spreadsheet.Preview], None] | None = None
+) -> spreadsheet.Sheets:
+    return spreadsheet.read(data, Budget(limits), preview)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
@@ -35,6 +35,22 @@ class Sheets:
     columns: int
     names: str = ""  # sheet names, one a line (they are text a sender chooses)
     extras: str = ""  # an xls's comments, names, formula text, other streams (biff.extras)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A long workbook's first rows (at least ``PREVIEW_CHARS`` of its text, whole rows, the
+    text's exact beginning) and its whole shape, sent before the rest of the text is built:
+    the early verdict may need no more (see ``files.py``)."""
+
+    text: str
+    sheets: int
+    hidden_sheets: int
+    rows: int
+    columns: int
+
+
+PREVIEW_CHARS = 1 << 16  # the scanner's first chunk
 
 
 def _cell(value: object) -> str:
@@ -71,19 +87,46 @@ def _text(rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(map("\t".join, zip(*columns, strict=True)))
 
 
-def read(data: bytes, budget: Budget) -> Sheets:
-    """Every sheet's rows as text; ``ExtractError`` when the workbook cannot be read."""
+def _head(rows: Sequence[Sequence[object]], chars: int) -> tuple[str, bool]:
+    """The text of the first rows of ``rows``, enough for ``chars`` characters (whole rows),
+    and whether that is all of them."""
+    n = 64
+    while True:
+        text = _text(rows[:n])
+        if len(text) >= chars or n >= len(rows):
+            return text, n >= len(rows)
+        n = max(2 * n, n * chars * 5 // (4 * max(len(text), 1)))  # a quarter more than needed
+
+
+def read(data: bytes, budget: Budget, preview: Callable[[Preview], None] | None = None) -> Sheets:
+    """Every sheet's rows as text; ``ExtractError`` when the workbook cannot be read. Every
+    sheet is parsed before any text is built, so that ``preview`` (called once, when the text
+    reaches ``PREVIEW_CHARS``) knows the whole shape."""
     try:
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
         metadata = book.sheets_metadata
-        texts: list[str] = []
-        rows = columns = 0
+        parsed = []
         for meta in metadata:
             sheet = book.get_sheet_by_name(meta.name)
             budget.spend_cells(sheet.height * max(sheet.width, 1))
-            texts.append(_text(sheet.to_python(skip_empty_area=False)))
-            rows += sheet.height
-            columns = max(columns, sheet.width)
+            parsed.append(sheet)
+        rows = sum(sheet.height for sheet in parsed)
+        columns = max((sheet.width for sheet in parsed), default=0)
+        hidden = sum(1 for m in metadata if m.visible != SheetVisibleEnum.Visible)
+        texts: list[str] = []
+        chars = 0
+        for sheet in parsed:
+            values = sheet.to_python(skip_empty_area=False)
+            text = None
+            if preview is not None:
+                need = PREVIEW_CHARS - chars - len(texts)  # the newlines between sheets count
+                head, whole = _head(values, need)
+                if len(head) >= need:
+                    preview(Preview("\n".join([*texts, head]), len(parsed), hidden, rows, columns))
+                    preview = None
+                text = head if whole else None
+            texts.append(_text(values) if text is None else text)
+            chars += len(texts[-1])
     except ExtractError:
         raise
     except CalamineError as e:
@@ -99,7 +142,6 @@ def read(data: bytes, budget: Budget) -> Sheets:
         if isinstance(e, KeyboardInterrupt | SystemExit | GeneratorExit):
             raise
         raise ExtractError("corrupt") from e
-    hidden = sum(1 for m in metadata if m.visible != SheetVisibleEnum.Visible)
     text = "\n".join(texts)
     budget.spend(len(text))
     names = "\n".join(m.name for m in metadata)
