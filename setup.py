@@ -5,7 +5,8 @@ hashes (OpenSSL's SHA-256) and masks them, and tells whether a text needs foldin
 ``dlp_addon/detect/candidates.py``, ``plan.py`` and ``validators.py`` hold its pure-Python twin.
 Its validator codes, checksum kinds and constants come from ``validator_table.py``, the one
 table Python reads too: the header ``_numscan_table.h`` is generated from it into the build
-directory (never into the sources).
+directory (never into the sources). ``dlp_addon/extract/_biffwalk.c`` walks an xls workbook
+stream's records (``biff.py`` holds its pure-Python twin).
 
 A built package (wheel, ``pip install .``) carries ``dlp_addon/_commit.txt``, the git commit it
 was built from, so ``dlp-proxy --version`` can name it without a checkout. An editable install
@@ -73,6 +74,11 @@ setup(
             sources=["dlp_addon/detect/_numscan.c"],
             extra_compile_args=["-Wall", "-Wextra"],
             libraries=["crypto"],  # OpenSSL's SHA-256 for the keyed hashes
-        )
+        ),
+        Extension(
+            "dlp_addon.extract._biffwalk",
+            sources=["dlp_addon/extract/_biffwalk.c"],
+            extra_compile_args=["-Wall", "-Wextra"],
+        ),
     ],
 )

@@ -11,7 +11,7 @@ import re
 from functools import partial
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import archive, document, image, ocr, odf, ooxml, sandbox, spreadsheet
+from dlp_addon.extract import archive, biff, document, image, ocr, odf, ooxml, sandbox, spreadsheet
 from dlp_addon.extract.collector import Collector
 from dlp_addon.extract.decode import decode_content
 from dlp_addon.extract.encoded_runs import raw_deflate
@@ -105,13 +105,15 @@ class Walker(Collector):
 
     def _workbook(self, location: str, data: bytes, kind: str, depth: int) -> None:
         """A workbook's cells, read in a sandboxed child while this process reads its package
-        parts. A lazy walker takes a long workbook's first rows and shape ahead of the rest
-        (``spreadsheet.Preview``) and leaves the whole text to ``Extraction.rest``: when the
-        first rows already make a rule block, the rest is never built nor sent."""
+        parts (an xls's other streams: ``biff``). A lazy walker takes a long workbook's first
+        rows and shape ahead of the rest (``spreadsheet.Preview``) and leaves the whole text to
+        ``Extraction.rest``: when the first rows already make a rule block, the rest is never
+        built nor sent."""
         limits, lazy = self.budget.limits, self._lazy
         pending = sandbox.start_workbook(data, limits, self.deadline, preview=lazy)
         try:
             package = _package_parts(data, self.budget, kind) if kind != "xls" else None
+            extras = _xls_extras(data, self.budget) if kind == "xls" else ""
             first: spreadsheet.Preview | None = pending.preview() if lazy else None
             sheets = sandbox.workbook_of(pending, self.budget) if first is None else None
         except BaseException:
@@ -120,6 +122,9 @@ class Walker(Collector):
         if isinstance(package, ExtractError):  # the cells' error, if any, came first
             pending.close()
             raise package
+        if isinstance(extras, ExtractError):
+            pending.close()
+            raise extras
         shape = first or sheets
         assert shape is not None
         self.attachments.append(Attachment(kind, location, shape.sheets, shape.rows, shape.columns))
@@ -128,21 +133,23 @@ class Walker(Collector):
             self.budget.spend_cells(first.rows * max(first.columns, 1))
             preview = self.preview(where, first.text)
             self._open.append(pending.close)
-            self._later.append(partial(self._workbook_rest, pending, where, preview))
+            self._later.append(partial(self._workbook_rest, pending, where, preview, extras))
         else:
             assert sheets is not None
-            self._sheets(where, sheets)
+            self._sheets(where, sheets, extras)
         if package is not None:
             self._package(where, data, depth, kind, package)
 
-    def _workbook_rest(self, pending: sandbox.Pending, where: str, preview: str) -> None:
-        self._sheets(where, sandbox.workbook_of(pending, self.budget, cells_spent=True))
+    def _workbook_rest(
+        self, pending: sandbox.Pending, where: str, preview: str, extras: str
+    ) -> None:
+        self._sheets(where, sandbox.workbook_of(pending, self.budget, cells_spent=True), extras)
         self.replace(preview)
 
-    def _sheets(self, where: str, sheets: spreadsheet.Sheets) -> None:
+    def _sheets(self, where: str, sheets: spreadsheet.Sheets, extras: str) -> None:
         self.document(where, sheets.text)
         self.document(f"{where}:sheets", sheets.names)
-        self.document(f"{where}:parts", sheets.extras)
+        self.document(f"{where}:parts", extras)
 
     def _app_compressed(self, data: bytes, depth: int) -> bytes | None:
         """What a zlib or raw deflate body or frame inflates to (chat SDKs compress their own
@@ -268,6 +275,18 @@ class Walker(Collector):
                 )
             elif item.text:
                 self.document(f"{location}:{item.category}", item.text)
+
+
+def _xls_extras(data: bytes, budget: Budget) -> str | ExtractError:
+    """``biff.extras`` (comments, names, formula text, other streams), read while the
+    sandboxed child reads the cells and charged to ``budget``; an ``ExtractError`` is
+    returned, as by :func:`_package_parts`."""
+    try:
+        extras = biff.extras(data)
+        budget.spend(len(extras))
+    except ExtractError as e:
+        return e
+    return extras
 
 
 _Package = tuple[list[tuple[str, bytes]], list[ooxml.File | ooxml.Text]]

@@ -1,7 +1,8 @@
 """Workbooks (xlsx, xlsm, xls and WPS .et, ods) read with python-calamine, every sheet including
 hidden ones. Each row becomes one line of text, cells separated by tabs: a row is a record.
-Sheet names are text too (a line each), and so is what an xls carries besides its cells
-(``biff``: comments, defined names, formula text, document properties).
+Sheet names are text too (a line each). What an xls carries besides its cells (``biff``:
+comments, defined names, formula text, document properties) is read by the caller meanwhile,
+in its own process, as an xlsx's other parts are (``files.py``).
 
 Numbers are written back as people typed them: a mobile stored as the number 13800138000 (read
 as 13800138000.0, or shown as 1.38001380E10) is the text ``13800138000`` again. calamine's
@@ -18,10 +19,7 @@ from dataclasses import dataclass
 from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import biff
 from dlp_addon.extract.limits import Budget
-
-_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,6 @@ class Sheets:
     rows: int
     columns: int
     names: str = ""  # sheet names, one a line (they are text a sender chooses)
-    extras: str = ""  # an xls's comments, names, formula text, other streams (biff.extras)
 
 
 @dataclass(frozen=True)
@@ -145,6 +142,5 @@ def read(data: bytes, budget: Budget, preview: Callable[[Preview], None] | None 
     text = "\n".join(texts)
     budget.spend(len(text))
     names = "\n".join(m.name for m in metadata)
-    extras = biff.extras(data) if data.startswith(_OLE) else ""
-    budget.spend(len(names) + len(extras))
-    return Sheets(text, len(metadata), hidden, rows, columns, names, extras)
+    budget.spend(len(names))
+    return Sheets(text, len(metadata), hidden, rows, columns, names)

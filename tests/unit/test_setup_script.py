@@ -20,6 +20,7 @@ BUILD_INPUTS = (
     "pyproject.toml",
     "setup.py",
     "dlp_addon/detect/_numscan.c",
+    "dlp_addon/extract/_biffwalk.c",
     "dlp_addon/detect/validator_table.py",
 )
 RUNTIME = {"gcc", "libssl-dev", "tesseract-ocr", "tesseract-ocr-chi-sim"}
@@ -92,10 +93,12 @@ def test_the_stamp_reinstalls_only_what_changed_or_what_is_missing(checkout: Pat
     _stamp(checkout, "test")
     assert _plan(checkout, "run")[1].endswith(": installed")  # the test set holds the runtime
     assert _plan(checkout, "test")[1].endswith(": installed")
-    with (checkout / "dlp_addon/detect/_numscan.c").open("a") as c:
-        c.write("/* changed */\n")
-    assert _plan(checkout, "run")[1].endswith("would install")
-    assert _plan(checkout, "test")[1].endswith("would install")
+    for source in ("dlp_addon/detect/_numscan.c", "dlp_addon/extract/_biffwalk.c"):
+        _stamp(checkout, "test")
+        with (checkout / source).open("a") as c:
+            c.write("/* changed */\n")
+        assert _plan(checkout, "run")[1].endswith("would install")
+        assert _plan(checkout, "test")[1].endswith("would install")
 
 
 @pytest.mark.parametrize(
