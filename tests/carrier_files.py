@@ -387,18 +387,23 @@ def _biff_records(stream: bytes) -> list[tuple[int, bytes]]:
 
 
 def xls_with(
-    lines: Sequence[str], *, formulas: bool = False, comments: bool = False, names: bool = False
+    lines: Sequence[str],
+    *,
+    formulas: bool = False,
+    comments: bool = False,
+    names: bool = False,
+    products: int = 10,
 ) -> bytes:
-    """An xls price list (xlwt) whose customers (``lines``, "name id mobile address") hide in
-    formulas with string literals, cell comments (TXO records and their text) or defined names
-    (NAME records holding a string constant): records xlwt cannot write are added to its BIFF
-    stream by hand, sheet offsets (BOUNDSHEET) moved to match."""
+    """An xls price list (xlwt, ``products`` rows) whose customers (``lines``, "name id mobile
+    address") hide in formulas with string literals, cell comments (TXO records and their text)
+    or defined names (NAME records holding a string constant): records xlwt cannot write are
+    added to its BIFF stream by hand, sheet offsets (BOUNDSHEET) moved to match."""
     import xlwt
     from xlwt.CompoundDoc import XlsDoc  # type: ignore[import-untyped]
 
     wb = xlwt.Workbook(encoding="utf-8")
     ws = wb.add_sheet("价目表")
-    for r, row in enumerate(F.price_rows(10)):
+    for r, row in enumerate(F.price_rows(products)):
         for c, value in enumerate(row):
             ws.write(r, c, value)
     if formulas:

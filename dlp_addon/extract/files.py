@@ -105,16 +105,20 @@ class Walker(Collector):
 
     def _workbook(self, location: str, data: bytes, kind: str, depth: int) -> None:
         """A workbook's cells, read in a sandboxed child while this process reads its package
-        parts (an xls's other streams: ``biff``). A lazy walker takes a long workbook's first
-        rows and shape ahead of the rest (``spreadsheet.Preview``) and leaves the whole text to
-        ``Extraction.rest``: when the first rows already make a rule block, the rest is never
-        built nor sent."""
+        parts. A lazy walker takes a long workbook's first rows and shape ahead of the rest
+        (``spreadsheet.Preview``) and leaves the whole text to ``Extraction.rest``: when the
+        first rows already make a rule block, the rest is never built nor sent. An xls's other
+        streams (``biff``) are read while the child reads the cells, or, after a preview,
+        while it builds the rest of the text (the first rows may make them moot)."""
         limits, lazy = self.budget.limits, self._lazy
         pending = sandbox.start_workbook(data, limits, self.deadline, preview=lazy)
+        xls = kind == "xls"
         try:
-            package = _package_parts(data, self.budget, kind) if kind != "xls" else None
-            extras = _xls_extras(data, self.budget) if kind == "xls" else ""
+            package = _package_parts(data, self.budget, kind) if not xls else None
+            extras = _xls_extras(data, self.budget) if xls and not lazy else ""
             first: spreadsheet.Preview | None = pending.preview() if lazy else None
+            if xls and lazy and first is None:  # a short workbook, answered whole
+                extras = _xls_extras(data, self.budget)
             sheets = sandbox.workbook_of(pending, self.budget) if first is None else None
         except BaseException:
             pending.close()
@@ -133,7 +137,8 @@ class Walker(Collector):
             self.budget.spend_cells(first.rows * max(first.columns, 1))
             preview = self.preview(where, first.text)
             self._open.append(pending.close)
-            self._later.append(partial(self._workbook_rest, pending, where, preview, extras))
+            rest = partial(self._workbook_rest, pending, where, preview, data if xls else None)
+            self._later.append(rest)
         else:
             assert sheets is not None
             self._sheets(where, sheets, extras)
@@ -141,9 +146,14 @@ class Walker(Collector):
             self._package(where, data, depth, kind, package)
 
     def _workbook_rest(
-        self, pending: sandbox.Pending, where: str, preview: str, extras: str
+        self, pending: sandbox.Pending, where: str, preview: str, xls: bytes | None
     ) -> None:
-        self._sheets(where, sandbox.workbook_of(pending, self.budget, cells_spent=True), extras)
+        """The rest of a previewed workbook (and an xls's other streams, read meanwhile)."""
+        extras = _xls_extras(xls, self.budget) if xls is not None else ""
+        sheets = sandbox.workbook_of(pending, self.budget, cells_spent=True)  # its error first
+        if isinstance(extras, ExtractError):
+            raise extras
+        self._sheets(where, sheets, extras)
         self.replace(preview)
 
     def _sheets(self, where: str, sheets: spreadsheet.Sheets, extras: str) -> None:

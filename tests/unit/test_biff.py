@@ -2,7 +2,9 @@
 (``_biffwalk.select``) equals its Python twin on any stream, well formed or not; the comments,
 formulas and names are read without it too; a compound file whose header or sizes would make
 olefile read far more than the file holds is refused before it is read (it runs in the
-proxy's process); its text is charged to the budget, and the cells' error comes first."""
+proxy's process); its text is charged to the budget, and the cells' error comes first. A long
+xls whose first rows come ahead (the preview) has its other streams read with the rest of its
+text, unless the first rows already block it."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dlp_addon.errors import ExtractError
 from dlp_addon.extract import _biffwalk, biff, files, spreadsheet
 from dlp_addon.extract.limits import Budget, Limits
 from tests import carrier_files as C
+from tests import files as F
 from tests.unit.test_carrier_gaps import LINES, _blocked
 from tests.unit.test_files_extract import inspect, upload
 
@@ -171,3 +174,27 @@ def test_the_cells_error_comes_before_the_extras(monkeypatch: pytest.MonkeyPatch
     assert verdict.blocks and verdict.reason == "unscannable:corrupt", verdict.reason
     verdict = inspect(upload("a.xls", data)).verdict
     assert verdict.blocks and verdict.reason == "unscannable:too_many_entries", verdict.reason
+
+
+def test_a_long_xls_comments_are_read_after_its_first_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long price list (its first rows come ahead and do not block) hides customers in
+    comments: they are read with the rest of the text, and the upload is blocked; an error of
+    its streams is its verdict."""
+    data = C.xls_with(LINES, comments=True, products=4000)
+    assert len(spreadsheet.read(data, Budget(Limits())).text) > spreadsheet.PREVIEW_CHARS
+    _blocked(inspect(upload("价目表.xls", data)))
+    monkeypatch.setattr(biff, "extras", _too_many_entries)
+    verdict = inspect(upload("价目表.xls", data)).verdict
+    assert verdict.blocks and verdict.reason == "unscannable:too_many_entries", verdict.reason
+
+
+def test_a_long_xls_blocked_by_its_first_rows_is_not_read_further(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read: list[bytes] = []
+    monkeypatch.setattr(biff, "extras", lambda data: read.append(data) or "")
+    verdict = inspect(upload("客户.xls", F.xls(F.customer_rows(3000, seed=5)))).verdict
+    assert verdict.blocks and verdict.rule == "bulk-resident-id" and not verdict.complete
+    assert read == []
