@@ -6,7 +6,8 @@ hashes (OpenSSL's SHA-256) and masks them, and tells whether a text needs foldin
 Its validator codes, checksum kinds and constants come from ``validator_table.py``, the one
 table Python reads too: the header ``_numscan_table.h`` is generated from it into the build
 directory (never into the sources). ``dlp_addon/extract/_biffwalk.c`` walks an xls workbook
-stream's records (``biff.py`` holds its pure-Python twin).
+stream's records (``biff.py`` holds its pure-Python twin); ``dlp_addon/extract/_runscan.c``
+finds where base64, hex and base32 runs can be in a long text (``runs.windows_py``, its twin).
 
 A built package (wheel, ``pip install .``) carries ``dlp_addon/_commit.txt``, the git commit it
 was built from, so ``dlp-proxy --version`` can name it without a checkout. An editable install
@@ -78,6 +79,11 @@ setup(
         Extension(
             "dlp_addon.extract._biffwalk",
             sources=["dlp_addon/extract/_biffwalk.c"],
+            extra_compile_args=["-Wall", "-Wextra"],
+        ),
+        Extension(
+            "dlp_addon.extract._runscan",
+            sources=["dlp_addon/extract/_runscan.c"],
             extra_compile_args=["-Wall", "-Wextra"],
         ),
     ],

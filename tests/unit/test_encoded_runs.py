@@ -60,6 +60,8 @@ def test_the_fast_runs_are_the_regexes_runs(pieces: list[str]) -> None:
     expected = tuple(p.findall(text) for p in plain)
     data = text.encode("utf-8", "surrogatepass")
     assert fast.findall_bytes(data) == expected
+    if runs._runscan is not None:  # the C pass and its twin give the same windows
+        assert runs._runscan.windows(data) == runs.windows_py(data)
 
 
 def test_a_long_text_takes_the_fast_way(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,3 +70,14 @@ def test_a_long_text_takes_the_fast_way(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(text) >= runs._SHORT
     assert encoded_runs._RUNS.findall(text)[0] == [hidden]
     assert [how for how, raw in encoded_runs.decoded(text) if raw is not None] == ["b64"]
+
+
+def test_the_c_pass_is_built() -> None:
+    assert runs._runscan is not None, "scripts/setup builds dlp_addon/extract/_runscan.c"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_the_windows_agree_on_any_bytes(data: bytes) -> None:
+    if runs._runscan is not None:
+        assert runs._runscan.windows(data) == runs.windows_py(data)

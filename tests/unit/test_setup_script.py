@@ -21,6 +21,7 @@ BUILD_INPUTS = (
     "setup.py",
     "dlp_addon/detect/_numscan.c",
     "dlp_addon/extract/_biffwalk.c",
+    "dlp_addon/extract/_runscan.c",
     "dlp_addon/detect/validator_table.py",
 )
 RUNTIME = {"gcc", "libssl-dev", "tesseract-ocr", "tesseract-ocr-chi-sim"}
@@ -93,7 +94,11 @@ def test_the_stamp_reinstalls_only_what_changed_or_what_is_missing(checkout: Pat
     _stamp(checkout, "test")
     assert _plan(checkout, "run")[1].endswith(": installed")  # the test set holds the runtime
     assert _plan(checkout, "test")[1].endswith(": installed")
-    for source in ("dlp_addon/detect/_numscan.c", "dlp_addon/extract/_biffwalk.c"):
+    for source in (
+        "dlp_addon/detect/_numscan.c",
+        "dlp_addon/extract/_biffwalk.c",
+        "dlp_addon/extract/_runscan.c",
+    ):
         _stamp(checkout, "test")
         with (checkout / source).open("a") as c:
             c.write("/* changed */\n")
