@@ -1,5 +1,7 @@
 """Zip (and tar) archives read defensively: every entry's bytes are bounded by the request's
-budget, and the archive is refused before anything is inflated when it looks like a bomb.
+budget, and the archive is refused before anything is inflated when it looks like a bomb. A
+part that is only searched in passing (a workbook's sheet XML) is inflated a piece at a time
+and never held whole (:func:`pieces`).
 
 Python's zipfile trusts the central directory. Overlapping-entry bombs ("A better zip bomb")
 point many entries at one compressed block; 42.zip nests archives. Both are caught here: entry
@@ -16,12 +18,13 @@ import struct
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract.limits import Budget, MiB
+from dlp_addon.extract.limits import Budget, Limits, MiB
 
 _CHUNK = 64 * 1024
+_PIECE = 1024 * 1024
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _END_RECORD = b"PK\x05\x06"
 _NAME_SEPARATORS = re.compile(r"[_\-.+]")
@@ -32,7 +35,13 @@ _OFFICE_STREAMS = ("Workbook", "Book\x00", "WordDocument", "PowerPoint", "Encryp
 
 def entries(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
     """``(name, content)`` of every file in the archive, or ``ExtractError`` with a reason."""
-    limits = budget.limits
+    zf, infos = open_zip(data, budget.limits)
+    for info in infos:
+        yield info.filename, read(zf, info, budget)
+
+
+def open_zip(data: bytes, limits: Limits) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """The zip and its files, once their number and ranges are checked (nothing inflated)."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = [i for i in zf.infolist() if not i.is_dir()]
@@ -41,13 +50,53 @@ def entries(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
     if len(infos) > limits.max_archive_entries:
         raise ExtractError("too_many_entries")
     _check_no_overlap(data, infos)
-    for info in infos:
-        if info.flag_bits & 0x1:
-            raise ExtractError("encrypted")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise ExtractError("unsupported_compression")
-        _check_ratio(info.file_size, info.compress_size, limits.max_compression_ratio)
-        yield info.filename, _read(zf, info, budget)
+    return zf, infos
+
+
+def check(info: zipfile.ZipInfo, limits: Limits) -> None:
+    """An entry's flags, method and declared ratio, checked before it is inflated."""
+    if info.flag_bits & 0x1:
+        raise ExtractError("encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ExtractError("unsupported_compression")
+    _check_ratio(info.file_size, info.compress_size, limits.max_compression_ratio)
+
+
+def read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget) -> bytes:
+    """An entry's content, charged to ``budget`` as it is inflated."""
+    check(info, budget.limits)
+    out = bytearray()
+    for chunk in _inflated(zf, info, budget, budget.spend):
+        out += chunk
+    return bytes(out)
+
+
+def pieces(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget, cut: Callable[[bytes], int]
+) -> Iterator[bytes]:
+    """An entry inflated a piece of about a MiB at a time, for a part that is searched in
+    passing and whose content another reader charges (a workbook's sheet XML: its cells are
+    charged when the sandboxed reader sends them). Each piece ends where ``cut`` says a unit
+    (a sheet row) ends, so nothing searched for is split. Only the piece being gathered is
+    held: its bytes count against ``Budget.spend_cell_xml``, not the decoded bytes, and a
+    unit longer than the decoded bytes left is ``too_large``."""
+    check(info, budget.limits)
+    held = bytearray()
+    want = _PIECE  # a cut is looked for once this much is held (doubled when none is found)
+    for chunk in _inflated(zf, info, budget, budget.spend_cell_xml):
+        held += chunk
+        if len(held) < want:
+            continue
+        end = cut(bytes(held))
+        room = budget.limits.max_decoded_bytes - budget.decoded
+        if end:
+            yield bytes(held[:end])
+            del held[:end]
+        elif len(held) > room:
+            raise ExtractError("too_large")
+        want = max(_PIECE, min(2 * len(held), room + 1))
+    if held:
+        yield bytes(held)
 
 
 def listing(data: bytes) -> tuple[str, str]:
@@ -180,16 +229,20 @@ def _check_ratio(size: int, compressed: int, max_ratio: float) -> None:
         raise ExtractError("zip_bomb")
 
 
-def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget) -> bytes:
-    out = bytearray()
+def _inflated(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget, spend: Callable[[int], None]
+) -> Iterator[bytes]:
+    """An entry's content a chunk at a time, each chunk ``spend``-ed and the inflated size
+    checked against the ratio as it grows (a directory may lie about sizes)."""
+    size = 0
     try:
         with zf.open(info) as fh:
             while chunk := fh.read(_CHUNK):
-                out += chunk
-                budget.spend(len(chunk))
-                _check_ratio(len(out), info.compress_size, budget.limits.max_compression_ratio)
+                size += len(chunk)
+                spend(len(chunk))
+                _check_ratio(size, info.compress_size, budget.limits.max_compression_ratio)
+                yield chunk
     except ExtractError:
         raise
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
         raise ExtractError("corrupt") from e
-    return bytes(out)

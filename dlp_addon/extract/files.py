@@ -308,10 +308,43 @@ def _package_parts(data: bytes, budget: Budget, kind: str) -> _Package | Extract
     ``ExtractError`` is returned, so that the caller can let the cells' error, if any, come
     first."""
     try:
+        if kind in ("xlsx", "ods"):
+            return _workbook_parts(data, budget, kind == "ods")
         entries = list(archive.entries(data, budget))
-        if kind == "ods":
-            return entries, list(odf.read(entries))
-        skip = ooxml.READ_ELSEWHERE if kind == "xlsx" else ooxml.DOCUMENT_BODY
-        return entries, list(ooxml.read(entries, skip))
+        return entries, list(ooxml.read(entries, ooxml.DOCUMENT_BODY))
     except ExtractError as e:
         return e
+
+
+def _workbook_parts(data: bytes, budget: Budget, ods: bool) -> _Package:
+    """A workbook package's parts. Those holding the cells (an ods ``content.xml``, an xlsx's
+    sheets) are searched a piece of whole rows at a time (comments, names, formulas) and
+    never held: the cells are charged once, as the cell reader's text, and what is found is
+    charged as it is found; the XML goes to ``Budget.spend_cell_xml`` and the per-entry
+    ratio (a bomb is refused). An xlsx's shared strings are the cell reader's alone."""
+    zf, infos = archive.open_zip(data, budget.limits)
+    cells, cut, search = (
+        (odf.is_content, odf.rows_end, odf.content_text)
+        if ods
+        else (ooxml.is_sheet, ooxml.rows_end, ooxml.formulas)
+    )
+    entries: list[tuple[str, bytes]] = []
+    found: list[ooxml.File | ooxml.Text] = []
+    for info in infos:
+        if cells(info.filename):
+            texts = []
+            for piece in archive.pieces(zf, info, budget, cut):
+                text = search(piece)
+                budget.spend(len(text))
+                texts.append(text)
+            found.append(ooxml.Text("comments" if ods else "formulas", _lines(texts)))
+        elif not ods and info.filename == ooxml.SHARED_STRINGS:
+            archive.check(info, budget.limits)
+        else:
+            entries.append((info.filename, archive.read(zf, info, budget)))
+    found += odf.read(entries) if ods else ooxml.read(entries, ooxml.READ_ELSEWHERE)
+    return entries, found
+
+
+def _lines(texts: list[str]) -> str:
+    return "\n".join(text for text in texts if text)

@@ -4,7 +4,8 @@ ranges and expressions, formula text (``content.xml``), and every other part of 
 zip), read as :mod:`ooxml` reads an Office package's parts.
 
 Cell values and sheet names come from calamine (``spreadsheet``); ``content.xml`` is searched
-here only for what calamine leaves out, so a cell is not read twice with another line grouping.
+here only for what calamine leaves out, so a cell is not read twice with another line grouping,
+a piece of whole rows at a time (:func:`rows_end`): it is the size of the cells' XML.
 Every search is a ``find`` or a regex that stops at the next ``<`` or ``>``: linear in the part.
 """
 
@@ -16,9 +17,14 @@ from collections.abc import Iterable, Iterator
 
 from dlp_addon.extract import ooxml
 
-_CONTENT = "content.xml"
-_ANNOTATION = ("<office:annotation", "</office:annotation>")
+CONTENT = "content.xml"
+# A comment's start (not ``<office:annotation-end/>``, which marks where its range ends).
+_ANNOTATION = re.compile(r"<office:annotation[\s/>]")
+_ANNOTATION_END = "</office:annotation>"
 _ROW_END = "</table:table-row>"
+_ANNOTATION_B = re.compile(_ANNOTATION.pattern.encode())
+_ANNOTATION_END_B = _ANNOTATION_END.encode()
+_ROW_END_B = _ROW_END.encode()
 # Attribute values in either quote (odfpy writes 'of:="..."', LibreOffice "of:=&quot;...").
 _VALUE = r"""(?:"([^"<>]*)"|'([^'<>]*)')"""
 _FORMULA = re.compile(r"table:formula=" + _VALUE)
@@ -27,32 +33,49 @@ _NAMED_ATTRS = re.compile(r"table:(?:name|expression|cell-range-address)=" + _VA
 
 
 def read(entries: Iterable[tuple[str, bytes]]) -> Iterator[ooxml.Text | ooxml.File]:
-    """Text and files of the package: ``content.xml`` by :func:`content_text`, the rest by
-    :func:`ooxml.read` (nothing is skipped there: an ods has no part read elsewhere)."""
-    others = []
-    for name, data in entries:
-        if name == _CONTENT:
-            yield ooxml.Text("comments", content_text(data.decode("utf-8", "replace")))
-        else:
-            others.append((name, data))
-    yield from ooxml.read(others, skip=())
+    """Text and files of the package's other parts, by :func:`ooxml.read` (nothing else is
+    skipped: an ods has no part read elsewhere); ``content.xml`` is :func:`content_text`'s,
+    a piece at a time."""
+    yield from ooxml.read(((n, d) for n, d in entries if n != CONTENT), skip=())
 
 
-def content_text(xml: str) -> str:
+def is_content(name: str) -> bool:
+    """The part that holds the cells (calamine's) and what is read here besides them."""
+    return name == CONTENT
+
+
+def rows_end(xml: bytes) -> int:
+    """Where a piece of ``content.xml`` may be cut: after its last row end that no comment
+    spans (0: no such place yet). :func:`content_text` pairs a comment's start with the next
+    end, so a comment is open at a row end when it starts after the last end before it.
+    Comments, names and formulas are then never split; neither is a row."""
+    end = len(xml)
+    while (at := xml.rfind(_ROW_END_B, 0, end)) >= 0:
+        cut = at + len(_ROW_END_B)
+        closed = xml.rfind(_ANNOTATION_END_B, 0, cut)
+        open_comment = _ANNOTATION_B.search(xml, 0 if closed < 0 else closed, cut)
+        if open_comment is None:
+            return cut
+        end = open_comment.start()
+    return 0
+
+
+def content_text(xml: bytes) -> str:
     """Comments (``office:annotation``, a paragraph a line), named ranges and expressions (a
-    line each) and formula text (a sheet row a line) of an ods ``content.xml``."""
+    line each) and formula text (a sheet row a line) of an ods ``content.xml`` (or of a piece
+    of it cut by :func:`rows_end`)."""
+    text = xml.decode("utf-8", "replace")
     lines = []
-    start, end = _ANNOTATION
     pos = 0
-    while (i := xml.find(start, pos)) >= 0:
-        j = xml.find(end, i)
-        j = len(xml) if j < 0 else j
-        lines.append(ooxml.xml_text(xml[i:j], prose=True))
-        pos = j + len(end)
-    for m in _NAMED.finditer(xml):
+    while m := _ANNOTATION.search(text, pos):
+        j = text.find(_ANNOTATION_END, m.start())
+        j = len(text) if j < 0 else j
+        lines.append(ooxml.xml_text(text[m.start() : j], prose=True))
+        pos = j + len(_ANNOTATION_END)
+    for m in _NAMED.finditer(text):
         lines.append("\t".join(_values(_NAMED_ATTRS.findall(m.group(1)))))
-    if "table:formula=" in xml:
-        for row in xml.split(_ROW_END):
+    if "table:formula=" in text:
+        for row in text.split(_ROW_END):
             found = _FORMULA.findall(row)
             if found:
                 lines.append("\t".join(_values(found)))

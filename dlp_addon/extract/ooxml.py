@@ -4,7 +4,8 @@ headers, footers, footnotes, endnotes, slides, custom XML and any other part.
 
 Cell values (calamine) and the body of a docx (``document.docx_text``) are read elsewhere;
 this module reads the rest of the zip's parts, which the caller takes from
-``archive.entries`` (so the archive limits hold). XML is read with a linear tokenizer, not a
+``archive.entries`` (so the archive limits hold; a workbook's sheets come a piece of rows at a
+time, from ``archive.pieces``). XML is read with a linear tokenizer, not a
 parser: no DTD is processed and no entity is expanded (only character references and the
 predefined entities are decoded), so an entity bomb stays a few bytes of text, and a hand-made
 part that no parser accepts is still read. Each part yields text under a fixed category name
@@ -25,7 +26,8 @@ from dlp_addon.extract.text import decode_text, is_opaque, text_runs
 
 # Already read by the caller in a workbook: cell values (calamine reads the shared strings
 # through the cells that use them) and the body of a docx (read in any package).
-READ_ELSEWHERE = ("xl/sharedStrings.xml", "word/document.xml")
+SHARED_STRINGS = "xl/sharedStrings.xml"
+READ_ELSEWHERE = (SHARED_STRINGS, "word/document.xml")
 DOCUMENT_BODY = ("word/document.xml",)
 
 # Every pattern here stops at the next "<" or ">", so no input makes it backtrack over more than
@@ -42,6 +44,7 @@ _CELL_END = frozenset({"tc", "tab"})
 
 # Sheet formulas, row by row: the text of each <f> (a cached value, if any, is a cell value).
 _ROW_END = re.compile(rb"</(?:\w+:)?row>")
+_ROW_END_PREFIX = re.compile(rb"</\w+:")
 _FORMULA = re.compile(rb"<(?:\w+:)?f\b[^<>]*>([^<]*)</(?:\w+:)?f>")
 
 # Pivot cache: fields and their shared items (definition), rows of values or item indexes.
@@ -247,6 +250,26 @@ def _has_formula(xml: bytes) -> bool:
             return True
         at = xml.find(b"f>", at + 2)
     return False
+
+
+def is_sheet(name: str) -> bool:
+    """A workbook's worksheet part (its cells are calamine's, its formulas read here)."""
+    return category(name) == "formulas"
+
+
+def rows_end(sheet_xml: bytes) -> int:
+    """Where a piece of sheet XML may be cut: after its last row end (0: none yet), one
+    that :func:`formulas` splits rows at, so a row's formulas stay on one line."""
+    end = len(sheet_xml)
+    while (at := sheet_xml.rfind(b"row>", 0, end)) >= 0:
+        if sheet_xml[at - 2 : at] == b"</":
+            return at + 4
+        if sheet_xml[at - 1 : at] == b":":
+            lt = sheet_xml.rfind(b"<", max(0, at - 64), at)  # a longer prefix: no cut here
+            if lt >= 0 and _ROW_END_PREFIX.fullmatch(sheet_xml, lt, at):
+                return at + 4
+        end = at + 3  # the next "row>" ends before this one's ">"
+    return 0
 
 
 def formulas(sheet_xml: bytes) -> str:
