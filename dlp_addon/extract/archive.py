@@ -81,22 +81,26 @@ def pieces(
     held: its bytes count against ``Budget.spend_cell_xml``, not the decoded bytes, and a
     unit longer than the decoded bytes left is ``too_large``."""
     check(info, budget.limits)
-    held = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     want = _PIECE  # a cut is looked for once this much is held (doubled when none is found)
     for chunk in _inflated(zf, info, budget, budget.spend_cell_xml):
-        held += chunk
-        if len(held) < want:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size < want:
             continue
-        end = cut(bytes(held))
+        held = b"".join(chunks)
+        end = cut(held)
         room = budget.limits.max_decoded_bytes - budget.decoded
         if end:
-            yield bytes(held[:end])
-            del held[:end]
-        elif len(held) > room:
+            yield held[:end]
+            held = held[end:]
+        elif size > room:
             raise ExtractError("too_large")
-        want = max(_PIECE, min(2 * len(held), room + 1))
-    if held:
-        yield bytes(held)
+        chunks, size = [held], len(held)
+        want = max(_PIECE, min(2 * size, room + 1))
+    if size:
+        yield b"".join(chunks)
 
 
 def listing(data: bytes) -> tuple[str, str]:

@@ -25,6 +25,8 @@ _ROW_END = "</table:table-row>"
 _ANNOTATION_B = re.compile(_ANNOTATION.pattern.encode())
 _ANNOTATION_END_B = _ANNOTATION_END.encode()
 _ROW_END_B = _ROW_END.encode()
+_ANNOTATION_START = b"<office:annotation"
+_MARKERS = (_ANNOTATION_START, b"<table:named-", b"table:formula=")
 # Attribute values in either quote (odfpy writes 'of:="..."', LibreOffice "of:=&quot;...").
 _VALUE = r"""(?:"([^"<>]*)"|'([^'<>]*)')"""
 _FORMULA = re.compile(r"table:formula=" + _VALUE)
@@ -47,23 +49,33 @@ def is_content(name: str) -> bool:
 def rows_end(xml: bytes) -> int:
     """Where a piece of ``content.xml`` may be cut: after its last row end that no comment
     spans (0: no such place yet). :func:`content_text` pairs a comment's start with the next
-    end, so a comment is open at a row end when it starts after the last end before it.
+    end, so none spans a row end when the last start before it has its end before it.
     Comments, names and formulas are then never split; neither is a row."""
     end = len(xml)
     while (at := xml.rfind(_ROW_END_B, 0, end)) >= 0:
         cut = at + len(_ROW_END_B)
-        closed = xml.rfind(_ANNOTATION_END_B, 0, cut)
-        open_comment = _ANNOTATION_B.search(xml, 0 if closed < 0 else closed, cut)
-        if open_comment is None:
+        start = _last_comment(xml, cut)
+        if start < 0 or xml.find(_ANNOTATION_END_B, start, cut) >= 0:
             return cut
-        end = open_comment.start()
+        end = start
     return 0
+
+
+def _last_comment(xml: bytes, before: int) -> int:
+    """Where the last comment starting before ``before`` starts (-1: none); one backward
+    search in a piece without comments."""
+    at = xml.rfind(_ANNOTATION_START, 0, before)
+    while at >= 0 and not _ANNOTATION_B.match(xml, at):
+        at = xml.rfind(_ANNOTATION_START, 0, at + len(_ANNOTATION_START) - 1)
+    return at
 
 
 def content_text(xml: bytes) -> str:
     """Comments (``office:annotation``, a paragraph a line), named ranges and expressions (a
     line each) and formula text (a sheet row a line) of an ods ``content.xml`` (or of a piece
     of it cut by :func:`rows_end`)."""
+    if not any(marker in xml for marker in _MARKERS):  # most pieces of a sheet: no decoding
+        return ""
     text = xml.decode("utf-8", "replace")
     lines = []
     pos = 0

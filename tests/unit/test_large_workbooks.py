@@ -325,8 +325,8 @@ def _formula_ods_cells(r: dict[str, str]) -> str:
 
 def hidden_ods(rows: int) -> bytes:
     """A catalogue of ``rows`` rows with 7 customers in cell comments (one behind a row end
-    in CDATA), 7 in formulas saved without a value, spread over the sheet, and 6 in named
-    expressions after it."""
+    in CDATA, each followed by an ``annotation-end``), 7 in formulas saved without a value,
+    spread over the sheet, and 6 in named expressions after it."""
     body = catalogue(rows)
     lines = [f"{r['name']} {r['id']} {r['mobile']} {r['address']}" for r in HIDDEN]
     out = []
@@ -335,6 +335,8 @@ def hidden_ods(rows: int) -> bytes:
         k, at = divmod(i, rows // 14 or 1)
         if at == 1 and k < 7:
             cells += _comment(lines[k], cdata=k == 3)
+        elif at == 2 and k < 7:  # where a comment's range ends (not a comment of its own)
+            cells += '<table:table-cell><office:annotation-end office:name="n"/></table:table-cell>'
         elif at == 1 and k < 14:
             cells += _formula_ods_cells(HIDDEN[k])
         out.append(f"<table:table-row>{cells}</table:table-row>")
