@@ -4,12 +4,13 @@ or a cell at a time: numbers as people typed them, dates in ISO form, empty cell
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dlp_addon.extract import ooxml, tables
-from dlp_addon.extract.spreadsheet import _cell, _text
+from dlp_addon.extract.spreadsheet import _cell, _floats, _text
 
 CELLS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
@@ -22,20 +23,70 @@ CELLS = st.one_of(
     st.datetimes(),
     st.timedeltas(min_value=dt.timedelta(0), max_value=dt.timedelta(days=9)),
 )
+EDGES = [0.0, -0.0, 1e20, -1e20, math.nextafter(1e20, 0), -math.nextafter(1e20, 0), 2.0**63,
+         -(2.0**63), math.nextafter(2.0**63, 0), 2.0**53 + 2, 1e16, 1e-5, 5e-324, math.inf,
+         -math.inf, math.nan, 0.1, 260.99, 13800138000.0]  # fmt: skip
+FLOATS = st.one_of(
+    st.floats(),
+    st.sampled_from(EDGES),
+    st.integers(-(10**22), 10**22).map(float),  # whole, in and out of the range written as such
+    st.integers(0, 10**7).map(lambda cents: cents / 100),  # prices
+)
 
 
 def _one_cell_at_a_time(rows: list[list[object]]) -> str:
     return "\n".join("\t".join(_cell(v) for v in row) for row in rows)
 
 
+def _text_of_copy(rows: list[list[object]]) -> str:
+    """``_text`` writes cells as text into the rows it is given: give it a copy."""
+    return _text([list(row) for row in rows])
+
+
 @given(st.integers(1, 4).flatmap(lambda w: st.lists(st.lists(CELLS, min_size=w, max_size=w))))
 def test_columns_give_the_text_cells_give(rows: list[list[object]]) -> None:
-    assert _text(rows) == _one_cell_at_a_time(rows)
+    assert _text_of_copy(rows) == _one_cell_at_a_time(rows)
 
 
 @given(st.lists(st.lists(st.floats() | st.integers(0, 10**11).map(float), min_size=3, max_size=3)))
 def test_number_columns_give_the_text_cells_give(rows: list[list[object]]) -> None:
-    assert _text(rows) == _one_cell_at_a_time(rows)
+    assert _text_of_copy(rows) == _one_cell_at_a_time(rows)
+
+
+@given(st.lists(FLOATS) | st.lists(st.sampled_from(EDGES)))
+def test_floats_in_bulk_are_written_as_each_alone(values: list[float]) -> None:
+    """Mostly distinct and much repeated runs alike (the second: each distinct value once)."""
+    assert _floats(values) == [_cell(v) for v in values]
+
+
+@st.composite
+def _long_column(draw: st.DrawFn, n: int) -> list[object]:
+    """A column of ``n`` cells as sheets have them: text, numbers under a header (repeating
+    or not), text with a number somewhere a sample of rows may miss, or anything at all."""
+    kind = draw(st.sampled_from(["text", "numbers", "counts", "rare", "mixed"]))
+    header: list[object] = draw(st.lists(st.text(max_size=3), max_size=3))
+    if kind == "text":
+        return draw(st.lists(st.text(max_size=3), min_size=n, max_size=n))
+    if kind in ("numbers", "counts"):
+        pool = draw(st.lists(FLOATS if kind == "numbers" else st.integers(), min_size=1))
+        body = draw(st.lists(st.sampled_from(pool), min_size=n, max_size=n))
+        return (header + body)[:n]
+    column: list[object] = ["x"] * n
+    if kind == "rare":
+        column[draw(st.integers(0, n - 1))] = draw(CELLS)
+        return column
+    return draw(st.lists(CELLS, min_size=n, max_size=n))
+
+
+@given(
+    st.tuples(st.integers(1, 400), st.integers(1, 5)).flatmap(
+        lambda shape: st.lists(_long_column(shape[0]), min_size=shape[1], max_size=shape[1])
+    )
+)
+def test_long_sheets_give_the_text_cells_give(columns: list[list[object]]) -> None:
+    """Sheets long enough that only a sample of rows tells which columns hold numbers."""
+    rows = [list(row) for row in zip(*columns, strict=True)]
+    assert _text_of_copy(rows) == _one_cell_at_a_time(rows)
 
 
 def test_a_mobile_stored_as_a_number_reads_as_typed() -> None:
