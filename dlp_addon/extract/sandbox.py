@@ -5,17 +5,26 @@ mutated .xls made it allocate 8 GiB, which aborts the whole process). A request 
 the proxy down, so workbooks are read in a child forked from a small fork server: the child
 has an address-space limit, is killed at the inspection deadline, and whatever kills it
 becomes an unscannable ``corrupt``/``too_large`` verdict in the proxy, which lives on.
+
+A workbook's text (megabytes) comes back as bytes written straight after the answer's frame
+and read into one buffer, in the str's own width (UTF-16 for Chinese text): pickled, its
+UTF-8 encoding and decoding and ``Connection.recv``'s growing buffer cost ~40 ms of a
+100,000-row sheet's hand-off. And the child never frees the sheet it read: it exits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import multiprocessing
 import multiprocessing.connection
+import os
 import resource
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract import spreadsheet
@@ -23,6 +32,8 @@ from dlp_addon.extract.limits import Budget, Limits
 
 CHILD_MEMORY_BYTES = 2 * 1024 * 1024 * 1024
 _DEFAULT_SECONDS = 30.0
+_PIPE_BYTES = 1024 * 1024  # Linux's default cap for a pipe: a bulk payload in fewer reads
+_F_SETPIPE_SZ = 1031
 
 _lock = threading.Lock()
 _context: Any = None
@@ -47,6 +58,14 @@ def prefer_fork() -> None:
         _context = multiprocessing.get_context("fork")
 
 
+class Bulk(NamedTuple):
+    """A sandboxed call's answer with a large payload, sent after the answer as it is (not
+    pickled) and read into one buffer."""
+
+    value: Any
+    payload: bytes | bytearray
+
+
 def _child(
     conn: multiprocessing.connection.Connection,
     func: Callable[..., Any],
@@ -56,13 +75,20 @@ def _child(
     resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
     try:
         if previews:  # ``func`` may hand something ahead of its answer: Pending.preview
-            conn.send(("ok", func(*args, lambda value: conn.send(("preview", value)))))
+            answer = func(*args, lambda value: conn.send(("preview", value)))
         else:
-            conn.send(("ok", func(*args)))
+            answer = func(*args)
+        bulk = isinstance(answer, Bulk)
+        conn.send(("bulk", (answer.value, len(answer.payload))) if bulk else ("ok", answer))
     except ExtractError as e:
         conn.send(("error", e.reason))
     except MemoryError:
         conn.send(("error", "too_large"))
+    else:
+        if bulk:  # nothing may follow its frame but the payload: a failure here is a short read
+            view = memoryview(answer.payload)
+            while view:
+                view = view[os.write(conn.fileno(), view) :]
     finally:
         conn.close()
 
@@ -86,6 +112,8 @@ class Pending:
             raise TimeoutError
         self._answer: tuple[str, Any] | None = None
         self._parent, child = _ctx().Pipe(duplex=False)
+        with contextlib.suppress(OSError):  # else the default size: more reads, same bytes
+            fcntl.fcntl(self._parent.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
         self._process = _ctx().Process(
             target=_child, args=(child, func, args, previews), daemon=True
         )
@@ -101,6 +129,9 @@ class Pending:
                     raise TimeoutError
                 raise ExtractError("corrupt")  # died without a word: a crash, or out of memory
             message: tuple[str, Any] = self._parent.recv()
+            if message[0] == "bulk":  # its payload follows the frame: read it now
+                value, size = message[1]
+                message = ("ok", Bulk(value, self._payload(size)))
             return message
         except EOFError as e:
             self.close()
@@ -133,6 +164,19 @@ class Pending:
         if status == "error":
             raise ExtractError(value)
         return value
+
+    def _payload(self, size: int) -> bytearray:
+        """The ``size`` bytes the child writes after a bulk answer's frame."""
+        buffer = bytearray(size)
+        view, done = memoryview(buffer), 0
+        while done < size:
+            if not self._parent.poll(max(0.0, self._deadline - time.monotonic())):
+                raise TimeoutError if self._process.is_alive() else EOFError
+            read = os.readv(self._parent.fileno(), [view[done:]])
+            if not read:
+                raise EOFError
+            done += read
+        return buffer
 
     def close(self) -> None:
         self._parent.close()
@@ -170,7 +214,10 @@ def workbook_of(
 ) -> spreadsheet.Sheets:
     """The workbook read by ``pending``; its cells (unless a preview's were ``cells_spent``)
     and its text are charged to ``budget``."""
-    sheets: spreadsheet.Sheets = pending.result()
+    answer: Bulk = pending.result()
+    shell, encoding = answer.value
+    text = answer.payload.decode(encoding, "surrogatepass")
+    sheets: spreadsheet.Sheets = dataclasses.replace(shell, text=text)
     if not cells_spent:
         budget.spend_cells(sheets.rows * max(sheets.columns, 1))
     budget.spend(len(sheets.text))
@@ -183,7 +230,22 @@ def read_workbook(data: bytes, budget: Budget, deadline: float | None = None) ->
         return workbook_of(pending, budget)
 
 
+_held: list[object] = []  # in the child: what it read, left for its exit to free
+
+
 def _read(
     data: bytes, limits: Limits, preview: Callable[[spreadsheet.Preview], None] | None = None
-) -> spreadsheet.Sheets:
-    return spreadsheet.read(data, Budget(limits), preview)
+) -> Bulk:
+    sheets = spreadsheet.read(data, Budget(limits), preview, _held)
+    encoding, payload = _encoded(sheets.text)
+    return Bulk((dataclasses.replace(sheets, text=""), encoding), payload)
+
+
+def _encoded(text: str) -> tuple[str, bytes]:
+    """``text`` as bytes in about its own width, and the codec that reads it back."""
+    if text.isascii():
+        return "ascii", text.encode("ascii")
+    try:
+        return "utf-16-le", text.encode("utf-16-le")
+    except UnicodeEncodeError:  # a lone surrogate: UTF-16 would pair it with its neighbour
+        return "utf-8", text.encode("utf-8", "surrogatepass")

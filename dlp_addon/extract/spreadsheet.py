@@ -156,10 +156,17 @@ def _head(rows: list[list[Any]], chars: int) -> tuple[str, bool]:
         n = max(2 * n, n * chars * 5 // (4 * max(len(text), 1)))  # a quarter more than needed
 
 
-def read(data: bytes, budget: Budget, preview: Callable[[Preview], None] | None = None) -> Sheets:
+def read(
+    data: bytes,
+    budget: Budget,
+    preview: Callable[[Preview], None] | None = None,
+    hold: list[object] | None = None,
+) -> Sheets:
     """Every sheet's rows as text; ``ExtractError`` when the workbook cannot be read. Every
     sheet is parsed before any text is built, so that ``preview`` (called once, when the text
-    reaches ``PREVIEW_CHARS``) knows the whole shape."""
+    reaches ``PREVIEW_CHARS``) knows the whole shape. ``hold`` is given the workbook, its
+    sheets and the last one's cells instead of freeing them: a caller that exits without
+    freeing (the sandboxed child) answers ~30 ms sooner for a 100,000-row sheet."""
     try:
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
         metadata = book.sheets_metadata
@@ -185,6 +192,8 @@ def read(data: bytes, budget: Budget, preview: Callable[[Preview], None] | None 
                 text = head if whole else None
             texts.append(_text(values) if text is None else text)
             chars += len(texts[-1])
+        if hold is not None and parsed:
+            hold += [book, parsed, values]
     except ExtractError:
         raise
     except CalamineError as e:
