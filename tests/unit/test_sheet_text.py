@@ -4,12 +4,16 @@ or a cell at a time: numbers as people typed them, dates in ISO form, empty cell
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dlp_addon.extract import ooxml, tables
+from dlp_addon.errors import ExtractError
+from dlp_addon.extract import ooxml, spreadsheet, tables
+from dlp_addon.extract.limits import Budget, Limits
 from dlp_addon.extract.spreadsheet import _cell, _floats, _text
 
 CELLS = st.one_of(
@@ -97,6 +101,43 @@ def test_a_mobile_stored_as_a_number_reads_as_typed() -> None:
 
 def test_ragged_rows_keep_their_own_length() -> None:
     assert _text([["a", 1.0], ["b"]]) == "a\t1\nb"
+
+
+def _workbook(sheets: dict[str, list[list[object]]]) -> bytes:
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    for name, rows in sheets.items():
+        ws = wb.create_sheet(name)
+        for row in rows:
+            ws.append(row)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+SHEETS: dict[str, list[list[object]]] = {
+    "一": [["品名", "单价"], ["拉杆箱", 199.5]],
+    "二": [["数量"], [3.0], [4.0]],
+    "三": [["备注", "x"], ["无", 1e-05]],
+}
+
+
+def test_every_sheet_is_read_in_order() -> None:
+    """Every sheet, in order, its numbers written as typed."""
+    sheets = spreadsheet.read(_workbook(SHEETS), Budget(Limits()))
+    assert sheets.text == "品名\t单价\n拉杆箱\t199.5\n数量\n3\n4\n备注\tx\n无\t1e-05"
+    assert sheets.names == "一\n二\n三"
+    assert (sheets.sheets, sheets.rows, sheets.columns) == (3, 7, 2)
+
+
+@pytest.mark.parametrize("max_cells", [3, 6, 10])
+def test_a_workbook_past_the_cell_limit_is_too_large(max_cells: int) -> None:
+    """The limit holds whichever sheet passes it (the first, the second, the last)."""
+    with pytest.raises(ExtractError) as e:
+        spreadsheet.read(_workbook(SHEETS), Budget(Limits(max_cells=max_cells)))
+    assert e.value.reason == "too_large"
+    assert spreadsheet.read(_workbook(SHEETS), Budget(Limits(max_cells=11))).rows == 7
 
 
 LINE_PIECES = st.sampled_from(
