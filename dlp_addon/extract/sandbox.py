@@ -179,10 +179,12 @@ class Pending:
         return buffer
 
     def close(self) -> None:
+        """Kill the child, without waiting for the kernel to take its memory back (10-20 ms
+        for a 100,000-row sheet): it is reaped when the next child starts."""
         self._parent.close()
         if self._process.is_alive():
             self._process.kill()
-        self._process.join(1)
+        self._process.join(0)
 
     def __enter__(self) -> Pending:
         return self
