@@ -19,7 +19,7 @@ from itertools import compress
 from operator import itemgetter
 from typing import Any
 
-from python_calamine import CalamineError, CalamineWorkbook, SheetVisibleEnum
+from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, SheetVisibleEnum
 
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract.limits import Budget
@@ -145,14 +145,17 @@ def _text(rows: list[list[Any]]) -> str:
         return "\n".join(map("\t".join, rows))
 
 
-def _head(rows: list[list[Any]], chars: int) -> tuple[str, bool]:
-    """The text of the first rows of ``rows``, enough for ``chars`` characters (whole rows),
-    and whether that is all of them (``rows`` are left as they are)."""
+def _head(sheet: CalamineSheet, chars: int) -> tuple[str, bool]:
+    """The text of the sheet's first rows, enough for ``chars`` characters (whole rows), and
+    whether that is all of them. Only those rows become objects: the preview goes before
+    the whole sheet's cells are made (~80 ms for 100,000 rows)."""
     n = 64
     while True:
-        text = _text([list(row) for row in rows[:n]])
-        if len(text) >= chars or n >= len(rows):
-            return text, n >= len(rows)
+        rows = sheet.to_python(skip_empty_area=False, nrows=n)
+        whole = len(rows) < n
+        text = _text(rows)
+        if len(text) >= chars or whole:
+            return text, whole
         n = max(2 * n, n * chars * 5 // (4 * max(len(text), 1)))  # a quarter more than needed
 
 
@@ -180,19 +183,22 @@ def read(
         hidden = sum(1 for m in metadata if m.visible != SheetVisibleEnum.Visible)
         texts: list[str] = []
         chars = 0
+        values: list[list[Any]] = []
         for sheet in parsed:
-            values = sheet.to_python(skip_empty_area=False)
             text = None
             if preview is not None:
                 need = PREVIEW_CHARS - chars - len(texts)  # the newlines between sheets count
-                head, whole = _head(values, need)
+                head, whole = _head(sheet, need)
                 if len(head) >= need:
                     preview(Preview("\n".join([*texts, head]), len(parsed), hidden, rows, columns))
                     preview = None
                 text = head if whole else None
-            texts.append(_text(values) if text is None else text)
-            chars += len(texts[-1])
-        if hold is not None and parsed:
+            if text is None:
+                values = sheet.to_python(skip_empty_area=False)
+                text = _text(values)
+            texts.append(text)
+            chars += len(text)
+        if hold is not None:
             hold += [book, parsed, values]
     except ExtractError:
         raise

@@ -140,6 +140,33 @@ def test_a_workbook_past_the_cell_limit_is_too_large(max_cells: int) -> None:
     assert spreadsheet.read(_workbook(SHEETS), Budget(Limits(max_cells=11))).rows == 7
 
 
+LENGTHS = [(1,), (63,), (64,), (65,), (128,), (3, 64), (64, 64), (200, 4)]  # rows a sheet
+
+
+@pytest.mark.parametrize("chars", [300, 1000])
+@pytest.mark.parametrize("lengths", LENGTHS)
+def test_a_preview_is_the_texts_beginning_in_whole_rows(
+    monkeypatch: pytest.MonkeyPatch, chars: int, lengths: tuple[int, ...]
+) -> None:
+    """Sheets of about the preview's first 64 rows: it is cut at a row's end, and the whole
+    text is what it is without a preview."""
+    monkeypatch.setattr(spreadsheet, "PREVIEW_CHARS", chars)
+    sheets = {f"s{k}": [[f"r{i}", i / 4] for i in range(n)] for k, n in enumerate(lengths)}
+    data = _workbook(sheets)
+    previews: list[spreadsheet.Preview] = []
+    whole = spreadsheet.read(data, Budget(Limits()), previews.append)
+    assert whole == spreadsheet.read(data, Budget(Limits()))
+    assert len(previews) == (len(whole.text) >= chars)
+    for preview in previews:
+        assert whole.text.startswith(preview.text) and len(preview.text) >= chars
+        assert whole.text[len(preview.text) : len(preview.text) + 1] in ("\n", "")
+        assert (preview.sheets, preview.rows, preview.columns) == (
+            whole.sheets,
+            whole.rows,
+            whole.columns,
+        )
+
+
 LINE_PIECES = st.sampled_from(
     ["\n", "\r", "\r\n", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "a", ","]
 )
