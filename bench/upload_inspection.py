@@ -24,6 +24,7 @@ import dataclasses
 import gc
 import io
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -262,6 +263,8 @@ def child(path: Path, kind: str, on: bool) -> None:
     body = multipart(path.read_bytes(), kind)
     before = status_mb("VmRSS")
     inspect(body, policy)
+    for reader_process in multiprocessing.active_children():  # killed, not waited for: reap it
+        reader_process.join(10)
     reader = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the sandbox child
     print(json.dumps({"before_mb": before, "peak_mb": status_mb("VmHWM"), "reader_mb": reader}))
 
