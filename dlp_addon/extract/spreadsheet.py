@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, SheetVisibleEnum
 
@@ -26,6 +26,7 @@ from dlp_addon.extract.limits import Budget
 
 _HEADER = 8  # cells above a column's numbers that may be its header
 _SAMPLE = 64  # rows looked at to tell which columns hold more than text
+_EXACT = 2**53  # integers up to this are exact as floats
 
 
 @dataclass(frozen=True)
@@ -90,15 +91,20 @@ def _floats(values: list[float]) -> list[str]:
 
 
 def _column(column: list[object]) -> list[str]:
-    """A column's cells as :func:`_cell` writes them. Text stays as it is; a column of
-    numbers under a few header cells is written in bulk (:func:`_floats`); in a column of
-    text and numbers, integers are written in place and each distinct float once."""
-    head = next((i for i, v in enumerate(column[:_HEADER]) if type(v) is float), None)
+    """A column's cells as :func:`_cell` writes them. Text stays as it is; numbers under a few
+    cells of text (a header) are written in bulk (:func:`_floats`; an xls mixes integers and
+    floats in a column: integers that are exact as floats are written as those are); in a
+    column of text and numbers, integers are written in place and each distinct float once."""
+    head = next((i for i, v in enumerate(column[:_HEADER]) if type(v) is not str), None)
     if head is not None:
-        types = set(map(type, column[head:]))
-        if types == {float}:
-            return [*map(_cell, column[:head]), *_floats(column[head:])]  # type: ignore[arg-type]
-        types.update(map(type, column[:head]))
+        numbers = cast("list[float]", column[head:])
+        types = set(map(type, numbers))
+        exact = types == {int, float} and min(numbers) >= -_EXACT and max(numbers) <= _EXACT
+        if types == {float} or exact:
+            texts = _floats(list(map(float, numbers)) if exact else numbers)
+            return [*cast("list[str]", column[:head]), *texts]
+        if head:
+            types.add(str)  # the cells above
     else:
         types = set(map(type, column))
     if types <= {str}:

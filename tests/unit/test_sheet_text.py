@@ -63,16 +63,25 @@ def test_floats_in_bulk_are_written_as_each_alone(values: list[float]) -> None:
     assert _floats(values) == [_cell(v) for v in values]
 
 
+INTEGER_EDGES = [2**53, -(2**53), 2**53 + 1, -(2**53) - 1]  # exact as floats; one beyond is not
+NUMBERS = {
+    "numbers": FLOATS,
+    "counts": st.integers(),
+    "xls": FLOATS | st.integers(-(2**60), 2**60) | st.sampled_from(INTEGER_EDGES),
+}
+
+
 @st.composite
 def _long_column(draw: st.DrawFn, n: int) -> list[object]:
     """A column of ``n`` cells as sheets have them: text, numbers under a header (repeating
-    or not), text with a number somewhere a sample of rows may miss, or anything at all."""
-    kind = draw(st.sampled_from(["text", "numbers", "counts", "rare", "mixed"]))
+    or not; an xls mixes integers and floats), text with a number somewhere a sample of rows
+    may miss, or anything at all."""
+    kind = draw(st.sampled_from(["text", "numbers", "counts", "xls", "rare", "mixed"]))
     header: list[object] = draw(st.lists(st.text(max_size=3), max_size=3))
     if kind == "text":
         return draw(st.lists(st.text(max_size=3), min_size=n, max_size=n))
-    if kind in ("numbers", "counts"):
-        pool = draw(st.lists(FLOATS if kind == "numbers" else st.integers(), min_size=1))
+    if kind in ("numbers", "counts", "xls"):
+        pool = draw(st.lists(NUMBERS[kind], min_size=1))
         body = draw(st.lists(st.sampled_from(pool), min_size=n, max_size=n))
         return (header + body)[:n]
     column: list[object] = ["x"] * n
