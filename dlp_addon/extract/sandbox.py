@@ -7,9 +7,9 @@ has an address-space limit, is killed at the inspection deadline, and whatever k
 becomes an unscannable ``corrupt``/``too_large`` verdict in the proxy, which lives on.
 
 A workbook's text (megabytes) comes back as bytes written straight after the answer's frame
-and read into one buffer, in the str's own width (UTF-16 for Chinese text): pickled, its
-UTF-8 encoding and decoding and ``Connection.recv``'s growing buffer cost ~40 ms of a
-100,000-row sheet's hand-off. And the child never frees the sheet it read: it exits.
+and read into one buffer, in about the str's own width (UTF-16 for Chinese text): pickled, its
+UTF-8 encoding and decoding and ``Connection.recv``'s growing buffer made a 100,000-row sheet's
+hand-off 40-70 ms instead of 25-35. And the child never frees the sheet it read: it exits.
 """
 
 from __future__ import annotations
