@@ -248,5 +248,7 @@ def _inflated(
                 yield chunk
     except ExtractError:
         raise
+    except NotImplementedError as e:  # flags zipfile refuses: patched data, strong encryption
+        raise ExtractError("unsupported_compression") from e
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
         raise ExtractError("corrupt") from e

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
+import zipfile
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -421,3 +423,18 @@ def test_deeply_nested_json_raises_only_extract_error(depth: int) -> None:
     check(post(nested.encode(), "application/json"))
     wrapped = json.dumps({"file": base64.b64encode(nested.encode()).decode()})
     check(post(wrapped.encode(), "application/json"))
+
+
+def test_an_entry_flag_zipfile_cannot_read_is_unscannable() -> None:
+    """An entry flagged "compressed patched data" (flag bit 5) or "strong encryption" (bit 6):
+    zipfile raises NotImplementedError, which must become an unscannable reason."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.csv", "拉杆箱,黑色\n" * 50)
+    for bit in (0x20, 0x40):
+        data = bytearray(buf.getvalue())
+        data[data.index(b"PK\x01\x02") + 8] |= bit  # the directory entry's flags
+        req = HttpInput("POST", "/upload", {"content-type": "application/zip"}, bytes(data))
+        with pytest.raises(ExtractError) as e:
+            extract_http(req)
+        assert e.value.reason == "unsupported_compression"
