@@ -115,6 +115,7 @@ def _run(
                 checkpoint(_sure(findings, extraction, scanner.window))
                 scanned = {location for location, _ in extraction.parts}
                 extraction = extraction.rest()
+                until = deadline + extraction.ocr_seconds  # pictures read in the rest
                 if seen is not None:
                     seen[-1] = extraction
                 kept = {location for location, _ in extraction.parts}  # previews are gone

@@ -5,7 +5,6 @@ early verdict has blocked already is answered without decoding them."""
 from __future__ import annotations
 
 import base64
-import collections
 import dataclasses
 import zlib
 
@@ -13,9 +12,9 @@ from dlp_addon.decide import load_policy
 from dlp_addon.decide.policy import Policy
 from dlp_addon.extract import HttpInput, extract_http
 from dlp_addon.extract.collector import LONG_TEXT
-from dlp_addon.extract.extraction import Extraction
 from dlp_addon.extract.limits import MiB
 from dlp_addon.pipeline import inspect_http
+from tests.lazy_extraction import texts, whole
 from tests.synth import customer_records, records_chat_text
 
 CATALOGUE = "\n".join(
@@ -28,17 +27,6 @@ HEXED = records_chat_text(CUSTOMERS[:8]).encode().hex()
 
 def _req(text: str) -> HttpInput:
     return HttpInput("POST", "/upload", {"content-type": "text/csv"}, text.encode())
-
-
-def _whole(extraction: Extraction) -> Extraction:
-    while extraction.rest is not None:
-        extraction = extraction.rest()
-    return extraction
-
-
-def _texts(extraction: Extraction) -> collections.Counter[tuple[str, str]]:
-    """Parts by what they are (location less its serial number) and their text."""
-    return collections.Counter((loc.rsplit("#", 1)[0], text) for loc, text in extraction.parts)
 
 
 def test_lazy_extraction_reads_what_the_eager_one_reads() -> None:
@@ -56,10 +44,10 @@ def test_lazy_extraction_reads_what_the_eager_one_reads() -> None:
         assert eager.rest is None
         if len(text) >= LONG_TEXT:
             assert lazy.rest is not None and len(lazy.parts) < len(eager.parts)
-        whole = _whole(lazy)
-        assert _texts(whole) == _texts(eager)
-        assert whole.unscannable == eager.unscannable
-        assert whole.attachments == eager.attachments
+        done = whole(lazy)
+        assert texts(done) == texts(eager)
+        assert done.unscannable == eager.unscannable
+        assert done.attachments == eager.attachments
 
 
 def test_customers_hidden_in_a_long_csv_are_still_blocked() -> None:

@@ -4,7 +4,6 @@ and scanned as before, the preview dropped."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import io
 import multiprocessing
@@ -19,6 +18,7 @@ from dlp_addon.errors import ExtractError
 from dlp_addon.extract import HttpInput, extract_http, sandbox, spreadsheet
 from dlp_addon.extract.extraction import Extraction
 from dlp_addon.pipeline import _sure, inspect_http
+from tests.lazy_extraction import texts, whole
 from tests.synth import customer_records
 
 BOUNDARY = "----dlptestPreview"
@@ -53,16 +53,6 @@ def _upload(data: bytes) -> HttpInput:
     return HttpInput(
         "POST", "/upload", {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}, body
     )
-
-
-def _whole(extraction: Extraction) -> Extraction:
-    while extraction.rest is not None:
-        extraction = extraction.rest()
-    return extraction
-
-
-def _texts(extraction: Extraction) -> collections.Counter[tuple[str, str]]:
-    return collections.Counter((loc.rsplit("#", 1)[0], text) for loc, text in extraction.parts)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -115,10 +105,10 @@ def test_the_rest_reads_what_an_eager_extraction_reads(
         text = dict(lazy.parts)[preview]
         assert sheet_text.startswith(text) and len(text) >= spreadsheet.PREVIEW_CHARS
         assert sheet_text[len(text)] == "\n"  # whole rows
-    whole = _whole(lazy)
-    assert not whole.previews
-    assert _texts(whole) == _texts(eager)
-    assert whole.attachments == eager.attachments
+    done = whole(lazy)
+    assert not done.previews
+    assert texts(done) == texts(eager)
+    assert done.attachments == eager.attachments
 
 
 def test_customers_after_a_long_benign_sheet_are_read_to_the_end() -> None:
