@@ -206,9 +206,7 @@ def start_workbook(
     """``spreadsheet.read`` started in a sandboxed child; :func:`workbook_of` its answer. With
     ``preview``, a long workbook's first rows and shape come first (:meth:`Pending.preview`:
     a :class:`spreadsheet.Preview`, or ``None`` for a short one)."""
-    if preview:
-        return Pending(_read, (data, limits), deadline, previews=True)
-    return Pending(_read, (data, limits), deadline)
+    return Pending(_read, (data, limits), deadline, previews=preview)
 
 
 def workbook_of(
