@@ -7,7 +7,8 @@ Its validator codes, checksum kinds and constants come from ``validator_table.py
 table Python reads too: the header ``_numscan_table.h`` is generated from it into the build
 directory (never into the sources). ``dlp_addon/extract/_biffwalk.c`` walks an xls workbook
 stream's records (``biff.py`` holds its pure-Python twin); ``dlp_addon/extract/_runscan.c``
-finds where base64, hex and base32 runs can be in a long text (``runs.windows_py``, its twin).
+finds where base64, hex and base32 runs can be in a long text (``runs.windows_py``, its twin);
+``dlp_addon/extract/_sheettext.c`` writes a sheet's cells as text (``spreadsheet._text_py``).
 
 A built package (wheel, ``pip install .``) carries ``dlp_addon/_commit.txt``, the git commit it
 was built from, so ``dlp-proxy --version`` can name it without a checkout. An editable install
@@ -79,6 +80,11 @@ setup(
         Extension(
             "dlp_addon.extract._biffwalk",
             sources=["dlp_addon/extract/_biffwalk.c"],
+            extra_compile_args=["-Wall", "-Wextra"],
+        ),
+        Extension(
+            "dlp_addon.extract._sheettext",
+            sources=["dlp_addon/extract/_sheettext.c"],
             extra_compile_args=["-Wall", "-Wextra"],
         ),
         Extension(

@@ -15,18 +15,17 @@ import datetime as dt
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import compress
-from operator import itemgetter
-from typing import Any, cast
+from typing import Any
 
 from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, SheetVisibleEnum
 
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract.limits import Budget
 
-_HEADER = 8  # cells above a column's numbers that may be its header
-_SAMPLE = 64  # rows looked at to tell which columns hold more than text
-_EXACT = 2**53  # integers up to this are exact as floats
+try:
+    from dlp_addon.extract import _sheettext
+except ImportError:  # not built: the pure-Python twin
+    _sheettext = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -65,90 +64,15 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _float_texts(values: list[float]) -> list[str]:
-    """Floats as :func:`_cell` writes them, a C-level pass at a time (``repr`` is the cost:
-    ~0.3 µs a value)."""
-    whole = list(map(float.is_integer, values))
-    if all(whole) and min(values, default=0.0) > -1e20 and max(values, default=0.0) < 1e20:
-        return list(map(str, map(int, values)))  # counts, or mobiles stored as numbers
-    texts = list(map(float.__repr__, values))
-    for i in compress(range(len(values)), whole):
-        if abs(values[i]) < 1e20:
-            texts[i] = str(int(values[i]))
-    return texts
-
-
-def _floats(values: list[float]) -> list[str]:
-    """A run of floats as :func:`_cell` writes them; where values repeat (prices), each
-    distinct one is written once (equal floats give the same text: 0.0 and -0.0 are ``0``).
-    Where most are distinct, looking them up would cost more than it saves."""
-    text: dict[float, Any] = dict.fromkeys(values)
-    if len(text) > len(values) // 2:
-        return _float_texts(values)
-    distinct = list(text)
-    text.update(zip(distinct, _float_texts(distinct), strict=True))
-    return list(map(text.__getitem__, values))
-
-
-def _column(column: list[object]) -> list[str]:
-    """A column's cells as :func:`_cell` writes them. Text stays as it is; numbers under a few
-    cells of text (a header) are written in bulk (:func:`_floats`; an xls mixes integers and
-    floats in a column: integers that are exact as floats are written as those are); in a
-    column of text and numbers, integers are written in place and each distinct float once."""
-    head = next((i for i, v in enumerate(column[:_HEADER]) if type(v) is not str), None)
-    if head is not None:
-        numbers = cast("list[float]", column[head:])
-        types = set(map(type, numbers))
-        exact = types == {int, float} and min(numbers) >= -_EXACT and max(numbers) <= _EXACT
-        if types == {float} or exact:
-            texts = _floats(list(map(float, numbers)) if exact else numbers)
-            return [*cast("list[str]", column[:head]), *texts]
-        if head:
-            types.add(str)  # the cells above
-    else:
-        types = set(map(type, column))
-    if types <= {str}:
-        return column  # type: ignore[return-value]
-    if types <= {str, int, bool}:
-        return list(map(str, column))  # str(True) is "True", as _cell writes it
-    if types <= {str, float, int}:
-        floats = [v for v in column if type(v) is float]
-        text: dict[object, str] = dict(zip(floats, _floats(floats), strict=True))
-        return [v if type(v) is str else str(v) if type(v) is int else text[v] for v in column]
-    return list(map(_cell, column))
-
-
-def _as_text(rows: list[list[Any]], j: int) -> None:
-    """Column ``j`` of ``rows`` written as text, in place."""
-    column = list(map(itemgetter(j), rows))
-    text = _column(column)
-    if text is not column:
-        for row, cell in zip(rows, text, strict=True):
-            row[j] = cell
+def _text_py(rows: list[list[Any]]) -> str:
+    """The rows as lines of tab-separated cells, a cell at a time: the twin of ``_sheettext``
+    (C, ~5x faster: a 100,000-row sheet of six columns in ~20-40 ms), tested equal."""
+    return "\n".join("\t".join(map(_cell, row)) for row in rows)
 
 
 def _text(rows: list[list[Any]]) -> str:
-    """The rows as lines of tab-separated cells. Only the columns that hold something other
-    than text are written, a column at a time and into ``rows`` itself (which it consumes),
-    so text costs no work in Python and the sheet is not copied into columns. Which columns
-    those are is told by a sample of rows; a cell the sample missed fails the join, and then
-    every column is looked at."""
-    if not rows:
-        return ""
-    width = len(rows[0])
-    if len(set(map(len, rows))) != 1:
-        return "\n".join("\t".join(_cell(v) for v in row) for row in rows)
-    sample = rows[:: max(1, len(rows) // _SAMPLE)] + rows[1:2] + rows[-1:]
-    guessed = {j for row in sample for j, v in enumerate(row) if type(v) is not str}
-    for j in sorted(guessed):
-        _as_text(rows, j)
-    try:
-        return "\n".join(map("\t".join, rows))
-    except TypeError:  # a column the sample took for text is not all text
-        for j in range(width):
-            if j not in guessed:
-                _as_text(rows, j)
-        return "\n".join(map("\t".join, rows))
+    """The rows as lines of tab-separated cells (``_sheettext``, or its twin when unbuilt)."""
+    return _text_py(rows) if _sheettext is None else _sheettext.text(rows, _cell)
 
 
 def _head(sheet: CalamineSheet, chars: int) -> tuple[str, bool]:

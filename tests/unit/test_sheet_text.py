@@ -1,25 +1,30 @@
-"""A workbook's cells become the same text whether built a column at a time (the fast path)
-or a cell at a time: numbers as people typed them, dates in ISO form, empty cells empty."""
+"""A workbook's cells become the same text whether built in C (``_sheettext``, the fast path)
+or a cell at a time (its twin): numbers as people typed them, dates in ISO form, empty cells
+empty, text of any width as it is."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import math
+import sys
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import ooxml, spreadsheet, tables
+from dlp_addon.extract import _sheettext, ooxml, spreadsheet, tables
 from dlp_addon.extract.limits import Budget, Limits
-from dlp_addon.extract.spreadsheet import _cell, _floats, _text
+from dlp_addon.extract.spreadsheet import _cell, _text, _text_py
 
+# Text in every width a str can have: ASCII, Latin-1, Chinese, beyond the BMP (and lone
+# surrogates, which a str may hold).
+TEXT = st.text(max_size=8) | st.sampled_from(["", "é", "王伟", "𠀋", "\ud800", "a\tb", "1\n2"])
 CELLS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=0, max_value=10**12).map(float),  # whole numbers: mobiles, IDs
-    st.text(max_size=8),
+    TEXT,
     st.none(),
     st.booleans(),
     st.integers(),
@@ -42,64 +47,65 @@ def _one_cell_at_a_time(rows: list[list[object]]) -> str:
     return "\n".join("\t".join(_cell(v) for v in row) for row in rows)
 
 
-def _text_of_copy(rows: list[list[object]]) -> str:
-    """``_text`` writes cells as text into the rows it is given: give it a copy."""
-    return _text([list(row) for row in rows])
+def test_the_c_writer_is_built() -> None:
+    assert spreadsheet._sheettext is not None, "scripts/setup builds extract/_sheettext.c"
 
 
-@given(st.integers(1, 4).flatmap(lambda w: st.lists(st.lists(CELLS, min_size=w, max_size=w))))
-def test_columns_give_the_text_cells_give(rows: list[list[object]]) -> None:
-    assert _text_of_copy(rows) == _one_cell_at_a_time(rows)
+@given(st.lists(st.lists(CELLS, max_size=5)))
+def test_rows_of_any_cells_give_the_text_cells_give(rows: list[list[object]]) -> None:
+    assert _text(rows) == _text_py(rows) == _one_cell_at_a_time(rows)
 
 
-@given(st.lists(st.lists(st.floats() | st.integers(0, 10**11).map(float), min_size=3, max_size=3)))
-def test_number_columns_give_the_text_cells_give(rows: list[list[object]]) -> None:
-    assert _text_of_copy(rows) == _one_cell_at_a_time(rows)
+@given(st.lists(FLOATS | st.sampled_from(EDGES)))
+def test_floats_are_written_as_each_alone(values: list[float]) -> None:
+    assert _text([[v] for v in values]) == _one_cell_at_a_time([[v] for v in values])
 
 
-@given(st.lists(FLOATS) | st.lists(st.sampled_from(EDGES)))
-def test_floats_in_bulk_are_written_as_each_alone(values: list[float]) -> None:
-    """Mostly distinct and much repeated runs alike (the second: each distinct value once)."""
-    assert _floats(values) == [_cell(v) for v in values]
+INTEGER_EDGES = [2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 2**53 + 1, 10**30, -(10**30)]
 
 
-INTEGER_EDGES = [2**53, -(2**53), 2**53 + 1, -(2**53) - 1]  # exact as floats; one beyond is not
-NUMBERS = {
-    "numbers": FLOATS,
-    "counts": st.integers(),
-    "xls": FLOATS | st.integers(-(2**60), 2**60) | st.sampled_from(INTEGER_EDGES),
-}
+@given(st.lists(st.integers() | st.sampled_from(INTEGER_EDGES) | st.booleans() | st.none()))
+def test_integers_and_flags_are_written_as_str_writes_them(values: list[object]) -> None:
+    assert _text([values]) == "\t".join(map(_cell, values))
 
 
-@st.composite
-def _long_column(draw: st.DrawFn, n: int) -> list[object]:
-    """A column of ``n`` cells as sheets have them: text, numbers under a header (repeating
-    or not; an xls mixes integers and floats), text with a number somewhere a sample of rows
-    may miss, or anything at all."""
-    kind = draw(st.sampled_from(["text", "numbers", "counts", "xls", "rare", "mixed"]))
-    header: list[object] = draw(st.lists(st.text(max_size=3), max_size=3))
-    if kind == "text":
-        return draw(st.lists(st.text(max_size=3), min_size=n, max_size=n))
-    if kind in ("numbers", "counts", "xls"):
-        pool = draw(st.lists(NUMBERS[kind], min_size=1))
-        body = draw(st.lists(st.sampled_from(pool), min_size=n, max_size=n))
-        return (header + body)[:n]
-    column: list[object] = ["x"] * n
-    if kind == "rare":
-        column[draw(st.integers(0, n - 1))] = draw(CELLS)
-        return column
-    return draw(st.lists(CELLS, min_size=n, max_size=n))
+@given(st.lists(st.lists(TEXT, min_size=1, max_size=3), min_size=1))
+def test_text_of_every_width_is_kept_as_it_is(rows: list[list[object]]) -> None:
+    """...and in the narrowest width that holds it, as any str is (the same size in memory)."""
+    out, expected = _text(rows), _one_cell_at_a_time(rows)
+    assert out == expected
+    assert out.isascii() == expected.isascii()
+    assert sys.getsizeof(out) == sys.getsizeof(expected)
 
 
-@given(
-    st.tuples(st.integers(1, 400), st.integers(1, 5)).flatmap(
-        lambda shape: st.lists(_long_column(shape[0]), min_size=shape[1], max_size=shape[1])
+def test_a_row_may_be_empty_and_a_sheet_may_have_no_rows() -> None:
+    assert _text([]) == ""
+    assert _text([[]]) == ""
+    assert _text([["a"], [], ["b", 1.5]]) == "a\n\nb\t1.5"
+
+
+def test_a_cell_the_writer_does_not_know_is_written_by_the_fallback() -> None:
+    when = dt.datetime(2024, 5, 1, 8, 30)
+    assert _text([[when, dt.date(2024, 5, 1), dt.timedelta(hours=1)]]) == (
+        "2024-05-01T08:30:00\t2024-05-01\t1:00:00"
     )
-)
-def test_long_sheets_give_the_text_cells_give(columns: list[list[object]]) -> None:
-    """Sheets long enough that only a sample of rows tells which columns hold numbers."""
-    rows = [list(row) for row in zip(*columns, strict=True)]
-    assert _text_of_copy(rows) == _one_cell_at_a_time(rows)
+    with pytest.raises(TypeError):
+        _sheettext.text([[object()]], lambda value: 42)  # type: ignore[arg-type,return-value]
+    with pytest.raises(ZeroDivisionError):
+        _sheettext.text([["a", object()]], lambda value: 1 / 0)  # type: ignore[arg-type]
+
+
+def test_a_fallback_that_empties_the_rows_cannot_crash_the_writer() -> None:
+    """The writer holds what it reads: rows changed under it give some text, never a crash."""
+    rows: list[list[object]] = [["x" * 50, object(), "y" * 50], [object(), "z"]]
+
+    def clear(value: object) -> str:
+        for row in rows:
+            row.clear()
+        rows.clear()
+        return "cleared"
+
+    assert _sheettext.text(rows, clear) == "x" * 50 + "\tcleared"
 
 
 def test_a_mobile_stored_as_a_number_reads_as_typed() -> None:
