@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from dlp_addon.decide import early
@@ -110,16 +110,25 @@ def _run(
         ):
             scanner = engine_for(policy).scanner
             findings = scanner.scan_all(extraction.parts, until)
+            arrived: list[Finding] = []  # of the texts scanned as they came
+
+            def ahead(location: str, pieces: Iterable[str]) -> str:
+                text, found = scanner.scan_arriving(location, pieces, until)
+                arrived.extend(found)
+                scanned.add(location)
+                return text
+
             while extraction.rest is not None:  # what a lazy extraction left for later
                 # A block rule may hold already: then the rest is never read.
                 checkpoint(_sure(findings, extraction, scanner.window))
                 scanned = {location for location, _ in extraction.parts}
-                extraction = extraction.rest()
+                extraction = extraction.rest(ahead)
                 until = deadline + extraction.ocr_seconds  # pictures read in the rest
                 if seen is not None:
                     seen[-1] = extraction
                 kept = {location for location, _ in extraction.parts}  # previews are gone
-                findings = [f for f in findings if f.location in kept]
+                findings = [f for f in findings if f.location in kept] + arrived
+                arrived = []
                 new = [part for part in extraction.parts if part[0] not in scanned]
                 findings += scanner.scan_all(new, until)
         edm = policy.edm.match(extraction.parts, findings, until) if policy.edm else NO_MATCH

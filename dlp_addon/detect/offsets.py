@@ -4,7 +4,8 @@ offsets, and offsets in folded text moved back into the text as written."""
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 
 from dlp_addon.detect.findings import Finding
 from dlp_addon.detect.native import numscan
@@ -40,16 +41,83 @@ _CHUNK_CHARS = 1 << 20  # a part longer than this is scanned a chunk of whole li
 _FIRST_CHUNK_CHARS = 1 << 16
 
 
-def chunks(text: str) -> Iterator[tuple[int, int, int]]:
+class Arriving:
+    """A text that comes a piece at a time (a workbook's rows from its reader): read by
+    absolute offsets, a piece pulled only when an offset needs it. A ``str`` is one piece."""
+
+    def __init__(self, pieces: Iterable[str]) -> None:
+        self._next = iter(pieces)
+        self._pieces: list[str] = []
+        self._starts: list[int] = []
+        self.length = 0  # so far; the whole text's once ``ended``
+        self.ended = False
+
+    def reach(self, pos: int) -> bool:
+        """Whether the text goes beyond ``pos`` (pieces are pulled until it does, or ends)."""
+        while self.length <= pos and not self.ended:
+            piece = next(self._next, None)
+            if piece is None:
+                self.ended = True
+            elif piece:
+                self._pieces.append(piece)
+                self._starts.append(self.length)
+                self.length += len(piece)
+        return self.length > pos
+
+    def find(self, char: str, pos: int) -> int:
+        """The offset of the first ``char`` at or after ``pos``, or -1 (then it has ended)."""
+        while self.reach(pos):
+            i = bisect.bisect_right(self._starts, pos) - 1
+            found = self._pieces[i].find(char, pos - self._starts[i])
+            if found >= 0:
+                return self._starts[i] + found
+            pos = self._starts[i] + len(self._pieces[i])
+        return -1
+
+    def span(self, start: int, end: int) -> str:
+        """The text from ``start`` to ``end`` (both within what has come)."""
+        first = bisect.bisect_right(self._starts, start) - 1
+        last = bisect.bisect_left(self._starts, end) - 1
+        if first == last:
+            piece, at = self._pieces[first], self._starts[first]
+            if start == at and end == at + len(piece):
+                return piece
+            return piece[start - at : end - at]
+        return "".join(
+            self._pieces[i][max(start - self._starts[i], 0) : end - self._starts[i]]
+            for i in range(first, last + 1)
+        )
+
+    def count(self, char: str, start: int, end: int) -> int:
+        """How many ``char`` are between ``start`` and ``end`` (within what has come)."""
+        if start >= end:
+            return 0
+        first = bisect.bisect_right(self._starts, start) - 1
+        last = bisect.bisect_left(self._starts, end) - 1
+        return sum(
+            self._pieces[i].count(char, max(start - self._starts[i], 0), end - self._starts[i])
+            for i in range(first, last + 1)
+        )
+
+    def whole(self) -> str:
+        """All of the text (every piece pulled)."""
+        self.reach(sys.maxsize)
+        return self._pieces[0] if len(self._pieces) == 1 else "".join(self._pieces)
+
+
+def chunks(text: str | Arriving) -> Iterator[tuple[int, int, int]]:
     """``(first line, start, end)`` of the chunks of ``text``: all of it when short, else
-    pieces cut after a newline, so no line (a record) and no number is cut in two."""
-    if len(text) <= _CHUNK_CHARS:
-        yield 0, 0, len(text)
+    pieces cut after a newline, so no line (a record) and no number is cut in two. Each is
+    known once the text reaches past it (an arriving text is cut as the whole one is)."""
+    if isinstance(text, str):
+        text = Arriving((text,))
+    if not text.reach(_CHUNK_CHARS):
+        yield 0, 0, text.length
         return
     start, line, size = 0, 0, min(_FIRST_CHUNK_CHARS, _CHUNK_CHARS)
-    while start < len(text):
+    while text.reach(start):
         end = text.find("\n", start + size)
-        end = len(text) if end < 0 else end + 1
+        end = text.length if end < 0 else end + 1
         yield line, start, end
         size = min(2 * size, _CHUNK_CHARS)
         line += text.count("\n", start, end)

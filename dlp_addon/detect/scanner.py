@@ -37,7 +37,7 @@ from dlp_addon.detect.keywords import (
 from dlp_addon.detect.kinds import CONFIDENCE, NumericDetector, RegexDetector
 from dlp_addon.detect.native import FindingsLayout, compile_findings, numscan
 from dlp_addon.detect.normalize import TRIGGER_BITMAP, fold_digits, needs_folding, normalize
-from dlp_addon.detect.offsets import chunks, unfolded
+from dlp_addon.detect.offsets import Arriving, chunks, unfolded
 from dlp_addon.detect.plan import Plan
 from dlp_addon.detect.regexes import RegexStage, token_detectors
 from dlp_addon.detect.validators import gb11643
@@ -230,25 +230,44 @@ class Scanner:
         so a context word or keyword across a chunk's edge still counts; what is found in a
         margin is left to the chunk it belongs to."""
         found: list[Finding] = []
-        margin = self.window  # characters: at least the window's bytes
         for location, text in parts:
-            for first_line, start, end in chunks(text):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise ScanTimeout(found)
-                if start == 0 and end == len(text):
-                    window, window_first, last_line, lo = text, first_line, -1, 0
-                else:
-                    lo, hi = max(0, start - margin), min(len(text), end + margin)
-                    window = text[lo:hi]
-                    window_first = first_line - text.count("\n", lo, start)
-                    last_line = first_line + text.count("\n", start, end - 1)
-                try:
-                    here = self.scan(window, location, deadline, window_first, lo)
-                except TimeoutError as e:
-                    raise ScanTimeout(found) from e
-                if last_line >= 0:
-                    here = [f for f in here if first_line <= f.line <= last_line]
-                found.extend(here)
-                if end < len(text):  # more of this part to come: the early verdict may stop it
-                    checkpoint(found)
+            self._scan_part(location, Arriving((text,)), deadline, found)
         return found
+
+    def scan_arriving(
+        self, location: str, pieces: Iterable[str], deadline: float | None = None
+    ) -> tuple[str, list[Finding]]:
+        """The whole text of a part that comes a piece at a time (a workbook's rows as its
+        reader builds them), and what :meth:`scan_all` finds in it: each chunk is scanned as
+        soon as the text reaches past its margin, while the rest is still on its way."""
+        text = Arriving(pieces)
+        found: list[Finding] = []
+        self._scan_part(location, text, deadline, found)
+        return text.whole(), found
+
+    def _scan_part(
+        self, location: str, text: Arriving, deadline: float | None, found: list[Finding]
+    ) -> None:
+        """One part's findings added to ``found`` (all so far: the checkpoint's, and the
+        timeout's), a chunk at a time (see :meth:`scan_all`)."""
+        margin = self.window  # characters: at least the window's bytes
+        for first_line, start, end in chunks(text):
+            if deadline is not None and time.monotonic() > deadline:
+                raise ScanTimeout(found)
+            text.reach(end + margin - 1)  # the margin after the chunk, if the text has it
+            if start == 0 and end == text.length:
+                window, window_first, last_line, lo = text.whole(), first_line, -1, 0
+            else:
+                lo, hi = max(0, start - margin), min(text.length, end + margin)
+                window = text.span(lo, hi)
+                window_first = first_line - text.count("\n", lo, start)
+                last_line = first_line + text.count("\n", start, end - 1)
+            try:
+                here = self.scan(window, location, deadline, window_first, lo)
+            except TimeoutError as e:
+                raise ScanTimeout(found) from e
+            if last_line >= 0:
+                here = [f for f in here if first_line <= f.line <= last_line]
+            found.extend(here)
+            if text.reach(end):  # more of this part to come: the early verdict may stop it
+                checkpoint(found)

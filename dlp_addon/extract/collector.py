@@ -11,14 +11,14 @@ import html
 import re
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from urllib.parse import unquote_plus
 
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract import encoded_runs
 from dlp_addon.extract.decode import inflate
-from dlp_addon.extract.extraction import Attachment, Extraction, Part
+from dlp_addon.extract.extraction import Ahead, Attachment, Extraction, Part
 from dlp_addon.extract.filetype import sniff
 from dlp_addon.extract.json_lines import json_lines
 from dlp_addon.extract.limits import Budget, Limits
@@ -47,6 +47,7 @@ class Collector(ABC):
         self._later: list[Callable[[], None]] = []
         self._previews: set[str] = set()
         self._open: list[Callable[[], None]] = []  # closes what the deferred work waits for
+        self.ahead: Ahead = _joined  # who reads a long text as it comes (see ``Extraction.rest``)
 
     def result(self) -> Extraction:
         """What was collected. A lazy collector's long texts may still have their encoded runs
@@ -62,7 +63,8 @@ class Collector(ABC):
             discard=self.discard if self._later else None,
         )
 
-    def _rest(self) -> Extraction:
+    def _rest(self, ahead: Ahead | None = None) -> Extraction:
+        self.ahead = ahead or _joined
         try:
             while self._later:  # a decoded run may be a long text whose own runs wait in turn
                 self._later.pop(0)()
@@ -88,11 +90,18 @@ class Collector(ABC):
         self.parts = [part for part in self.parts if part[0] != preview]
         self._previews.discard(preview)
 
-    def add(self, location: str, text: str) -> str:
-        """Record a text part under a location unique in this request (records are per part)."""
+    def add(self, location: str, text: str, unique: str | None = None) -> str:
+        """Record a text part under a location unique in this request (records are per part),
+        or under the one :meth:`reserve` gave."""
+        unique = unique or self.reserve(location)
+        self.parts.append((unique, text))
+        return unique
+
+    def reserve(self, location: str) -> str:
+        """A location unique in this request, for a part recorded later (its text is still on
+        its way: ``Ahead``)."""
         unique = f"{location}#{self._serial}"
         self._serial += 1
-        self.parts.append((unique, text))
         return unique
 
     @abstractmethod
@@ -154,10 +163,11 @@ class Collector(ABC):
             return inner
         return raw
 
-    def document(self, location: str, text: str) -> None:
+    def document(self, location: str, text: str, unique: str | None = None) -> None:
         """A file's text (cells, pages), plus its character references decoded (``&#49;``
-        typed into cells): the rest of :meth:`text`'s decoding is left to smaller parts."""
-        self.add(location, text)
+        typed into cells): the rest of :meth:`text`'s decoding is left to smaller parts.
+        ``unique``: the location :meth:`reserve` gave it."""
+        self.add(location, text, unique)
         if "&" in text and _REFERENCE.search(text):
             decoded = html.unescape(text)
             if decoded != text:
@@ -170,3 +180,8 @@ class Collector(ABC):
             return False
         self.text(location + ":json", "\n".join(lines), depth)
         return True
+
+
+def _joined(location: str, pieces: Iterable[str]) -> str:
+    """The ``Ahead`` of a caller that reads texts only when they are whole."""
+    return "".join(pieces)

@@ -6,12 +6,18 @@ Parts are ``(location, text)`` pairs; the location is a short, bounded label (``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dlp_addon.extract.filetype import SPREADSHEETS
 
 Part = tuple[str, str]
+
+# Reads a long text as it comes: given the location its part will have and its pieces in order
+# (a workbook's rows, as its sandboxed reader builds them), it takes them all and returns the
+# whole text. The pipeline scans each piece's lines while the next is on its way and keeps
+# their findings for that part; without one, the pieces are joined.
+Ahead = Callable[[str, Iterable[str]], str]
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,10 @@ class Extraction:
     logged: tuple[str, ...] = ()  # unread, but the policy lets it through (audited)
     ocr_seconds: float = 0.0  # spent reading pictures: it moves the request's deadline
     # A lazy extraction (``extract_http(..., lazy=True)``) may leave the encoded runs of its
-    # long texts undecoded: ``rest()`` decodes them and returns the whole extraction, whose
-    # parts start with these. ``None``: this is the whole extraction.
-    rest: Callable[[], Extraction] | None = field(default=None, repr=False, compare=False)
+    # long texts undecoded, and the rest of a long workbook's text unread: ``rest(ahead)``
+    # reads them (a workbook's text through ``ahead``, if given) and returns the whole
+    # extraction, whose parts start with these. ``None``: this is the whole extraction.
+    rest: Callable[..., Extraction] | None = field(default=None, repr=False, compare=False)
     # Parts that are a long workbook's first rows, sent ahead by its reader: ``rest()`` gives
     # the whole text instead (a preview part is gone from its parts).
     previews: frozenset[str] = frozenset()

@@ -7,7 +7,9 @@ attachments) is read as a file of its own, one archive level deeper.
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterator
 from functools import partial
 
 from dlp_addon.errors import ExtractError
@@ -105,60 +107,71 @@ class Walker(Collector):
 
     def _workbook(self, location: str, data: bytes, kind: str, depth: int) -> None:
         """A workbook's cells, read in a sandboxed child while this process reads its package
-        parts. A lazy walker takes a long workbook's first rows and shape ahead of the rest
-        (``spreadsheet.Preview``) and leaves the whole text to ``Extraction.rest``: when the
-        first rows already make a rule block, the rest is never built nor sent. An xls's other
-        streams (``biff``) are read while the child reads the cells, or, after a preview,
-        while it builds the rest of the text (the first rows may make them moot)."""
-        limits, lazy = self.budget.limits, self._lazy
-        pending = sandbox.start_workbook(data, limits, self.deadline, preview=lazy)
+        parts. A lazy walker takes a long workbook's first rows (``spreadsheet.PREVIEW_CHARS``
+        of its text) and its shape as a preview and leaves the rest to ``Extraction.rest``:
+        when the first rows already make a rule block, the rest is never built nor sent;
+        otherwise the rest of the text is handed to the caller's ``Ahead`` as it comes (the
+        pipeline scans one piece while the child builds the next). An xls's other streams
+        (``biff``) are read while the child reads the cells, or, after a preview, while it
+        builds the rest of the text (the first rows may make them moot)."""
+        lazy = self._lazy
+        book = sandbox.Workbook(data, self.budget.limits, self.deadline)
         xls = kind == "xls"
         try:
             package = _package_parts(data, self.budget, kind) if not xls else None
             extras = _xls_extras(data, self.budget) if xls and not lazy else ""
-            first: spreadsheet.Preview | None = pending.preview() if lazy else None
-            if xls and lazy and first is None:  # a short workbook, answered whole
+            shape = book.shape(self.budget)
+            pieces = book.pieces(self.budget)
+            text, whole = _head(pieces) if lazy else ("".join(pieces), True)
+            if xls and lazy and whole:  # a short workbook, read whole
                 extras = _xls_extras(data, self.budget)
-            sheets = sandbox.workbook_of(pending, self.budget) if first is None else None
         except BaseException:
-            pending.close()
+            book.close()
             raise
         if isinstance(package, ExtractError):  # the cells' error, if any, came first
-            pending.close()
+            book.close()
             raise package
         if isinstance(extras, ExtractError):
-            pending.close()
+            book.close()
             raise extras
-        shape = first or sheets
-        assert shape is not None
         self.attachments.append(Attachment(kind, location, shape.sheets, shape.rows, shape.columns))
         where = f"{location}:{kind}"
-        if first is not None:
-            self.budget.spend_cells(first.rows * max(first.columns, 1))
-            preview = self.preview(where, first.text)
-            self._open.append(pending.close)
-            rest = partial(self._workbook_rest, pending, where, preview, data if xls else None)
+        if not whole:
+            preview = self.preview(where, text)
+            self._open.append(book.close)
+            rest = partial(
+                self._workbook_rest, text, pieces, shape, where, preview, data if xls else None
+            )
             self._later.append(rest)
         else:
-            assert sheets is not None
-            self._sheets(where, sheets, extras)
+            self._sheets(where, text, shape.names, extras)
         if package is not None:
             self._package(where, data, depth, kind, package)
 
     def _workbook_rest(
-        self, pending: sandbox.Pending, where: str, preview: str, xls: bytes | None
+        self,
+        head: str,
+        pieces: Iterator[str],
+        shape: spreadsheet.Shape,
+        where: str,
+        preview: str,
+        xls: bytes | None,
     ) -> None:
-        """The rest of a previewed workbook (and an xls's other streams, read meanwhile)."""
+        """The rest of a previewed workbook, handed to the ``Ahead`` as it comes (and an xls's
+        other streams, read first: the child is then still making its cells)."""
         extras = _xls_extras(xls, self.budget) if xls is not None else ""
-        sheets = sandbox.workbook_of(pending, self.budget, cells_spent=True)  # its error first
+        location = self.reserve(where)
+        text = self.ahead(location, itertools.chain((head,), pieces))  # its error first
         if isinstance(extras, ExtractError):
             raise extras
-        self._sheets(where, sheets, extras)
+        self._sheets(where, text, shape.names, extras, location)
         self.replace(preview)
 
-    def _sheets(self, where: str, sheets: spreadsheet.Sheets, extras: str) -> None:
-        self.document(where, sheets.text)
-        self.document(f"{where}:sheets", sheets.names)
+    def _sheets(
+        self, where: str, text: str, names: str, extras: str, location: str | None = None
+    ) -> None:
+        self.document(where, text, location)
+        self.document(f"{where}:sheets", names)
         self.document(f"{where}:parts", extras)
 
     def _app_compressed(self, data: bytes, depth: int) -> bytes | None:
@@ -285,6 +298,20 @@ class Walker(Collector):
                 )
             elif item.text:
                 self.document(f"{location}:{item.category}", item.text)
+
+
+def _head(pieces: Iterator[str]) -> tuple[str, bool]:
+    """The first pieces of a workbook's text, joined, once they reach
+    ``spreadsheet.PREVIEW_CHARS`` (a preview), or all of them when the text is shorter; and
+    whether that is all of it."""
+    got: list[str] = []
+    chars = 0
+    for piece in pieces:
+        got.append(piece)
+        chars += len(piece)
+        if chars >= spreadsheet.PREVIEW_CHARS:
+            return "".join(got), False
+    return "".join(got), True
 
 
 def _xls_extras(data: bytes, budget: Budget) -> str | ExtractError:

@@ -6,16 +6,17 @@ the proxy down, so workbooks are read in a child forked from a small fork server
 has an address-space limit, is killed at the inspection deadline, and whatever kills it
 becomes an unscannable ``corrupt``/``too_large`` verdict in the proxy, which lives on.
 
-A workbook's text (megabytes) comes back as bytes written straight after the answer's frame
-and read into one buffer, in about the str's own width (UTF-16 for Chinese text): pickled, its
-UTF-8 encoding and decoding and ``Connection.recv``'s growing buffer made a 100,000-row sheet's
-hand-off 40-70 ms instead of 25-35. And the child never frees the sheet it read: it exits.
+A workbook comes back as it is read: its shape first, then its text a piece of whole rows at a
+time (:class:`Workbook`), so that the proxy scans one piece while the child builds the next.
+Each piece is bytes written straight after its frame and read into one buffer, in about the
+str's own width (UTF-16 for Chinese text): pickled, its UTF-8 encoding and decoding and
+``Connection.recv``'s growing buffer made a 100,000-row sheet's hand-off 40-70 ms instead of
+25-35. And the child never frees the sheet it read: it exits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import multiprocessing
 import multiprocessing.connection
@@ -23,7 +24,7 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from dlp_addon.errors import ExtractError
@@ -59,36 +60,44 @@ def prefer_fork() -> None:
 
 
 class Bulk(NamedTuple):
-    """A sandboxed call's answer with a large payload, sent after the answer as it is (not
-    pickled) and read into one buffer."""
+    """A value with a large payload, sent after its frame as it is (not pickled) and read
+    into one buffer: a sandboxed call's answer, or an item it sends ahead."""
 
     value: Any
     payload: bytes | bytearray
+
+
+class _Follows(NamedTuple):
+    """In a frame: the value of a :class:`Bulk` whose ``size`` bytes follow the frame."""
+
+    value: Any
+    size: int
+
+
+def _send(conn: multiprocessing.connection.Connection, status: str, value: Any) -> None:
+    if not isinstance(value, Bulk):
+        conn.send((status, value))
+        return
+    conn.send((status, _Follows(value.value, len(value.payload))))
+    view = memoryview(value.payload)  # nothing may come between: a failure is a short read
+    while view:
+        view = view[os.write(conn.fileno(), view) :]
 
 
 def _child(
     conn: multiprocessing.connection.Connection,
     func: Callable[..., Any],
     args: tuple[Any, ...],
-    previews: bool,
+    items: bool,
 ) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
     try:
-        if previews:  # ``func`` may hand something ahead of its answer: Pending.preview
-            answer = func(*args, lambda value: conn.send(("preview", value)))
-        else:
-            answer = func(*args)
-        bulk = isinstance(answer, Bulk)
-        conn.send(("bulk", (answer.value, len(answer.payload))) if bulk else ("ok", answer))
+        ahead = (lambda value: _send(conn, "item", value),) if items else ()  # Pending.items
+        _send(conn, "ok", func(*args, *ahead))
     except ExtractError as e:
         conn.send(("error", e.reason))
     except MemoryError:
         conn.send(("error", "too_large"))
-    else:
-        if bulk:  # nothing may follow its frame but the payload: a failure here is a short read
-            view = memoryview(answer.payload)
-            while view:
-                view = view[os.write(conn.fileno(), view) :]
     finally:
         conn.close()
 
@@ -96,8 +105,8 @@ def _child(
 class Pending:
     """A sandboxed call under way: the caller may do other work before :meth:`result`.
     Use as a context manager, or :meth:`close` it, so that a child whose answer is not wanted
-    is killed. With ``previews``, ``func`` gets one more argument, a function that sends a
-    value ahead of the answer (:meth:`preview`)."""
+    is killed. With ``items``, ``func`` gets one more argument, a function that sends a value
+    (or a :class:`Bulk`) ahead of the answer (:meth:`items`)."""
 
     def __init__(
         self,
@@ -105,7 +114,7 @@ class Pending:
         args: tuple[Any, ...],
         deadline: float | None,
         *,
-        previews: bool = False,
+        items: bool = False,
     ):
         self._deadline = time.monotonic() + _DEFAULT_SECONDS if deadline is None else deadline
         if self._deadline <= time.monotonic():
@@ -114,9 +123,7 @@ class Pending:
         self._parent, child = _ctx().Pipe(duplex=False)
         with contextlib.suppress(OSError):  # else the default size: more reads, same bytes
             fcntl.fcntl(self._parent.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
-        self._process = _ctx().Process(
-            target=_child, args=(child, func, args, previews), daemon=True
-        )
+        self._process = _ctx().Process(target=_child, args=(child, func, args, items), daemon=True)
         self._process.start()
         child.close()
 
@@ -128,11 +135,10 @@ class Pending:
                 if self._process.is_alive():
                     raise TimeoutError
                 raise ExtractError("corrupt")  # died without a word: a crash, or out of memory
-            message: tuple[str, Any] = self._parent.recv()
-            if message[0] == "bulk":  # its payload follows the frame: read it now
-                value, size = message[1]
-                message = ("ok", Bulk(value, self._payload(size)))
-            return message
+            status, value = self._parent.recv()
+            if isinstance(value, _Follows):  # its payload follows the frame: read it now
+                value = Bulk(value.value, self._payload(value.size))
+            return status, value
         except EOFError as e:
             self.close()
             raise ExtractError("corrupt") from e
@@ -140,24 +146,25 @@ class Pending:
             self.close()
             raise
 
-    def preview(self) -> Any:
-        """What the child sent ahead of its answer, or ``None`` when it answered without one
-        (the answer is kept for :meth:`result`). Errors as for :meth:`result`."""
-        status, value = self._receive()
-        if status == "preview":
-            return value
-        self._answer = (status, value)
-        if status == "error":
-            self.close()
-            raise ExtractError(value)
-        return None
+    def items(self) -> Iterator[Any]:
+        """What the child sends ahead of its answer, in order (the answer is kept for
+        :meth:`result`). Errors as for :meth:`result`; an error answer is raised here."""
+        while self._answer is None:
+            status, value = self._receive()
+            if status == "item":
+                yield value
+                continue
+            self._answer = (status, value)
+            if status == "error":
+                self.close()
+                raise ExtractError(value)
 
     def result(self) -> Any:
         """The call's value. A crash or an abort is ``ExtractError("corrupt")``, running out
         of memory ``too_large``, the deadline ``TimeoutError``."""
         try:
             status, value = self._answer if self._answer is not None else self._receive()
-            while status == "preview":  # a preview nobody asked for
+            while status == "item":  # items nobody asked for
                 status, value = self._receive()
         finally:
             self.close()
@@ -200,45 +207,61 @@ def run(func: Callable[..., Any], *args: Any, deadline: float | None = None) -> 
         return pending.result()
 
 
-def start_workbook(
-    data: bytes, limits: Limits, deadline: float | None = None, *, preview: bool = False
-) -> Pending:
-    """``spreadsheet.read`` started in a sandboxed child; :func:`workbook_of` its answer. With
-    ``preview``, a long workbook's first rows and shape come first (:meth:`Pending.preview`:
-    a :class:`spreadsheet.Preview`, or ``None`` for a short one)."""
-    return Pending(_read, (data, limits), deadline, previews=preview)
+class Workbook:
+    """A workbook read in a sandboxed child (``spreadsheet.pieces``): :meth:`shape` first, then
+    :meth:`pieces` of its text as the child builds them, each charged to the budget. Use as a
+    context manager, or :meth:`close` it: a reader whose text is not wanted is killed."""
 
+    def __init__(self, data: bytes, limits: Limits, deadline: float | None = None) -> None:
+        self._pending = Pending(_read, (data, limits), deadline, items=True)
+        self._items = self._pending.items()
 
-def workbook_of(
-    pending: Pending, budget: Budget, *, cells_spent: bool = False
-) -> spreadsheet.Sheets:
-    """The workbook read by ``pending``; its cells (unless a preview's were ``cells_spent``)
-    and its text are charged to ``budget``."""
-    answer: Bulk = pending.result()
-    shell, encoding = answer.value
-    text = answer.payload.decode(encoding, "surrogatepass")
-    sheets: spreadsheet.Sheets = dataclasses.replace(shell, text=text)
-    if not cells_spent:
-        budget.spend_cells(sheets.rows * max(sheets.columns, 1))
-    budget.spend(len(sheets.text))
-    return sheets
+    def shape(self, budget: Budget) -> spreadsheet.Shape:
+        """The workbook's shape; its cells are charged to ``budget``."""
+        shape = next(self._items, None)
+        if not isinstance(shape, spreadsheet.Shape):  # answered without one: cannot be
+            self.close()
+            raise ExtractError("corrupt")
+        budget.spend_cells(shape.rows * max(shape.columns, 1))
+        return shape
+
+    def pieces(self, budget: Budget) -> Iterator[str]:
+        """The text after :meth:`shape`, a piece at a time as it comes (joined, the whole text;
+        ``spreadsheet.pieces``), each charged to ``budget``."""
+        for item in self._items:
+            encoding, payload = item.value, item.payload
+            piece: str = payload.decode(encoding, "surrogatepass")
+            budget.spend(len(piece))
+            yield piece
+        self._pending.result()
+
+    def close(self) -> None:
+        self._pending.close()
+
+    def __enter__(self) -> Workbook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_workbook(data: bytes, budget: Budget, deadline: float | None = None) -> spreadsheet.Sheets:
-    """``spreadsheet.read`` in a sandboxed child; its cells are charged to ``budget``."""
-    with start_workbook(data, budget.limits, deadline) as pending:
-        return workbook_of(pending, budget)
+    """``spreadsheet.read`` in a sandboxed child; its cells and text are charged to ``budget``."""
+    with Workbook(data, budget.limits, deadline) as book:
+        shape = book.shape(budget)
+        text = "".join(book.pieces(budget))
+    return spreadsheet.Sheets(
+        text, shape.sheets, shape.hidden_sheets, shape.rows, shape.columns, shape.names
+    )
 
 
 _held: list[object] = []  # in the child: what it read, left for its exit to free
 
 
-def _read(
-    data: bytes, limits: Limits, preview: Callable[[spreadsheet.Preview], None] | None = None
-) -> Bulk:
-    sheets = spreadsheet.read(data, Budget(limits), preview, _held)
-    encoding, payload = _encoded(sheets.text)
-    return Bulk((dataclasses.replace(sheets, text=""), encoding), payload)
+def _read(data: bytes, limits: Limits, send: Callable[[object], None]) -> None:
+    """In the child: the workbook's shape, then each piece of its text, sent as it is built."""
+    for item in spreadsheet.pieces(data, Budget(limits), _held):
+        send(Bulk(*_encoded(item)) if isinstance(item, str) else item)
 
 
 def _encoded(text: str) -> tuple[str, bytes]:

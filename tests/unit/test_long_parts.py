@@ -143,3 +143,53 @@ def test_chunks_report_offsets_into_the_whole_part(monkeypatch: pytest.MonkeyPat
         RECORDS[150]["id"][:4] + "\u200b" + RECORDS[150]["id"][4:],
         "１３８００１３８０００",
     }
+
+
+def _split(text: str, rng: random.Random, n: int) -> list[str]:
+    """``text`` cut at ``n`` random places (empty pieces too)."""
+    cuts = sorted(rng.randrange(len(text) + 1) for _ in range(n))
+    return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_text_scanned_as_it_arrives_gives_what_the_whole_text_gives(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Cut anywhere, in few pieces or many: the same chunks, the same findings, the same text."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(offsets, "_CHUNK_CHARS", rng.choice([1_000, 5_000, 400_000]))
+    monkeypatch.setattr(offsets, "_FIRST_CHUNK_CHARS", 300)
+    scanner = engine_for(load_policy()).scanner
+    lines = [f"{r['name']}\t{r['id']}\t{r['mobile']}\t{r['address']}" for r in RECORDS[:800]]
+    lines[rng.randrange(800)] = "电话 １３８００１３８０００ 身份证 " + RECORDS[0]["id"]  # folded
+    text = "\n".join(lines) + rng.choice(["", "\n", "\n银行卡号"])
+    pieces = _split(text, rng, rng.choice([1, 5, 300]))
+    assert list(offsets.chunks(offsets.Arriving(pieces))) == list(offsets.chunks(text))
+    whole, found = scanner.scan_arriving("sheet", iter(pieces))
+    assert whole == text
+    assert found == scanner.scan_all([("sheet", text)])
+
+
+def test_the_first_chunks_are_scanned_before_the_last_piece_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The proxy scans what has come while the reader builds the rest (its time overlaps)."""
+    monkeypatch.setattr(offsets, "_CHUNK_CHARS", 5_000)
+    scanner = engine_for(load_policy()).scanner
+    events: list[str] = []
+    real_scan = scanner.scan
+
+    def scan(*args: Any, **kwargs: Any) -> Any:
+        events.append("scan")
+        return real_scan(*args, **kwargs)
+
+    def pieces() -> Any:
+        for piece in _split(TABLE, random.Random(1), 40):
+            events.append("piece")
+            yield piece
+
+    monkeypatch.setattr(scanner, "scan", scan)
+    text, found = scanner.scan_arriving("sheet", pieces())
+    assert text == TABLE and len({f.key for f in found}) >= len(RECORDS)
+    assert events.index("scan") < len(events) - 1 - events[::-1].index("piece")
+    assert events.count("scan") > 10

@@ -132,9 +132,10 @@ def test_findings_near_a_previews_end_wait_for_the_whole_text() -> None:
     assert _sure(found, extraction, margin=100) == [found[0], found[2]]
 
 
-def _previewing(send: object) -> str:
+def _sending(send: object) -> str:
     assert callable(send)
     send("first rows")
+    send(sandbox.Bulk("utf-8", "more rows".encode()))
     return "all rows"
 
 
@@ -143,17 +144,23 @@ def _answering(send: object) -> str:
 
 
 def _failing(send: object) -> str:
+    assert callable(send)
+    send("first rows")
     raise ExtractError("corrupt")
 
 
-def test_a_reader_sends_a_preview_ahead_of_its_answer() -> None:
-    with sandbox.Pending(_previewing, (), None, previews=True) as pending:
-        assert pending.preview() == "first rows"
+def test_a_reader_sends_items_ahead_of_its_answer() -> None:
+    with sandbox.Pending(_sending, (), None, items=True) as pending:
+        first, more = pending.items()
+        assert first == "first rows" and more == ("utf-8", b"more rows")
         assert pending.result() == "all rows"
-    with sandbox.Pending(_answering, (), None, previews=True) as pending:
-        assert pending.preview() is None
+    with sandbox.Pending(_answering, (), None, items=True) as pending:
+        assert list(pending.items()) == []
         assert pending.result() == "all rows"
-    with sandbox.Pending(_previewing, (), None, previews=True) as pending:
-        assert pending.result() == "all rows"  # a preview nobody asked for is skipped
-    with sandbox.Pending(_failing, (), None, previews=True) as pending, pytest.raises(ExtractError):
-        pending.preview()
+    with sandbox.Pending(_sending, (), None, items=True) as pending:
+        assert pending.result() == "all rows"  # items nobody asked for are skipped
+    with sandbox.Pending(_failing, (), None, items=True) as pending:
+        items = pending.items()
+        assert next(items) == "first rows"
+        with pytest.raises(ExtractError):
+            next(items)
