@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from functools import partial
 
 from dlp_addon.errors import ExtractError
-from dlp_addon.extract import archive, biff, document, image, ocr, odf, ooxml, sandbox, spreadsheet
+from dlp_addon.extract import archive, biff, document, image, ocr, odf, ooxml, spreadsheet
 from dlp_addon.extract.collector import Collector
 from dlp_addon.extract.decode import decode_content
 from dlp_addon.extract.encoded_runs import raw_deflate
@@ -106,7 +106,7 @@ class Walker(Collector):
         self.unscannable.append("opaque" if kind == "binary" else kind)
 
     def _workbook(self, location: str, data: bytes, kind: str, depth: int) -> None:
-        """A workbook's cells, read in a sandboxed child while this process reads its package
+        """A workbook's cells, read by a sandboxed reader while this process reads its package
         parts. A lazy walker takes a long workbook's first rows (``spreadsheet.PREVIEW_CHARS``
         of its text) and its shape as a preview and leaves the rest to ``Extraction.rest``:
         when the first rows already make a rule block, the rest is never built nor sent;
@@ -115,7 +115,7 @@ class Walker(Collector):
         (``biff``) are read while the child reads the cells, or, after a preview, while it
         builds the rest of the text (the first rows may make them moot)."""
         lazy = self._lazy
-        book = sandbox.Workbook(data, self.budget.limits, self.deadline)
+        book = spreadsheet.Workbook(data, self.budget.limits, self.deadline)
         xls = kind == "xls"
         try:
             package = _package_parts(data, self.budget, kind) if not xls else None
@@ -316,7 +316,7 @@ def _head(pieces: Iterator[str]) -> tuple[str, bool]:
 
 def _xls_extras(data: bytes, budget: Budget) -> str | ExtractError:
     """``biff.extras`` (comments, names, formula text, other streams), read while the
-    sandboxed child reads the cells and charged to ``budget``; an ``ExtractError`` is
+    sandboxed reader reads the cells and charged to ``budget``; an ``ExtractError`` is
     returned, as by :func:`_package_parts`."""
     try:
         extras = biff.extras(data)
@@ -331,7 +331,7 @@ _Package = tuple[list[tuple[str, bytes]], list[ooxml.File | ooxml.Text]]
 
 def _package_parts(data: bytes, budget: Budget, kind: str) -> _Package | ExtractError:
     """An Office or OpenDocument package's entries and what ``ooxml`` (``odf``) reads in
-    them (a workbook's are read while the sandboxed child reads its cells); an
+    them (a workbook's are read while the sandboxed reader reads its cells); an
     ``ExtractError`` is returned, so that the caller can let the cells' error, if any, come
     first."""
     try:

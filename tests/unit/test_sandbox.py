@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import example, given
@@ -80,7 +82,7 @@ def test_a_child_that_dies_in_the_middle_of_its_payload_is_corrupt_content() -> 
 def test_a_workbook_text_comes_back_as_read(cells: list[str]) -> None:
     """ASCII, Chinese, Latin-1 and characters beyond the BMP cross from the child unchanged."""
     data = files.xlsx([["a", "b", "c"], cells, [1.5, 2.0, "x"]], sheet="表一")
-    sheets = sandbox.read_workbook(data, Budget(Limits()))
+    sheets = spreadsheet.read_in_reader(data, Budget(Limits()))
     assert sheets.text == spreadsheet.read(data, Budget(Limits())).text
     assert sheets.text.splitlines()[1] == "\t".join(cells)
     assert sheets.names == "表一"
@@ -91,5 +93,97 @@ def test_a_workbook_text_comes_back_as_read(cells: list[str]) -> None:
 @example("\ud83d\ude00 two lone surrogates, not one character")
 def test_any_text_crosses_as_it_was(text: str) -> None:
     """Lone surrogates included (calamine gives none, but a text must never change)."""
-    encoding, payload = sandbox._encoded(text)
+    encoding, payload = spreadsheet._encoded(text)
     assert payload.decode(encoding, "surrogatepass") == text
+
+
+# --- readers that read the next workbook too ------------------------------------------------
+
+
+@pytest.fixture
+def forked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Readers forked from this process (as an inspection worker's are), so that what the
+    test sets (idle time, memory kept) is what they have; none left over from other tests."""
+    sandbox.shutdown()
+    monkeypatch.setattr(sandbox, "_context", multiprocessing.get_context("fork"))
+    yield
+    sandbox.shutdown()
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _read_pid(data: bytes) -> tuple[int, str]:
+    with spreadsheet.Workbook(data, Limits()) as book:
+        book.shape(Budget(Limits()))
+        text = "".join(book.pieces(Budget(Limits())))
+    (pid,) = sandbox.idle()
+    return pid, text
+
+
+def test_a_reader_that_answered_reads_the_next_workbook_and_only_that(forked: None) -> None:
+    """The second workbook goes to the same reader, and its text is its own, nothing of the
+    first one's."""
+    first = files.xlsx([["王伟", "110105199001011234"]] * 3000, sheet="客户")
+    second = files.xlsx([["拉杆箱", 199.5], ["登机箱", 299.0]], sheet="商品")
+    pid, text = _read_pid(first)
+    assert pid != os.getpid() and text.count("王伟") == 3000
+    again, text = _read_pid(second)
+    assert again == pid
+    assert text == "拉杆箱\t199.5\n登机箱\t299"
+    assert sandbox.run(_pid) == pid
+
+
+@pytest.mark.parametrize(
+    "how", ["error", "crash", "deadline", "not wanted"], ids=lambda how: how.replace(" ", "-")
+)
+def test_a_reader_that_did_not_answer_in_full_is_never_used_again(forked: None, how: str) -> None:
+    sandbox.run(_pid)
+    (pid,) = sandbox.idle()
+    if how == "error":
+        with pytest.raises(ExtractError):
+            spreadsheet.read_in_reader(b"PK\x03\x04 not a workbook", Budget(Limits()))
+    elif how == "crash":
+        with pytest.raises(ExtractError):
+            sandbox.run(os.abort)
+    elif how == "deadline":
+        with pytest.raises(TimeoutError):
+            sandbox.run(_sleep, deadline=time.monotonic() + 0.5)
+    else:
+        book = spreadsheet.Workbook(files.xlsx([["x"]] * 20_000), Limits())
+        book.shape(Budget(Limits()))
+        book.close()  # an early verdict: the rest is not wanted
+    assert sandbox.idle() == []
+    assert sandbox.run(_pid) != pid
+    deadline = time.monotonic() + 5
+    while pid in {p.pid for p in multiprocessing.active_children()}:
+        assert time.monotonic() < deadline, "the reader is still running"
+        time.sleep(0.05)
+
+
+def test_a_reader_idle_too_long_is_replaced(forked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "IDLE_SECONDS", 5.5)  # taken at most 0.5 s after its answer
+    first = sandbox.run(_pid)
+    assert sandbox.run(_pid) == first
+    time.sleep(0.7)
+    assert sandbox.run(_pid) != first
+
+
+def test_a_reader_left_holding_much_memory_leaves(
+    forked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandbox, "KEEP_BYTES", 1024 * 1024)
+    data = files.xlsx([[f"SKU-{i:06d}", i / 4, "黑色"] for i in range(30_000)])
+    with spreadsheet.Workbook(data, Limits()) as book:
+        book.shape(Budget(Limits()))
+        assert "".join(book.pieces(Budget(Limits()))).count("SKU-") == 30_000
+    assert sandbox.idle() == []  # it said it would leave: not kept
+
+
+def test_idle_readers_are_stopped_on_shutdown(forked: None) -> None:
+    sandbox.run(_pid)
+    (pid,) = sandbox.idle()
+    sandbox.shutdown()
+    assert sandbox.idle() == []
+    assert pid not in {p.pid for p in multiprocessing.active_children()}
