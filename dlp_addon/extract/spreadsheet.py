@@ -129,10 +129,13 @@ _BY_PATH = os.path.isdir("/proc/self/fd") and hasattr(os, "memfd_create")
 
 def memory_file(data: bytes) -> int | None:
     """A memory file holding ``data`` (its descriptor: close it), or ``None`` where the system
-    has none or cannot open one by path."""
+    has none, refuses one (a system-call filter) or cannot open one by path."""
     if not _BY_PATH:
         return None
-    fd = os.memfd_create("workbook", os.MFD_CLOEXEC)
+    try:
+        fd = os.memfd_create("workbook", os.MFD_CLOEXEC)
+    except OSError:
+        return None
     try:
         view = memoryview(data)
         while view:

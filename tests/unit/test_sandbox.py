@@ -187,3 +187,18 @@ def test_idle_readers_are_stopped_on_shutdown(forked: None) -> None:
     sandbox.shutdown()
     assert sandbox.idle() == []
     assert pid not in {p.pid for p in multiprocessing.active_children()}
+
+
+def test_a_system_without_memory_files_sends_the_bytes(
+    forked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A system-call filter that refuses memfd_create costs a copy, not the workbook."""
+
+    def refused(*args: object) -> int:
+        raise PermissionError("Operation not permitted")
+
+    data = files.xlsx([["王伟", "13800138000"], ["李娜", 1.5]], sheet="表一")
+    expected = spreadsheet.read(data, Budget(Limits())).text
+    monkeypatch.setattr(os, "memfd_create", refused)
+    assert spreadsheet.memory_file(data) is None
+    assert spreadsheet.read_in_reader(data, Budget(Limits())).text == expected
