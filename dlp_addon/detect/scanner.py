@@ -249,25 +249,28 @@ class Scanner:
         self, location: str, text: Arriving, deadline: float | None, found: list[Finding]
     ) -> None:
         """One part's findings added to ``found`` (all so far: the checkpoint's, and the
-        timeout's), a chunk at a time (see :meth:`scan_all`)."""
+        timeout's), a chunk at a time (see :meth:`scan_all`). A text that stops coming in
+        time (its reader's deadline) is a timeout of the scan too: what was found may decide."""
         margin = self.window  # characters: at least the window's bytes
-        for first_line, start, end in chunks(text):
-            if deadline is not None and time.monotonic() > deadline:
-                raise ScanTimeout(found)
-            text.reach(end + margin - 1)  # the margin after the chunk, if the text has it
-            if start == 0 and end == text.length:
-                window, window_first, last_line, lo = text.whole(), first_line, -1, 0
-            else:
-                lo, hi = max(0, start - margin), min(text.length, end + margin)
-                window = text.span(lo, hi)
-                window_first = first_line - text.count("\n", lo, start)
-                last_line = first_line + text.count("\n", start, end - 1)
-            try:
+        try:
+            for first_line, start, end in chunks(text):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ScanTimeout(found)
+                text.reach(end + margin - 1)  # the margin after the chunk, if the text has it
+                if start == 0 and end == text.length:
+                    window, window_first, last_line, lo = text.whole(), first_line, -1, 0
+                else:
+                    lo, hi = max(0, start - margin), min(text.length, end + margin)
+                    window = text.span(lo, hi)
+                    window_first = first_line - text.count("\n", lo, start)
+                    last_line = first_line + text.count("\n", start, end - 1)
                 here = self.scan(window, location, deadline, window_first, lo)
-            except TimeoutError as e:
-                raise ScanTimeout(found) from e
-            if last_line >= 0:
-                here = [f for f in here if first_line <= f.line <= last_line]
-            found.extend(here)
-            if text.reach(end):  # more of this part to come: the early verdict may stop it
-                checkpoint(found)
+                if last_line >= 0:
+                    here = [f for f in here if first_line <= f.line <= last_line]
+                found.extend(here)
+                if text.reach(end):  # more of this part to come: the early verdict may stop it
+                    checkpoint(found)
+        except ScanTimeout:
+            raise
+        except TimeoutError as e:
+            raise ScanTimeout(found) from e

@@ -111,8 +111,8 @@ class Walker(Collector):
         of its text) and its shape as a preview and leaves the rest to ``Extraction.rest``:
         when the first rows already make a rule block, the rest is never built nor sent;
         otherwise the rest of the text is handed to the caller's ``Ahead`` as it comes (the
-        pipeline scans one piece while the child builds the next). An xls's other streams
-        (``biff``) are read while the child reads the cells, or, after a preview, while it
+        pipeline scans one piece while the reader builds the next). An xls's other streams
+        (``biff``) are read while the reader reads the cells, or, after a preview, while it
         builds the rest of the text (the first rows may make them moot)."""
         lazy = self._lazy
         book = spreadsheet.Workbook(data, self.budget.limits, self.deadline)
@@ -158,7 +158,7 @@ class Walker(Collector):
         xls: bytes | None,
     ) -> None:
         """The rest of a previewed workbook, handed to the ``Ahead`` as it comes (and an xls's
-        other streams, read first: the child is then still making its cells)."""
+        other streams, read first: the reader is then still making its cells)."""
         extras = _xls_extras(xls, self.budget) if xls is not None else ""
         location = self.reserve(where)
         text = self.ahead(location, itertools.chain((head,), pieces))  # its error first

@@ -1,4 +1,4 @@
-"""Native parsers in a child process with a memory cap and a deadline.
+"""Native parsers in reader processes with a memory cap and a deadline.
 
 python-calamine is fast, but a crafted workbook can make it panic or ask for gigabytes (a
 mutated .xls made it allocate 8 GiB, which aborts the whole process). A request must never take
@@ -62,7 +62,7 @@ def _ctx() -> Any:
 
 
 def prefer_fork() -> None:
-    """Fork children directly, without a fork server: for a process that runs no other
+    """Fork readers directly, without a fork server: for a process that runs no other
     thread (an inspection worker), where forking is safe and a fork server would cost a
     second start-up and its memory."""
     global _context
@@ -263,8 +263,8 @@ class Pending:
             raise ExtractError("corrupt") from e
 
     def _receive(self) -> tuple[str, Any]:
-        """The child's next message; a crash or an abort is ``ExtractError("corrupt")``, the
-        deadline ``TimeoutError`` (the child is then killed)."""
+        """The reader's next message; a crash or an abort is ``ExtractError("corrupt")``, the
+        deadline ``TimeoutError`` (the reader is then killed)."""
         try:
             if not self._parent.poll(max(0.0, self._deadline - time.monotonic())):
                 if self._process.is_alive():
@@ -284,7 +284,7 @@ class Pending:
             raise
 
     def items(self) -> Iterator[Any]:
-        """What the child sends ahead of its answer, in order (the answer is kept for
+        """What the reader sends ahead of its answer, in order (the answer is kept for
         :meth:`result`). Errors as for :meth:`result`; an error answer is raised here."""
         while self._answer is None:
             status, value = self._receive()
@@ -310,7 +310,7 @@ class Pending:
         return value
 
     def _payload(self, size: int) -> bytearray:
-        """The ``size`` bytes the child writes after a bulk answer's frame."""
+        """The ``size`` bytes the reader writes after a bulk answer's frame."""
         buffer = bytearray(size)
         view, done = memoryview(buffer), 0
         while done < size:
@@ -341,7 +341,7 @@ class Pending:
 
 
 def run(func: Callable[..., Any], *args: Any, deadline: float | None = None) -> Any:
-    """``func(*args)`` in a sandboxed child. A crash or an abort is ``ExtractError("corrupt")``,
+    """``func(*args)`` in a sandboxed reader. A crash or an abort is ``ExtractError("corrupt")``,
     running out of memory ``too_large``, the deadline ``TimeoutError``."""
     with Pending(func, args, deadline) as pending:
         return pending.result()

@@ -193,3 +193,21 @@ def test_the_first_chunks_are_scanned_before_the_last_piece_comes(
     assert text == TABLE and len({f.key for f in found}) >= len(RECORDS)
     assert events.index("scan") < len(events) - 1 - events[::-1].index("piece")
     assert events.count("scan") > 10
+
+
+def test_a_text_that_stops_coming_in_time_is_a_timeout_with_what_was_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reader past its deadline: the rows scanned before it still count (and may block by
+    the rule, as for a scan past the deadline)."""
+    monkeypatch.setattr(offsets, "_CHUNK_CHARS", 5_000)
+    scanner = engine_for(load_policy()).scanner
+
+    def pieces() -> Any:
+        yield from _split(TABLE[: len(TABLE) // 2], random.Random(2), 10)
+        raise TimeoutError
+
+    with pytest.raises(ScanTimeout) as stopped:
+        scanner.scan_arriving("sheet", pieces())
+    ids = {f.key for f in stopped.value.partial if f.detector == "cn_resident_id"}
+    assert len(RECORDS) // 4 < len(ids) < len(RECORDS)
