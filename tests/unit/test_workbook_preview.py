@@ -13,6 +13,7 @@ import pytest
 from openpyxl import Workbook
 
 from dlp_addon.decide import load_policy
+from dlp_addon.detect import offsets
 from dlp_addon.detect.findings import Finding
 from dlp_addon.errors import ExtractError
 from dlp_addon.extract import HttpInput, extract_http, sandbox, spreadsheet
@@ -60,19 +61,22 @@ def forked_reader() -> None:
     sandbox.prefer_fork()  # as an inspection process reads workbooks
 
 
+def _no_reader_at_work() -> bool:
+    """Every reader still running is one waiting for a workbook (within 5 s)."""
+    deadline = time.monotonic() + 5
+    while {p.pid for p in multiprocessing.active_children()} - set(sandbox.idle()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_a_blocked_workbook_is_answered_from_its_first_rows_and_its_reader_stopped() -> None:
     data = _xlsx(CUSTOMERS)
     verdict = inspect_http(load_policy(), _upload(data), "taobao-tmall").verdict
     assert verdict.blocks and verdict.rule == "bulk-resident-id" and not verdict.complete
     assert 5 <= verdict.counts["cn_resident_id"] < len(CUSTOMERS)
-    deadline = time.monotonic() + 5
-
-    def at_work() -> set[int | None]:  # readers other than those waiting for a workbook
-        return {p.pid for p in multiprocessing.active_children()} - set(sandbox.idle())
-
-    while at_work() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert at_work() == set()  # no reader left at work
+    assert _no_reader_at_work()
 
 
 def test_the_files_entry_gives_the_whole_shape() -> None:
@@ -168,3 +172,19 @@ def test_a_reader_sends_items_ahead_of_its_answer() -> None:
         assert next(items) == "first rows"
         with pytest.raises(ExtractError):
             next(items)
+
+
+def test_customers_in_the_middle_stop_the_rest_as_it_comes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Benign rows first (past the preview), customers in the middle: the scan of the rows as
+    they come blocks on the customers' first chunks, the counts marked as lower bounds, and
+    the reader is stopped; with the early verdict off, every customer is counted."""
+    monkeypatch.setattr(offsets, "_CHUNK_CHARS", 20_000)
+    monkeypatch.setattr(offsets, "_FIRST_CHUNK_CHARS", 20_000)
+    data = _xlsx(CATALOGUE, CUSTOMERS, CATALOGUE * 5)
+    verdict = inspect_http(load_policy(), _upload(data), "taobao-tmall").verdict
+    assert verdict.blocks and verdict.rule == "bulk-resident-id" and not verdict.complete
+    assert 5 <= verdict.counts["cn_resident_id"] < len(CUSTOMERS)
+    assert _no_reader_at_work()
+    off = dataclasses.replace(load_policy(), early_verdict=False)
+    counts = inspect_http(off, _upload(data), "taobao-tmall").verdict.counts
+    assert counts["cn_resident_id"] == len(CUSTOMERS)
