@@ -273,7 +273,7 @@ def child(path: Path, kind: str, on: bool) -> None:
     sandbox.shutdown()  # a reader that answered in full waits for the next workbook: stop it
     for reader_process in multiprocessing.active_children():  # killed, not waited for: reap it
         reader_process.join(10)
-    reader = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the sandbox child
+    reader = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the reader
     print(json.dumps({"before_mb": before, "peak_mb": status_mb("VmHWM"), "reader_mb": reader}))
 
 
@@ -369,7 +369,7 @@ def main() -> None:
                     f"\npeak RSS inspecting customers.xlsx ({path.stat().st_size / 1e6:.1f} MB), "
                     f"early verdict {'on' if on else 'off'}: {rss['peak_mb']:.0f} MB "
                     f"(RSS before {rss['before_mb']:.0f} MB; fresh process, VmHWM); the "
-                    f"sandboxed reader child's peak: {rss['reader_mb']:.0f} MB"
+                    f"sandboxed reader's peak: {rss['reader_mb']:.0f} MB"
                 )
 
 
